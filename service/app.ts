@@ -1,0 +1,299 @@
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { Logger } from 'pino';
+import type { FlagService } from './flags/flag-service.js';
+import { type Problem, ProblemError, problemResponse, validationProblem } from './http/problem.js';
+import type { ModelRegistry } from './models/model-registry.js';
+import { createPredictionService, MlUnavailableError } from './predictions/prediction-service.js';
+import {
+  BatchResponseSchema,
+  BookingSchema,
+  batchRequestSchema,
+  PredictionSchema,
+  ProblemSchema,
+} from './predictions/schemas.js';
+import type { ServiceMetrics } from './telemetry/service-metrics.js';
+import type { WeatherProvider } from './weather/weather.js';
+
+export interface AppDeps {
+  flags: FlagService;
+  models: ModelRegistry;
+  weather: WeatherProvider;
+  metrics: ServiceMetrics;
+  logger: Logger;
+  limits: { bodyLimitBytes: number; batchMaxBookings: number };
+}
+
+const problemContent = { 'application/problem+json': { schema: ProblemSchema } };
+const problemResponses = {
+  400: { description: 'Invalid body: every bad field, by JSON pointer', content: problemContent },
+  413: { description: 'Body over the size limit', content: problemContent },
+  415: { description: 'Body is not application/json', content: problemContent },
+  503: { description: 'Not ready, or ML failed with ml-fallback-on-error off', content: problemContent },
+};
+
+export function createApp(deps: AppDeps) {
+  const { flags, models, metrics, logger, limits } = deps;
+  const predictions = createPredictionService(deps);
+
+  const reject = (problem: Problem, reason: string, headers?: Record<string, string>) => {
+    metrics.rejectedRequests.add(1, { reason });
+    return problemResponse(problem, headers);
+  };
+
+  const app = new OpenAPIHono({
+    defaultHook: (result) => {
+      if (!result.success) return reject(validationProblem(result.error), 'validation');
+    },
+  });
+
+  app.use('/v1/*', async (c, next) => {
+    if (c.req.method !== 'POST') return next();
+    const type = c.req.header('content-type') ?? '';
+    if (!/^application\/([\w.+-]+\+)?json\s*(;|$)/i.test(type)) {
+      return reject(
+        {
+          type: '/problems/unsupported-media-type',
+          title: 'Unsupported media type',
+          status: 415,
+          detail: `Send the body as application/json (got ${type ? `'${type.slice(0, 100)}'` : 'no content-type'}).`,
+        },
+        'unsupported_media_type',
+        { accept: 'application/json' },
+      );
+    }
+    return next();
+  });
+
+  app.use(
+    '/v1/*',
+    bodyLimit({
+      maxSize: limits.bodyLimitBytes,
+      onError: () =>
+        reject(
+          {
+            type: '/problems/body-too-large',
+            title: 'Request body too large',
+            status: 413,
+            detail: `The body limit is ${limits.bodyLimitBytes} bytes; split the batch.`,
+          },
+          'body_too_large',
+        ),
+    }),
+  );
+
+  const assertReady = () => {
+    if (flags.ready() && models.ready()) return;
+    throw new ProblemError(
+      {
+        type: '/problems/not-ready',
+        title: 'Service not ready',
+        status: 503,
+        detail: 'Flags or the model registry are still loading; retry shortly.',
+      },
+      'not_ready',
+      { 'retry-after': '1' },
+    );
+  };
+
+  const timed = async <T>(endpoint: 'single' | 'batch', work: () => Promise<T>) => {
+    const start = performance.now();
+    try {
+      return await work();
+    } finally {
+      metrics.predictionDuration.record((performance.now() - start) / 1000, { endpoint });
+    }
+  };
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/predictions',
+      summary: 'Predict the delay of one booking',
+      request: { body: { required: true, content: { 'application/json': { schema: BookingSchema } } } },
+      responses: {
+        200: { description: 'The prediction', content: { 'application/json': { schema: PredictionSchema } } },
+        ...problemResponses,
+      },
+    }),
+    async (c) => {
+      assertReady();
+      const [prediction] = await timed('single', () => predictions.predict([c.req.valid('json')], 'single'));
+      return c.json(prediction as z.infer<typeof PredictionSchema>, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/predictions/batch',
+      summary: `Predict up to ${limits.batchMaxBookings} bookings, answered in the same order`,
+      description: 'One invalid booking rejects the whole batch; the problem names its index.',
+      request: {
+        body: {
+          required: true,
+          content: { 'application/json': { schema: batchRequestSchema(limits.batchMaxBookings) } },
+        },
+      },
+      responses: {
+        200: {
+          description: 'Predictions in request order',
+          content: { 'application/json': { schema: BatchResponseSchema } },
+        },
+        ...problemResponses,
+      },
+    }),
+    async (c) => {
+      assertReady();
+      const { bookings } = c.req.valid('json');
+      return c.json({ predictions: await timed('batch', () => predictions.predict(bookings, 'batch')) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/healthz',
+      summary: 'Liveness: the process answers',
+      responses: {
+        200: {
+          description: 'Alive',
+          content: { 'application/json': { schema: z.object({ status: z.literal('ok') }) } },
+        },
+      },
+    }),
+    (c) => c.json({ status: 'ok' as const }, 200),
+  );
+
+  const ReadySchema = z.object({
+    status: z.enum(['ready', 'not_ready']),
+    parts: z.object({ flags: z.enum(['ready', 'not_ready']), models: z.enum(['ready', 'not_ready']) }),
+  });
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/readyz',
+      summary: 'Readiness: flags and the model registry are loaded',
+      responses: {
+        200: { description: 'Ready', content: { 'application/json': { schema: ReadySchema } } },
+        503: {
+          description: 'A part is not ready; it is named',
+          content: { 'application/json': { schema: ReadySchema } },
+        },
+      },
+    }),
+    (c) => {
+      const parts = {
+        flags: flags.ready() ? ('ready' as const) : ('not_ready' as const),
+        models: models.ready() ? ('ready' as const) : ('not_ready' as const),
+      };
+      const ready = parts.flags === 'ready' && parts.models === 'ready';
+      return c.json(
+        { status: ready ? ('ready' as const) : ('not_ready' as const), parts },
+        ready ? 200 : 503,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/flags/status',
+      summary: 'The rollout as this instance sees it',
+      responses: {
+        200: {
+          description: 'Flag source, ML share, model versions, last change',
+          content: {
+            'application/json': {
+              schema: z.object({
+                source: z.record(z.string(), z.union([z.string(), z.number()])),
+                provider_status: z.string(),
+                ml_enabled: z.boolean().nullable(),
+                ml_percentage: z.number().nullable(),
+                model_versions: z.array(z.string()),
+                models_available: z.array(z.string()),
+                split: z.array(z.object({ variant: z.string(), weight: z.number() })).nullable(),
+                last_changed_at: z.string().nullable(),
+                last_error: z.object({ at: z.string(), message: z.string() }).nullable(),
+              }),
+            },
+          },
+        },
+      },
+    }),
+    (c) => c.json({ ...flags.status(), models_available: models.versions() }, 200),
+  );
+
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'Delay prediction service', version: '1.0.0' },
+  });
+
+  app.notFound((c) => {
+    const allowed = allowedMethods(app, c.req.path);
+    if (allowed.length > 0) {
+      return reject(
+        {
+          type: '/problems/method-not-allowed',
+          title: 'Method not allowed',
+          status: 405,
+          detail: `${c.req.method} is not allowed on ${c.req.path}; use ${allowed.join(', ')}.`,
+        },
+        'method_not_allowed',
+        { allow: allowed.join(', ') },
+      );
+    }
+    return reject(
+      {
+        type: '/problems/not-found',
+        title: 'Not found',
+        status: 404,
+        detail: 'No such endpoint; see /openapi.json.',
+      },
+      'not_found',
+    );
+  });
+
+  app.onError((err, c) => {
+    if (err instanceof ProblemError) return reject(err.problem, err.reason, err.headers);
+    if (err instanceof MlUnavailableError) {
+      return reject(
+        {
+          type: '/problems/ml-unavailable',
+          title: 'Model unavailable and fallback disabled',
+          status: 503,
+          detail: `${err.reason} for model ${err.modelVersion}: ${err.message}. The ml-fallback-on-error flag is off.`,
+          fallback_reason: err.reason,
+          model_version: err.modelVersion,
+        },
+        'ml_unavailable',
+      );
+    }
+    if (err instanceof HTTPException && err.status === 400) {
+      return reject(
+        {
+          type: '/problems/malformed-json',
+          title: 'Malformed JSON',
+          status: 400,
+          detail: 'The body is not valid JSON.',
+        },
+        'malformed_json',
+      );
+    }
+    logger.error({ err, method: c.req.method, route: c.req.routePath }, 'unhandled error');
+    return reject(
+      { type: '/problems/internal', title: 'Internal error', status: 500, detail: 'The error was logged.' },
+      'internal',
+    );
+  });
+
+  return app;
+}
+
+function allowedMethods(app: OpenAPIHono, path: string): string[] {
+  const methods = app.routes
+    .filter((r) => r.method !== 'ALL' && r.path === path)
+    .map((r) => r.method.toUpperCase());
+  return [...new Set(methods)];
+}

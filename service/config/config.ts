@@ -1,0 +1,87 @@
+import { z } from 'zod';
+
+/**
+ * The one place that reads the environment. Precedence: typed defaults < environment < explicit options.
+ * Every variable here is listed in the README's configuration table.
+ */
+
+const port = z.coerce.number().int().min(0).max(65_535);
+const positiveInt = z.coerce.number().int().positive();
+const optionalString = z
+  .string()
+  .trim()
+  .transform((value) => (value === '' ? undefined : value))
+  .optional();
+
+const configSchema = z.object({
+  PORT: port.default(8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  FLAGS_FILE: z.string().min(1).default('flagd/flags.json'),
+  FLAGS_POLL_INTERVAL_MS: positiveInt.max(60_000).default(1000),
+  FLAGD_HOST: optionalString,
+  FLAGD_PORT: port.default(8015),
+  MODELS_DIR: z.string().min(1).default('models'),
+  BODY_LIMIT_BYTES: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
+  BATCH_MAX_BOOKINGS: positiveInt.max(10_000).default(1000),
+  METRICS_PORT: port.default(9464),
+  SHUTDOWN_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
+});
+
+export type EnvName = keyof z.input<typeof configSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  flags:
+    | { kind: 'file'; file: string; pollIntervalMs: number }
+    | { kind: 'flagd'; host: string; port: number; pollIntervalMs: number };
+  modelsDir: string;
+  bodyLimitBytes: number;
+  batchMaxBookings: number;
+  metricsPort: number;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { variable: string; message: string }[]) {
+    super(`invalid configuration: ${problems.map((p) => `${p.variable}: ${p.message}`).join('; ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Builds the configuration; throws ConfigError naming every bad variable. */
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Partial<Record<EnvName, string | number>> = {},
+): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = overrides[key as EnvName] ?? env[key];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => ({
+        variable: String(issue.path[0] ?? '?'),
+        message: issue.message,
+      })),
+    );
+  }
+  const c = parsed.data;
+  return {
+    port: c.PORT,
+    host: c.HOST,
+    logLevel: c.LOG_LEVEL,
+    flags: c.FLAGD_HOST
+      ? { kind: 'flagd', host: c.FLAGD_HOST, port: c.FLAGD_PORT, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS }
+      : { kind: 'file', file: c.FLAGS_FILE, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS },
+    modelsDir: c.MODELS_DIR,
+    bodyLimitBytes: c.BODY_LIMIT_BYTES,
+    batchMaxBookings: c.BATCH_MAX_BOOKINGS,
+    metricsPort: c.METRICS_PORT,
+    shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
+  };
+}

@@ -1,0 +1,214 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { resolve } from 'node:path';
+import { FlagdProvider } from '@openfeature/flagd-provider';
+import {
+  type Client,
+  NOOP_PROVIDER,
+  OpenFeature,
+  ProviderEvents,
+  ServerProviderStatus,
+} from '@openfeature/server-sdk';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config.js';
+import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import {
+  FLAG_KEYS,
+  FlagConfigError,
+  HEURISTIC_VARIANT,
+  parseFlagConfig,
+  type RolloutState,
+} from './flag-config.js';
+
+export interface FlagStatus {
+  source: { kind: 'file'; file: string } | { kind: 'flagd'; host: string; port: number };
+  provider_status: string;
+  ml_enabled: boolean | null;
+  ml_percentage: number | null;
+  model_versions: string[];
+  split: { variant: string; weight: number }[] | null;
+  last_changed_at: string | null;
+  last_error: { at: string; message: string } | null;
+}
+
+export interface VariantAssignment {
+  variant: string;
+  /** Set when the flag could not be evaluated and the heuristic was used by default. */
+  error?: string;
+}
+
+/** What the prediction path needs from flags. Implementations never throw from evaluations. */
+export interface FlagService {
+  ready(): boolean;
+  modelVariant(bookingId: string, context?: Record<string, string>): Promise<VariantAssignment>;
+  fallbackOnError(): Promise<boolean>;
+  weatherEnrichment(): Promise<boolean>;
+  status(): FlagStatus;
+  close(): Promise<void>;
+}
+
+export class FlagFileError extends Error {
+  constructor(
+    readonly file: string,
+    reason: string,
+  ) {
+    super(`flag file ${file}: ${reason}`);
+    this.name = 'FlagFileError';
+  }
+}
+
+interface Options {
+  flags: Config['flags'];
+  logger: Logger;
+  metrics: ServiceMetrics;
+}
+
+/**
+ * Flags through OpenFeature and the flagd provider's in-process resolver. In file mode the service also
+ * validates the file itself (strict flagd schema plus this service's rules) on every change, so it can
+ * report the rollout it serves and count refused files; the provider keeps the last configuration it
+ * could parse.
+ */
+export async function startFlagService({ flags, logger, metrics }: Options): Promise<FlagService> {
+  const log = logger.child({ component: 'flags' });
+  const domain = `delay-service-${randomUUID()}`;
+  let rollout: RolloutState | null = null;
+  let lastChangedAt: Date | null = null;
+  let lastError: { at: Date; message: string } | null = null;
+  let lastText: string | null = null;
+  const sourceKind = flags.kind;
+
+  const refuse = (message: string) => {
+    lastError = { at: new Date(), message };
+    metrics.flagConfigErrors.add(1, { source: sourceKind });
+    log.error({ err: message }, 'flag configuration refused; the last good configuration stays in force');
+  };
+
+  let stopWatching = () => {};
+  if (flags.kind === 'file') {
+    const file = resolve(flags.file);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+      rollout = parseFlagConfig(text);
+    } catch (err) {
+      throw new FlagFileError(file, (err as Error).message);
+    }
+    lastText = text;
+    lastChangedAt = new Date();
+    const onChange = () => {
+      let next: string;
+      try {
+        next = readFileSync(file, 'utf8');
+      } catch (err) {
+        refuse(`cannot read ${file}: ${(err as Error).message}`);
+        return;
+      }
+      if (next === lastText) return;
+      try {
+        rollout = parseFlagConfig(next);
+        lastText = next;
+        lastChangedAt = new Date();
+        lastError = null;
+        log.info(
+          { ml_percentage: rollout.mlPercentage, models: rollout.activeModelVersions },
+          'flag file changed',
+        );
+      } catch (err) {
+        lastText = next;
+        refuse(`${file}: ${err instanceof FlagConfigError ? err.message : String(err)}`);
+      }
+    };
+    // Registered before the provider's own watcher: Node shares one stat poller per file, so this interval
+    // also paces the provider's reloads.
+    watchFile(file, { interval: flags.pollIntervalMs, persistent: false }, onChange);
+    stopWatching = () => unwatchFile(file, onChange);
+  }
+
+  const providerLogger = log.child({ component: 'flagd-provider' });
+  const provider = new FlagdProvider(
+    flags.kind === 'file'
+      ? { resolverType: 'in-process', offlineFlagSourcePath: resolve(flags.file) }
+      : { resolverType: 'in-process', host: flags.host, port: flags.port },
+    {
+      error: (...args: unknown[]) => providerLogger.error(args.map(String).join(' ')),
+      warn: (...args: unknown[]) => providerLogger.warn(args.map(String).join(' ')),
+      info: (...args: unknown[]) => providerLogger.info(args.map(String).join(' ')),
+      debug: (...args: unknown[]) => providerLogger.debug(args.map(String).join(' ')),
+    },
+  );
+  const client: Client = OpenFeature.getClient(domain);
+  if (flags.kind === 'flagd') {
+    client.addHandler(ProviderEvents.ConfigurationChanged, (details) => {
+      lastChangedAt = new Date();
+      log.info({ flags_changed: details?.flagsChanged }, 'flag configuration changed on flagd');
+    });
+    client.addHandler(ProviderEvents.Error, (details) => {
+      refuse(`flagd sync error: ${details?.message ?? 'unknown'}`);
+    });
+  }
+  try {
+    await OpenFeature.setProviderAndWait(domain, provider);
+  } catch (err) {
+    stopWatching();
+    const where = flags.kind === 'file' ? resolve(flags.file) : `flagd at ${flags.host}:${flags.port}`;
+    throw new FlagFileError(where, `flag provider did not start: ${(err as Error).message}`);
+  }
+  if (flags.kind === 'flagd') lastChangedAt = new Date();
+
+  const evaluationError = (flag: string, message: string | undefined) => {
+    metrics.flagEvaluationErrors.add(1, { flag });
+    log.warn({ flag, err: message }, 'flag evaluation failed; using the coded default');
+  };
+
+  const booleanFlag = async (key: string, fallback: boolean) => {
+    const details = await client.getBooleanDetails(key, fallback);
+    if (details.errorCode) evaluationError(key, details.errorMessage);
+    return details.value;
+  };
+
+  return {
+    ready: () =>
+      client.providerStatus === ServerProviderStatus.READY ||
+      client.providerStatus === ServerProviderStatus.STALE,
+
+    async modelVariant(bookingId, context = {}) {
+      const details = await client.getStringDetails(FLAG_KEYS.model, HEURISTIC_VARIANT, {
+        ...context,
+        targetingKey: bookingId,
+      });
+      if (details.errorCode) {
+        const message = `${details.errorCode}: ${details.errorMessage ?? ''}`.trim();
+        evaluationError(FLAG_KEYS.model, message);
+        return { variant: HEURISTIC_VARIANT, error: message };
+      }
+      return { variant: details.value };
+    },
+
+    // Fallback on: an outage of the flag source must not turn ML errors into failed predictions.
+    fallbackOnError: () => booleanFlag(FLAG_KEYS.fallbackOnError, true),
+    weatherEnrichment: () => booleanFlag(FLAG_KEYS.weatherEnrichment, false),
+
+    status(): FlagStatus {
+      return {
+        source:
+          flags.kind === 'file'
+            ? { kind: 'file', file: resolve(flags.file) }
+            : { kind: 'flagd', host: flags.host, port: flags.port },
+        provider_status: client.providerStatus,
+        ml_enabled: rollout ? (rollout.mlPercentage === null ? null : rollout.mlPercentage > 0) : null,
+        ml_percentage: rollout?.mlPercentage ?? null,
+        model_versions: rollout?.activeModelVersions ?? [],
+        split: rollout?.split ?? null,
+        last_changed_at: lastChangedAt?.toISOString() ?? null,
+        last_error: lastError ? { at: lastError.at.toISOString(), message: lastError.message } : null,
+      };
+    },
+
+    async close() {
+      stopWatching();
+      await provider.onClose();
+      OpenFeature.setProvider(domain, NOOP_PROVIDER);
+    },
+  };
+}

@@ -1,0 +1,74 @@
+import { serve } from '@hono/node-server';
+import { createApp } from './app.js';
+import { ConfigError, loadConfig } from './config/config.js';
+import { FlagFileError, startFlagService } from './flags/flag-service.js';
+import { loadModelRegistry } from './models/model-registry.js';
+import { createLogger } from './telemetry/logger.js';
+import { startMetricsExporter } from './telemetry/metrics-exporter.js';
+import { createServiceMetrics } from './telemetry/service-metrics.js';
+import { neutralWeatherProvider } from './weather/weather.js';
+
+function fail(message: string): never {
+  process.stderr.write(`delay-prediction: ${message}\n`);
+  process.exit(1);
+}
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig();
+} catch (err) {
+  if (err instanceof ConfigError) fail(err.message);
+  throw err;
+}
+
+const logger = createLogger(config.logLevel);
+const telemetry = await startMetricsExporter({ port: config.metricsPort, host: config.host });
+const metrics = createServiceMetrics(telemetry.meter);
+
+let flags: Awaited<ReturnType<typeof startFlagService>>;
+try {
+  flags = await startFlagService({ flags: config.flags, logger, metrics });
+} catch (err) {
+  if (err instanceof FlagFileError) fail(err.message);
+  throw err;
+}
+const models = await loadModelRegistry({ dir: config.modelsDir });
+logger.info(
+  { flags: flags.status().source, ml_percentage: flags.status().ml_percentage, models: models.versions() },
+  'flags and model registry loaded',
+);
+logger.info(
+  'weather: no OPENWEATHER_API_KEY support in this build; predictions use neutral weather defaults',
+);
+
+const app = createApp({
+  flags,
+  models,
+  weather: neutralWeatherProvider(),
+  metrics,
+  logger,
+  limits: { bodyLimitBytes: config.bodyLimitBytes, batchMaxBookings: config.batchMaxBookings },
+});
+
+const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
+  logger.info({ port: info.port, metrics_port: config.metricsPort }, 'listening');
+});
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'draining in-flight requests');
+  const deadline = setTimeout(() => {
+    logger.error({ timeout_ms: config.shutdownTimeoutMs }, 'drain timed out; exiting');
+    process.exit(1);
+  }, config.shutdownTimeoutMs);
+  deadline.unref();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await flags.close();
+  await telemetry.shutdown();
+  logger.info('stopped');
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));

@@ -1,0 +1,136 @@
+import type { Logger } from 'pino';
+import { bookingFeatures } from '../features/booking-features.js';
+import { HEURISTIC_VARIANT } from '../flags/flag-config.js';
+import type { FlagService } from '../flags/flag-service.js';
+import type { ModelRegistry } from '../models/model-registry.js';
+import { heuristicEstimate, type PointEstimate } from '../predictors/heuristic.js';
+import { confidenceOf, riskLevelOf } from '../predictors/risk.js';
+import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import type { WeatherLookup, WeatherProvider } from '../weather/weather.js';
+import type { Booking, FallbackReason, Prediction } from './schemas.js';
+
+/** ML failed for some bookings and the ml-fallback-on-error flag is off: the request cannot be answered. */
+export class MlUnavailableError extends Error {
+  constructor(
+    readonly reason: FallbackReason,
+    readonly modelVersion: string,
+    detail: string,
+  ) {
+    super(detail);
+    this.name = 'MlUnavailableError';
+  }
+}
+
+export interface PredictionServiceDeps {
+  flags: FlagService;
+  models: ModelRegistry;
+  weather: WeatherProvider;
+  metrics: ServiceMetrics;
+  logger: Logger;
+}
+
+export type Endpoint = 'single' | 'batch';
+
+interface Routed {
+  estimate: PointEstimate;
+  source: 'ml' | 'heuristic';
+  modelVersion: string | null;
+  fallbackReason: FallbackReason | null;
+}
+
+const DISABLED_WEATHER: WeatherLookup = { source: 'disabled', conditions: null };
+
+export function createPredictionService({ flags, models, weather, metrics, logger }: PredictionServiceDeps) {
+  const log = logger.child({ component: 'predictions' });
+
+  /** Scores bookings in order: one flag evaluation per booking, one model call per model version. */
+  async function predict(bookings: Booking[], endpoint: Endpoint): Promise<Prediction[]> {
+    const [assignments, weatherOn] = await Promise.all([
+      Promise.all(
+        bookings.map((b) =>
+          flags.modelVariant(b.booking_id, {
+            priority: b.priority ?? 'standard',
+            ...(b.company_id ? { company_id: b.company_id } : {}),
+          }),
+        ),
+      ),
+      flags.weatherEnrichment(),
+    ]);
+    const lookups = weatherOn ? await Promise.all(bookings.map((b) => weather.lookup(b))) : null;
+    const features = bookings.map((b, i) => bookingFeatures(b, lookups?.[i]?.conditions ?? null));
+
+    const routed: Routed[] = features.map((f, i) => ({
+      estimate: heuristicEstimate(f),
+      source: 'heuristic',
+      modelVersion: null,
+      fallbackReason: assignments[i]?.error ? 'flag_error' : null,
+    }));
+
+    const byVersion = new Map<string, number[]>();
+    assignments.forEach((a, i) => {
+      if (a.variant === HEURISTIC_VARIANT) return;
+      const group = byVersion.get(a.variant);
+      if (group) group.push(i);
+      else byVersion.set(a.variant, [i]);
+    });
+
+    let fallbackAllowed: boolean | undefined;
+    for (const [version, indexes] of byVersion) {
+      const failure = await scoreWithModel(version, indexes);
+      if (!failure) continue;
+      fallbackAllowed ??= await flags.fallbackOnError();
+      if (!fallbackAllowed) throw new MlUnavailableError(failure.reason, version, failure.detail);
+      log.warn(
+        { model_version: version, reason: failure.reason, err: failure.detail, bookings: indexes.length },
+        'ML fell back to the heuristic',
+      );
+      metrics.fallbacks.add(indexes.length, { reason: failure.reason, model_version: version });
+      for (const i of indexes) (routed[i] as Routed).fallbackReason = failure.reason;
+    }
+
+    async function scoreWithModel(version: string, indexes: number[]) {
+      const found = models.lookup(version);
+      if (!found.ok) return { reason: found.reason, detail: found.detail };
+      try {
+        const estimates = await found.model.predict(
+          indexes.map((i) => features[i] as (typeof features)[number]),
+        );
+        indexes.forEach((bookingIndex, k) => {
+          routed[bookingIndex] = {
+            estimate: estimates[k] as PointEstimate,
+            source: 'ml',
+            modelVersion: version,
+            fallbackReason: null,
+          };
+        });
+        return null;
+      } catch (err) {
+        return { reason: 'model_error' as const, detail: (err as Error).message };
+      }
+    }
+
+    return bookings.map((booking, i) => {
+      const r = routed[i] as Routed;
+      const variant = (assignments[i] as { variant: string }).variant;
+      metrics.predictions.add(1, { source: r.source, variant, endpoint });
+      const { delay_minutes, interval, contributing_factors } = r.estimate;
+      return {
+        booking_id: booking.booking_id,
+        delay_minutes,
+        interval,
+        confidence: confidenceOf(interval),
+        risk_level: riskLevelOf(delay_minutes, interval),
+        contributing_factors,
+        source: r.source,
+        fallback_reason: r.fallbackReason,
+        model_version: r.modelVersion,
+        variant,
+        weather: { source: (lookups?.[i] ?? DISABLED_WEATHER).source },
+      };
+    });
+  }
+
+  return { predict };
+}
+
+export type PredictionService = ReturnType<typeof createPredictionService>;

@@ -1,0 +1,94 @@
+import { z } from '@hono/zod-openapi';
+
+/*
+ * The public contract of the prediction API. Compatibility rules, so later fields never break a client:
+ * new request fields are optional, unknown request fields are ignored (not rejected), and response
+ * fields are only ever added.
+ */
+
+const Coordinates = z
+  .object({
+    lat: z.number().min(-90).max(90).openapi({ example: 48.8566 }),
+    lon: z.number().min(-180).max(180).openapi({ example: 2.3522 }),
+  })
+  .openapi('Coordinates');
+
+export const BookingSchema = z
+  .object({
+    booking_id: z.string().min(1).max(128).openapi({ example: 'bk-2026-000123' }),
+    scheduled_at: z.iso.datetime({ offset: true }).openapi({
+      description: 'ISO 8601 with a UTC offset (Z or ±hh:mm)',
+      example: '2026-11-25T08:15:00+01:00',
+    }),
+    pickup: Coordinates,
+    dropoff: Coordinates,
+    company_id: z.string().min(1).max(128).optional(),
+    distance_km: z
+      .number()
+      .min(0)
+      .max(1000)
+      .optional()
+      .openapi({ description: 'Road distance; straight-line distance x 1.3 when absent' }),
+    estimated_duration_min: z.number().positive().max(1440).optional(),
+    driver_active_bookings: z.number().int().min(0).max(100).optional(),
+    priority: z
+      .enum(['standard', 'medical', 'urgent'])
+      .optional()
+      .openapi({ description: 'Default standard' }),
+  })
+  .openapi('Booking');
+
+export type Booking = z.infer<typeof BookingSchema>;
+
+export const weatherSources = ['api', 'cache', 'default', 'disabled'] as const;
+export const fallbackReasons = ['model_unavailable', 'model_error', 'flag_error'] as const;
+export type FallbackReason = (typeof fallbackReasons)[number];
+
+export const PredictionSchema = z
+  .object({
+    booking_id: z.string(),
+    delay_minutes: z.number().min(0),
+    interval: z.object({
+      low: z.number().min(0),
+      high: z.number().min(0),
+      level: z.number().openapi({ description: 'Nominal coverage of [low, high]', example: 0.8 }),
+    }),
+    confidence: z.number().min(0).max(1),
+    risk_level: z.enum(['low', 'medium', 'high']),
+    contributing_factors: z.array(
+      z.object({
+        factor: z.string(),
+        minutes: z.number().openapi({ description: 'Additive contribution to delay_minutes' }),
+      }),
+    ),
+    source: z.enum(['ml', 'heuristic']),
+    fallback_reason: z.enum(fallbackReasons).nullable(),
+    model_version: z.string().nullable(),
+    variant: z.string().openapi({ description: 'delay-model flag variant this booking was assigned' }),
+    weather: z.object({ source: z.enum(weatherSources) }),
+  })
+  .openapi('Prediction');
+
+export type Prediction = z.infer<typeof PredictionSchema>;
+
+export function batchRequestSchema(maxBookings: number) {
+  return z.object({ bookings: z.array(BookingSchema).min(1).max(maxBookings) }).openapi('BatchRequest');
+}
+
+export const BatchResponseSchema = z
+  .object({ predictions: z.array(PredictionSchema) })
+  .openapi('BatchResponse');
+
+export const ProblemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string().optional(),
+    errors: z
+      .array(
+        z.object({ pointer: z.string().openapi({ example: '/bookings/3/pickup/lat' }), detail: z.string() }),
+      )
+      .optional(),
+  })
+  .openapi('Problem');

@@ -1,0 +1,39 @@
+import type { Meter } from '@opentelemetry/api';
+
+/**
+ * The service's own instruments. Attribute values are bounded enumerations or model versions:
+ * never booking ids or raw URLs. Every instrument is listed in docs/metrics.md.
+ */
+export function createServiceMetrics(meter: Meter) {
+  return {
+    predictions: meter.createCounter('delay.predictions', {
+      description: 'Predictions answered, by source (ml|heuristic), variant and endpoint (single|batch)',
+      unit: '{prediction}',
+    }),
+    fallbacks: meter.createCounter('delay.prediction.fallbacks', {
+      description: 'ML-assigned bookings answered by the heuristic, by reason',
+      unit: '{prediction}',
+    }),
+    predictionDuration: meter.createHistogram('delay.prediction.duration', {
+      description: 'Time to answer a prediction request, by endpoint (single|batch)',
+      unit: 's',
+      advice: {
+        explicitBucketBoundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1],
+      },
+    }),
+    rejectedRequests: meter.createCounter('delay.http.rejected_requests', {
+      description: 'Requests answered with a problem document, by reason',
+      unit: '{request}',
+    }),
+    flagConfigErrors: meter.createCounter('delay.flags.config_errors', {
+      description: 'Flag configurations refused (invalid file or sync payload); the last good one stays',
+      unit: '{error}',
+    }),
+    flagEvaluationErrors: meter.createCounter('delay.flags.evaluation_errors', {
+      description: 'Flag evaluations that returned an error and used the coded default, by flag',
+      unit: '{error}',
+    }),
+  };
+}
+
+export type ServiceMetrics = ReturnType<typeof createServiceMetrics>;
