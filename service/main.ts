@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config/config.js';
@@ -64,7 +65,11 @@ async function shutdown(signal: string) {
     process.exit(1);
   }, config.shutdownTimeoutMs);
   deadline.unref();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // Connections that finish their last request sit idle in keep-alive; close them as they go idle.
+  const sweep = setInterval(() => (server as Server).closeIdleConnections(), 50);
+  await closed;
+  clearInterval(sweep);
   await flags.close();
   await telemetry.shutdown();
   logger.info('stopped');

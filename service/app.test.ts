@@ -1,0 +1,336 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { FlagService } from './flags/flag-service.js';
+import type { ModelRegistry } from './models/model-registry.js';
+import { PredictionSchema } from './predictions/schemas.js';
+import type { PointEstimate } from './predictors/heuristic.js';
+import { booking, postJson, testApp } from './test-support/harness.js';
+
+type TestApp = Awaited<ReturnType<typeof testApp>>;
+const apps: TestApp[] = [];
+async function appWith(options: Parameters<typeof testApp>[0] = {}) {
+  const t = await testApp(options);
+  apps.push(t);
+  return t;
+}
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((t) => t.close()));
+});
+
+const bookings = (n: number) =>
+  Array.from({ length: n }, (_, i) => booking({ booking_id: `bk-${i}`, distance_km: i % 30 }));
+
+function registryWith(predict: (n: number) => Promise<PointEstimate[]>): ModelRegistry {
+  return {
+    ready: () => true,
+    versions: () => ['gbt-v1'],
+    lookup: (version) => ({
+      ok: true,
+      model: { version, predict: (features) => predict(features.length) },
+    }),
+  };
+}
+const fixedEstimate: PointEstimate = {
+  delay_minutes: 7.5,
+  interval: { low: 4, high: 12, level: 0.8 },
+  contributing_factors: [{ factor: 'distance', minutes: 3 }],
+};
+
+describe('POST /v1/predictions', () => {
+  it('answers a heuristic prediction in the documented shape', async () => {
+    const { app } = await appWith({ flags: { mlWeight: 0 } });
+    const res = await postJson(
+      app,
+      '/v1/predictions',
+      booking({ driver_active_bookings: 3, priority: 'medical' }),
+    );
+    expect(res.status).toBe(200);
+    const body = PredictionSchema.parse(await res.json());
+    expect(body).toMatchObject({
+      booking_id: 'bk-1',
+      source: 'heuristic',
+      fallback_reason: null,
+      model_version: null,
+      variant: 'heuristic',
+      weather: { source: 'default' },
+    });
+    expect(body.interval.low).toBeLessThanOrEqual(body.delay_minutes);
+    expect(body.interval.high).toBeGreaterThanOrEqual(body.delay_minutes);
+    expect(body.contributing_factors.map((f) => f.factor)).toContain('priority');
+  });
+
+  it('falls back to the heuristic, and says so, when the assigned model is unavailable', async () => {
+    const { app, metricValue } = await appWith({ flags: { mlWeight: 100 } });
+    const res = await postJson(app, '/v1/predictions', booking());
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      source: 'heuristic',
+      fallback_reason: 'model_unavailable',
+      variant: 'gbt-v1',
+      model_version: null,
+    });
+    expect(
+      await metricValue('delay.prediction.fallbacks', {
+        reason: 'model_unavailable',
+        model_version: 'gbt-v1',
+      }),
+    ).toBe(1);
+    expect(await metricValue('delay.predictions', { source: 'heuristic', variant: 'gbt-v1' })).toBe(1);
+  });
+
+  it('answers 503 naming the reason when ML fails and ml-fallback-on-error is off', async () => {
+    const { app, metricValue } = await appWith({ flags: { mlWeight: 100, fallbackOnError: false } });
+    const res = await postJson(app, '/v1/predictions', booking());
+    expect(res.status).toBe(503);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    expect(await res.json()).toMatchObject({ fallback_reason: 'model_unavailable', model_version: 'gbt-v1' });
+    expect(await metricValue('delay.http.rejected_requests', { reason: 'ml_unavailable' })).toBe(1);
+  });
+
+  it('serves a loaded model on its cohort', async () => {
+    const { app } = await appWith({
+      flags: { mlWeight: 100 },
+      deps: { models: registryWith(async (n) => Array(n).fill(fixedEstimate)) },
+    });
+    const body = await (await postJson(app, '/v1/predictions', booking())).json();
+    expect(body).toMatchObject({
+      source: 'ml',
+      model_version: 'gbt-v1',
+      delay_minutes: 7.5,
+      fallback_reason: null,
+    });
+    expect(body.confidence).toBeCloseTo(1 / 1.8, 2);
+  });
+
+  it('falls back with model_error when inference throws', async () => {
+    const { app, metricValue } = await appWith({
+      flags: { mlWeight: 100 },
+      deps: {
+        models: registryWith(async () => {
+          throw new Error('inference failed');
+        }),
+      },
+    });
+    const body = await (await postJson(app, '/v1/predictions', booking())).json();
+    expect(body).toMatchObject({ source: 'heuristic', fallback_reason: 'model_error', variant: 'gbt-v1' });
+    expect(await metricValue('delay.prediction.fallbacks', { reason: 'model_error' })).toBe(1);
+  });
+
+  it('marks weather disabled when the weather-enrichment flag is off', async () => {
+    const { app } = await appWith({ flags: { weatherEnrichment: false } });
+    expect(await (await postJson(app, '/v1/predictions', booking())).json()).toMatchObject({
+      weather: { source: 'disabled' },
+    });
+  });
+
+  it('names every bad field by JSON pointer', async () => {
+    const { app, metricValue } = await appWith();
+    const res = await postJson(app, '/v1/predictions', {
+      booking_id: '',
+      scheduled_at: '2026-11-25T08:15:00',
+      pickup: { lat: 91, lon: 2 },
+      dropoff: { lat: 48, lon: -181 },
+      priority: 'vip',
+      distance_km: 'far',
+    });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    const problem = await res.json();
+    expect(problem).toMatchObject({ type: '/problems/validation', status: 400 });
+    expect(problem.errors.map((e: { pointer: string }) => e.pointer).sort()).toEqual(
+      ['/booking_id', '/distance_km', '/dropoff/lon', '/pickup/lat', '/priority', '/scheduled_at'].sort(),
+    );
+    expect(await metricValue('delay.http.rejected_requests', { reason: 'validation' })).toBe(1);
+    expect(await metricValue('delay.predictions')).toBe(0);
+  });
+
+  it('ignores unknown fields, so clients may send newer ones', async () => {
+    const { app } = await appWith();
+    const res = await postJson(app, '/v1/predictions', booking({ passenger_count: 3 }));
+    expect(res.status).toBe(200);
+  });
+
+  it.each([
+    ['an id over 128 chars', booking({ booking_id: 'x'.repeat(129) }), '/booking_id'],
+    ['a timestamp without an offset', booking({ scheduled_at: '2026-11-25 08:15' }), '/scheduled_at'],
+    ['a negative driver load', booking({ driver_active_bookings: -1 }), '/driver_active_bookings'],
+    ['a fractional driver load', booking({ driver_active_bookings: 1.5 }), '/driver_active_bookings'],
+  ])('rejects %s', async (_name, body, pointer) => {
+    const { app } = await appWith();
+    const res = await postJson(app, '/v1/predictions', body);
+    expect(res.status).toBe(400);
+    expect((await res.json()).errors[0].pointer).toBe(pointer);
+  });
+});
+
+describe('POST /v1/predictions/batch', () => {
+  it('answers in request order, one prediction per booking', async () => {
+    const { app, metricValue } = await appWith({ flags: { mlWeight: 50 } });
+    const input = bookings(200);
+    const res = await postJson(app, '/v1/predictions/batch', { bookings: input });
+    expect(res.status).toBe(200);
+    const { predictions } = await res.json();
+    expect(predictions.map((p: { booking_id: string }) => p.booking_id)).toEqual(
+      input.map((b) => b.booking_id),
+    );
+    const variants = new Set(predictions.map((p: { variant: string }) => p.variant));
+    expect(variants).toEqual(new Set(['heuristic', 'gbt-v1']));
+    expect(await metricValue('delay.predictions', { endpoint: 'batch' })).toBe(200);
+  });
+
+  it('makes one model call per model version for the whole batch', async () => {
+    const calls: number[] = [];
+    const { app } = await appWith({
+      flags: { mlWeight: 50 },
+      deps: {
+        models: registryWith(async (n) => {
+          calls.push(n);
+          return Array(n).fill(fixedEstimate);
+        }),
+      },
+    });
+    const { predictions } = await (
+      await postJson(app, '/v1/predictions/batch', { bookings: bookings(300) })
+    ).json();
+    const onMl = predictions.filter((p: { source: string }) => p.source === 'ml').length;
+    expect(calls).toEqual([onMl]);
+  });
+
+  it('rejects the whole batch when one booking is bad, naming its index', async () => {
+    const { app, metricValue } = await appWith();
+    const input = bookings(5);
+    input[3] = booking({ booking_id: 'bk-3', pickup: { lat: 'north', lon: 2 } });
+    const res = await postJson(app, '/v1/predictions/batch', { bookings: input });
+    expect(res.status).toBe(400);
+    const problem = await res.json();
+    expect(problem.detail).toContain('index 3');
+    expect(problem.errors).toEqual([expect.objectContaining({ pointer: '/bookings/3/pickup/lat' })]);
+    expect(await metricValue('delay.predictions')).toBe(0);
+  });
+
+  it('accepts 1,000 bookings and refuses 1,001 or none', async () => {
+    const { app } = await appWith();
+    expect((await postJson(app, '/v1/predictions/batch', { bookings: bookings(1000) })).status).toBe(200);
+    const tooMany = await postJson(app, '/v1/predictions/batch', { bookings: bookings(1001) });
+    expect(tooMany.status).toBe(400);
+    expect((await tooMany.json()).errors[0].pointer).toBe('/bookings');
+    expect((await postJson(app, '/v1/predictions/batch', { bookings: [] })).status).toBe(400);
+  });
+});
+
+describe('transport errors are problem documents', () => {
+  it('413 over the body limit', async () => {
+    const { app, metricValue } = await appWith({ bodyLimitBytes: 10_000 });
+    const res = await postJson(app, '/v1/predictions/batch', { bookings: bookings(200) });
+    expect(res.status).toBe(413);
+    expect(res.headers.get('content-type')).toBe('application/problem+json');
+    expect(await metricValue('delay.http.rejected_requests', { reason: 'body_too_large' })).toBe(1);
+  });
+
+  it('415 for a body that is not JSON', async () => {
+    const { app } = await appWith();
+    const res = await app.request('/v1/predictions', {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain' },
+      body: JSON.stringify(booking()),
+    });
+    expect(res.status).toBe(415);
+    expect((await res.json()).detail).toContain('text/plain');
+    const none = await app.request('/v1/predictions', { method: 'POST', body: JSON.stringify(booking()) });
+    expect(none.status).toBe(415);
+  });
+
+  it('400 for malformed JSON', async () => {
+    const { app } = await appWith();
+    const res = await postJson(app, '/v1/predictions', '{"booking_id": ');
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ type: '/problems/malformed-json' });
+  });
+
+  it('404 and 405 as JSON, 405 with Allow', async () => {
+    const { app } = await appWith();
+    const missing = await app.request('/v2/nothing');
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get('content-type')).toBe('application/problem+json');
+    const wrongMethod = await app.request('/v1/predictions', { method: 'GET' });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('POST');
+    expect((await app.request('/healthz', { method: 'DELETE' })).headers.get('allow')).toBe('GET');
+  });
+
+  it('500 without a stack trace, and the error counted', async () => {
+    const { app, metricValue } = await appWith({
+      deps: {
+        weather: {
+          lookup: async () => {
+            throw new TypeError('secret internals at /srv/weather.ts:12');
+          },
+        },
+      },
+    });
+    const res = await postJson(app, '/v1/predictions', booking());
+    expect(res.status).toBe(500);
+    const text = await res.text();
+    expect(text).not.toContain('secret internals');
+    expect(text).not.toMatch(/\bat \//);
+    expect(JSON.parse(text)).toMatchObject({ type: '/problems/internal', status: 500 });
+    expect(await metricValue('delay.http.rejected_requests', { reason: 'internal' })).toBe(1);
+  });
+});
+
+describe('health, readiness, flag status, OpenAPI', () => {
+  it('is alive and ready on loaded flags and registry', async () => {
+    const { app } = await appWith();
+    expect(await (await app.request('/healthz')).json()).toEqual({ status: 'ok' });
+    const ready = await app.request('/readyz');
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready', parts: { flags: 'ready', models: 'ready' } });
+  });
+
+  it('is not ready, naming the part, while flags are not loaded; predictions wait', async () => {
+    const { flags: real } = await appWith();
+    const loading: FlagService = { ...real, ready: () => false };
+    const { app } = await appWith({ deps: { flags: loading } });
+    const res = await app.request('/readyz');
+    expect(res.status).toBe(503);
+    expect(await res.json()).toEqual({ status: 'not_ready', parts: { flags: 'not_ready', models: 'ready' } });
+    const prediction = await postJson(app, '/v1/predictions', booking());
+    expect(prediction.status).toBe(503);
+    expect(prediction.headers.get('retry-after')).toBe('1');
+  });
+
+  it('reports the rollout as this instance sees it', async () => {
+    const { app } = await appWith({ flags: { mlWeight: 25 } });
+    const status = await (await app.request('/v1/flags/status')).json();
+    expect(status).toMatchObject({
+      source: { kind: 'file' },
+      provider_status: 'READY',
+      ml_enabled: true,
+      ml_percentage: 25,
+      model_versions: ['gbt-v1'],
+      models_available: [],
+      last_error: null,
+    });
+    expect(Date.parse(status.last_changed_at)).toBeGreaterThan(Date.now() - 60_000);
+  });
+
+  it('serves its OpenAPI document', async () => {
+    const { app } = await appWith();
+    const doc = await (await app.request('/openapi.json')).json();
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining([
+        '/v1/predictions',
+        '/v1/predictions/batch',
+        '/healthz',
+        '/readyz',
+        '/v1/flags/status',
+      ]),
+    );
+    expect(doc.components.schemas.Booking.required).toEqual([
+      'booking_id',
+      'scheduled_at',
+      'pickup',
+      'dropoff',
+    ]);
+  });
+});

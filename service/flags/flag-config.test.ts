@@ -1,0 +1,84 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { flagsDocument } from '../test-support/harness.js';
+import { FlagConfigError, parseFlagConfig } from './flag-config.js';
+
+const parse = (doc: unknown) => parseFlagConfig(JSON.stringify(doc));
+
+describe('parseFlagConfig', () => {
+  it('reads the shipped flags: $schema, ML listed first at 10%', () => {
+    const text = readFileSync('flagd/flags.json', 'utf8');
+    const doc = JSON.parse(text);
+    expect(doc.$schema).toBe('https://flagd.dev/schema/v0/flags.json');
+    const rollout = parseFlagConfig(text);
+    expect(rollout.mlPercentage).toBe(10);
+    expect(rollout.split?.[0]?.variant).not.toBe('heuristic');
+    expect(rollout.activeModelVersions).toHaveLength(1);
+  });
+
+  it('computes the ML share from fractional weights', () => {
+    expect(parse(flagsDocument({ mlWeight: 25 })).mlPercentage).toBe(25);
+    expect(parse(flagsDocument({ mlWeight: 0 }))).toMatchObject({ mlPercentage: 0, activeModelVersions: [] });
+    expect(parse(flagsDocument({ mlWeight: 100 })).activeModelVersions).toEqual(['gbt-v1']);
+  });
+
+  it('reads a disabled flag as no ML, and a static default as all or nothing', () => {
+    const disabled = flagsDocument({ mlWeight: 50 });
+    disabled.flags['delay-model'].state = 'DISABLED';
+    expect(parse(disabled).mlPercentage).toBe(0);
+    const allMl = flagsDocument();
+    allMl.flags['delay-model'].defaultVariant = 'gbt-v1';
+    (allMl.flags['delay-model'] as { targeting?: unknown }).targeting = undefined;
+    expect(parse(allMl)).toMatchObject({ mlPercentage: 100, activeModelVersions: ['gbt-v1'] });
+  });
+
+  it('reports an unknown share for targeting that is not a plain split', () => {
+    const doc = flagsDocument();
+    (doc.flags['delay-model'] as { targeting: unknown }).targeting = {
+      if: [{ '==': [{ var: 'priority' }, 'medical'] }, 'heuristic', 'gbt-v1'],
+    };
+    expect(parse(doc)).toMatchObject({ mlPercentage: null, split: null, activeModelVersions: ['gbt-v1'] });
+  });
+
+  it.each([
+    ['not JSON', '{"flags": {', /not valid JSON/],
+    ['a schema violation', JSON.stringify({ flags: { 'delay-model': { state: 'ON' } } }), /flagd's schema/],
+    [
+      'a default variant that does not exist',
+      JSON.stringify({
+        ...flagsDocument(),
+        flags: {
+          ...flagsDocument().flags,
+          'weather-enrichment': { state: 'ENABLED', variants: { on: true }, defaultVariant: 'off' },
+        },
+      }),
+      /flagd's schema/,
+    ],
+  ])('refuses %s', (_name, text, message) => {
+    expect(() => parseFlagConfig(text)).toThrow(FlagConfigError);
+    expect(() => parseFlagConfig(text)).toThrow(message);
+  });
+
+  it('refuses files this service cannot route with', () => {
+    const noHeuristic = flagsDocument();
+    noHeuristic.flags['delay-model'].variants = { 'gbt-v1': 'gbt-v1' } as never;
+    noHeuristic.flags['delay-model'].defaultVariant = 'gbt-v1';
+    noHeuristic.flags['delay-model'].targeting = { fractional: [['gbt-v1', 100]] };
+    expect(() => parse(noHeuristic)).toThrow(/needs a 'heuristic' variant/);
+
+    const missing = flagsDocument() as { flags: Record<string, unknown> };
+    delete missing.flags['weather-enrichment'];
+    expect(() => parse(missing)).toThrow(/'weather-enrichment' is missing/);
+
+    const mismatched = flagsDocument();
+    mismatched.flags['delay-model'].variants = { heuristic: 'heuristic', 'gbt-v1': 'gbt-v2' } as never;
+    expect(() => parse(mismatched)).toThrow(/must have the value 'gbt-v1'/);
+
+    const unknownBucket = flagsDocument();
+    unknownBucket.flags['delay-model'].targeting.fractional = [
+      ['gbt-v9', 10],
+      ['heuristic', 90],
+    ];
+    expect(() => parse(unknownBucket)).toThrow(/not one of its variants/);
+  });
+});

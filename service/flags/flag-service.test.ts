@@ -1,0 +1,149 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  eventually,
+  flagServiceOn,
+  flagsDocument,
+  silentLogger,
+  tempDir,
+  testMetrics,
+  writeFlags,
+} from '../test-support/harness.js';
+import { FlagFileError, type FlagService, startFlagService } from './flag-service.js';
+
+function brokenDefault() {
+  const doc = flagsDocument({ mlWeight: 0 });
+  doc.flags['weather-enrichment'].defaultVariant = 'missing';
+  return doc;
+}
+
+const ids = Array.from({ length: 10_000 }, (_, i) => `booking-${i}`);
+const open: FlagService[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((f) => f.close()));
+});
+
+async function started(...args: Parameters<typeof flagServiceOn>) {
+  const result = await flagServiceOn(...args);
+  open.push(result.flags);
+  return result;
+}
+
+async function mlCohort(flags: FlagService) {
+  const variants = await Promise.all(ids.map((id) => flags.modelVariant(id)));
+  return new Set(ids.filter((_, i) => variants[i]?.variant !== 'heuristic'));
+}
+
+describe('fractional routing on the booking id', () => {
+  it('sends 10 ± 1% of 10,000 bookings to ML at 10%', async () => {
+    const { flags } = await started({ mlWeight: 10 });
+    const share = (await mlCohort(flags)).size / ids.length;
+    expect(share).toBeGreaterThanOrEqual(0.09);
+    expect(share).toBeLessThanOrEqual(0.11);
+  });
+
+  it('gives the same booking the same variant every time, in every instance', async () => {
+    const a = await started({ mlWeight: 50 });
+    const b = await started({ mlWeight: 50 });
+    const sample = ids.slice(0, 500);
+    const first = await Promise.all(sample.map((id) => a.flags.modelVariant(id)));
+    const again = await Promise.all(sample.map((id) => a.flags.modelVariant(id)));
+    const other = await Promise.all(sample.map((id) => b.flags.modelVariant(id)));
+    expect(again).toEqual(first);
+    expect(other).toEqual(first);
+    expect(new Set(first.map((v) => v.variant))).toEqual(new Set(['heuristic', 'gbt-v1']));
+  });
+
+  it('keeps every booking of the 10% cohort on ML when the rollout rises to 25%', async () => {
+    const at10 = await mlCohort((await started({ mlWeight: 10 })).flags);
+    const at25 = await mlCohort((await started({ mlWeight: 25 })).flags);
+    expect(at25.size / ids.length).toBeGreaterThan(0.23);
+    expect(at25.size / ids.length).toBeLessThan(0.27);
+    expect([...at10].filter((id) => !at25.has(id))).toEqual([]);
+  });
+});
+
+describe('flag file changes while running', () => {
+  it('applies a new valid file and reports when it changed', async () => {
+    const { flags, file } = await started({ mlWeight: 10 });
+    const before = flags.status();
+    expect(before).toMatchObject({
+      ml_enabled: true,
+      ml_percentage: 10,
+      model_versions: ['gbt-v1'],
+      last_error: null,
+    });
+
+    writeFlags(file, flagsDocument({ mlWeight: 0 }));
+    const after = await eventually(
+      () => flags.status(),
+      (s) => s.ml_percentage === 0,
+    );
+    expect(after.ml_enabled).toBe(false);
+    expect(Date.parse(after.last_changed_at as string)).toBeGreaterThan(
+      Date.parse(before.last_changed_at as string),
+    );
+    // The provider reloads on the same poll: routing follows the file.
+    const cohort = await eventually(
+      () => mlCohort(flags),
+      (c) => c.size === 0,
+    );
+    expect(cohort.size).toBe(0);
+  });
+
+  it.each([
+    ['truncated JSON', '{"flags": {"delay-model": '],
+    ['a flag whose default variant does not exist', brokenDefault()],
+  ])('keeps the last good configuration on %s, logs and counts it', async (_name, bad) => {
+    const m = testMetrics();
+    const { flags, file } = await started({ mlWeight: 100 }, m.metrics);
+    expect((await flags.modelVariant('booking-1')).variant).toBe('gbt-v1');
+
+    writeFlags(file, bad);
+    const status = await eventually(
+      () => flags.status(),
+      (s) => s.last_error !== null,
+    );
+    expect(status.last_error?.message).toContain(file);
+    expect(status.ml_percentage).toBe(100);
+    expect(await m.value('delay.flags.config_errors', { source: 'file' })).toBe(1);
+    // Several polls later the provider still routes with the last good file.
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await flags.modelVariant('booking-1')).variant).toBe('gbt-v1');
+    expect(flags.ready()).toBe(true);
+
+    writeFlags(file, flagsDocument({ mlWeight: 0 }));
+    const recovered = await eventually(
+      () => flags.status(),
+      (s) => s.ml_percentage === 0,
+    );
+    expect(recovered.last_error).toBeNull();
+  });
+});
+
+describe('flag service at start', () => {
+  it('names the file and the reason when the file is invalid', async () => {
+    const file = join(tempDir(), 'flags.json');
+    writeFlags(file, '{"flags": 1}');
+    const start = startFlagService({
+      flags: { kind: 'file', file, pollIntervalMs: 50 },
+      logger: silentLogger,
+      metrics: testMetrics().metrics,
+    });
+    await expect(start).rejects.toThrow(FlagFileError);
+    await expect(start).rejects.toThrow(
+      `flag file ${file}: rejected by flagd's schema: /flags must be object`,
+    );
+  });
+
+  it('names the file when it does not exist', async () => {
+    const file = join(tempDir(), 'absent.json');
+    await expect(
+      startFlagService({
+        flags: { kind: 'file', file, pollIntervalMs: 50 },
+        logger: silentLogger,
+        metrics: testMetrics().metrics,
+      }),
+    ).rejects.toThrow(`flag file ${file}: ENOENT`);
+  });
+});

@@ -1,0 +1,87 @@
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { booking, flagsDocument, tempDir, writeFlags } from './test-support/harness.js';
+import { type ServiceProcess, startService, waitForReady } from './test-support/process.js';
+
+const running: ServiceProcess[] = [];
+async function start(env: Record<string, string> = {}) {
+  const service = await startService(env);
+  running.push(service);
+  return service;
+}
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.stop('SIGKILL')));
+});
+
+describe('the service as a process', () => {
+  it('starts on embedded defaults, predicts, exposes metrics, and exits 0 on SIGTERM', async () => {
+    const service = await start();
+    await waitForReady(service);
+    const res = await fetch(`http://127.0.0.1:${service.port}/v1/predictions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(booking()),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ booking_id: 'bk-1', weather: { source: 'default' } });
+    const metrics = await (await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`)).text();
+    expect(metrics).toMatch(/delay_predictions_total\{[^}]*endpoint="single"[^}]*\} 1/);
+    expect(await service.stop('SIGTERM')).toBe(0);
+    expect(service.output()).toContain('"msg":"stopped"');
+  });
+
+  it('drains a request in flight when SIGTERM arrives', async () => {
+    const service = await start();
+    await waitForReady(service);
+    const body = JSON.stringify({
+      bookings: Array.from({ length: 50 }, (_, i) => booking({ booking_id: `b${i}` })),
+    });
+    const half = Math.floor(body.length / 2);
+    const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: service.port,
+          path: '/v1/predictions/batch',
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (d) => {
+            text += d;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.write(body.slice(0, half));
+      // The request is on the wire, half sent, when the signal arrives; the rest follows later.
+      setTimeout(() => {
+        service.child.kill('SIGTERM');
+        setTimeout(() => req.end(body.slice(half)), 300);
+      }, 200);
+    });
+    const answered = await response;
+    expect(answered.status).toBe(200);
+    expect(JSON.parse(answered.body).predictions).toHaveLength(50);
+    expect(await service.exited).toBe(0);
+  });
+
+  it('exits non-zero naming a bad variable', async () => {
+    const service = await start({ PORT: 'eighty', BATCH_MAX_BOOKINGS: '0' });
+    expect(await service.exited).toBe(1);
+    expect(service.output()).toMatch(/PORT: .*BATCH_MAX_BOOKINGS: |BATCH_MAX_BOOKINGS: .*PORT: /);
+  });
+
+  it('exits non-zero naming an invalid flag file and why', async () => {
+    const file = join(tempDir(), 'flags.json');
+    const doc = flagsDocument();
+    (doc.flags as Record<string, unknown>)['delay-model'] = undefined;
+    writeFlags(file, doc);
+    const service = await start({ FLAGS_FILE: file });
+    expect(await service.exited).toBe(1);
+    expect(service.output()).toContain(`flag file ${file}: flag 'delay-model' is missing`);
+  });
+});
