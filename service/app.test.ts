@@ -226,6 +226,37 @@ describe('transport errors are problem documents', () => {
     expect(await metricValue('delay.http.rejected_requests', { reason: 'body_too_large' })).toBe(1);
   });
 
+  it('413 for a chunked body that grows past the limit', async () => {
+    const { app } = await appWith({ bodyLimitBytes: 10_000 });
+    const chunk = new TextEncoder().encode(JSON.stringify({ bookings: bookings(100) }));
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.enqueue(chunk);
+        controller.close();
+      },
+    });
+    const res = await app.request('/v1/predictions/batch', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(413);
+    const small = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(JSON.stringify(booking())));
+        controller.close();
+      },
+    });
+    const ok = await app.request('/v1/predictions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      body: small,
+      duplex: 'half',
+    } as RequestInit);
+    expect(ok.status).toBe(200);
+  });
+
   it('415 for a body that is not JSON', async () => {
     const { app } = await appWith();
     const res = await app.request('/v1/predictions', {

@@ -1,8 +1,8 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
-import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import type { Logger } from 'pino';
 import type { FlagService } from './flags/flag-service.js';
+import { bodyLimit } from './http/body-limit.js';
 import { type Problem, ProblemError, problemResponse, validationProblem } from './http/problem.js';
 import type { ModelRegistry } from './models/model-registry.js';
 import { createPredictionService, MlUnavailableError } from './predictions/prediction-service.js';
@@ -69,8 +69,8 @@ export function createApp(deps: AppDeps) {
   app.use(
     '/v1/*',
     bodyLimit({
-      maxSize: limits.bodyLimitBytes,
-      onError: () =>
+      maxBytes: limits.bodyLimitBytes,
+      onTooLarge: () =>
         reject(
           {
             type: '/problems/body-too-large',

@@ -147,3 +147,18 @@ describe('flag service at start', () => {
     ).rejects.toThrow(`flag file ${file}: ENOENT`);
   });
 });
+
+describe('global switches', () => {
+  it('follow the file: weather-enrichment and ml-fallback-on-error are re-read on change', async () => {
+    const { flags, file } = await started({ weatherEnrichment: true, fallbackOnError: true });
+    expect(flags.weatherEnrichment()).toBe(true);
+    expect(flags.fallbackOnError()).toBe(true);
+    writeFlags(file, flagsDocument({ weatherEnrichment: false, fallbackOnError: false }));
+    await eventually(
+      () => flags.weatherEnrichment(),
+      (on) => !on,
+    );
+    expect(flags.weatherEnrichment()).toBe(false);
+    expect(flags.fallbackOnError()).toBe(false);
+  });
+});

@@ -41,8 +41,9 @@ export interface VariantAssignment {
 export interface FlagService {
   ready(): boolean;
   modelVariant(bookingId: string, context?: Record<string, string>): Promise<VariantAssignment>;
-  fallbackOnError(): Promise<boolean>;
-  weatherEnrichment(): Promise<boolean>;
+  /** Global switches: evaluated when the configuration changes, read without cost on the hot path. */
+  fallbackOnError(): boolean;
+  weatherEnrichment(): boolean;
   status(): FlagStatus;
   close(): Promise<void>;
 }
@@ -166,6 +167,16 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     if (details.errorCode) evaluationError(key, details.errorMessage);
     return details.value;
   };
+  // Coded defaults, used only if an evaluation fails: fallback on, because an outage of the flag source must
+  // not turn ML errors into failed predictions; weather off, because it spends a paid API budget.
+  const switches = { fallbackOnError: true, weatherEnrichment: false };
+  const refreshSwitches = async () => {
+    switches.fallbackOnError = await booleanFlag(FLAG_KEYS.fallbackOnError, true);
+    switches.weatherEnrichment = await booleanFlag(FLAG_KEYS.weatherEnrichment, false);
+  };
+  await refreshSwitches();
+  client.addHandler(ProviderEvents.ConfigurationChanged, () => void refreshSwitches());
+  client.addHandler(ProviderEvents.Ready, () => void refreshSwitches());
 
   return {
     ready: () =>
@@ -185,9 +196,8 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
       return { variant: details.value };
     },
 
-    // Fallback on: an outage of the flag source must not turn ML errors into failed predictions.
-    fallbackOnError: () => booleanFlag(FLAG_KEYS.fallbackOnError, true),
-    weatherEnrichment: () => booleanFlag(FLAG_KEYS.weatherEnrichment, false),
+    fallbackOnError: () => switches.fallbackOnError,
+    weatherEnrichment: () => switches.weatherEnrichment,
 
     status(): FlagStatus {
       return {

@@ -45,18 +45,17 @@ export function createPredictionService({ flags, models, weather, metrics, logge
 
   /** Scores bookings in order: one flag evaluation per booking, one model call per model version. */
   async function predict(bookings: Booking[], endpoint: Endpoint): Promise<Prediction[]> {
-    const [assignments, weatherOn] = await Promise.all([
-      Promise.all(
-        bookings.map((b) =>
-          flags.modelVariant(b.booking_id, {
-            priority: b.priority ?? 'standard',
-            ...(b.company_id ? { company_id: b.company_id } : {}),
-          }),
-        ),
+    const assignments = await Promise.all(
+      bookings.map((b) =>
+        flags.modelVariant(b.booking_id, {
+          priority: b.priority ?? 'standard',
+          ...(b.company_id ? { company_id: b.company_id } : {}),
+        }),
       ),
-      flags.weatherEnrichment(),
-    ]);
-    const lookups = weatherOn ? await Promise.all(bookings.map((b) => weather.lookup(b))) : null;
+    );
+    const lookups = flags.weatherEnrichment()
+      ? await Promise.all(bookings.map((b) => weather.lookup(b)))
+      : null;
     const features = bookings.map((b, i) => bookingFeatures(b, lookups?.[i]?.conditions ?? null));
 
     const routed: Routed[] = features.map((f, i) => ({
@@ -74,12 +73,10 @@ export function createPredictionService({ flags, models, weather, metrics, logge
       else byVersion.set(a.variant, [i]);
     });
 
-    let fallbackAllowed: boolean | undefined;
     for (const [version, indexes] of byVersion) {
       const failure = await scoreWithModel(version, indexes);
       if (!failure) continue;
-      fallbackAllowed ??= await flags.fallbackOnError();
-      if (!fallbackAllowed) throw new MlUnavailableError(failure.reason, version, failure.detail);
+      if (!flags.fallbackOnError()) throw new MlUnavailableError(failure.reason, version, failure.detail);
       log.warn(
         { model_version: version, reason: failure.reason, err: failure.detail, bookings: indexes.length },
         'ML fell back to the heuristic',
