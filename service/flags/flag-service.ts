@@ -170,7 +170,9 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
   // Coded defaults, used only if an evaluation fails: fallback on, because an outage of the flag source must
   // not turn ML errors into failed predictions; weather off, because it spends a paid API budget.
   const switches = { fallbackOnError: true, weatherEnrichment: false };
+  let closed = false;
   const refreshSwitches = async () => {
+    if (closed) return;
     switches.fallbackOnError = await booleanFlag(FLAG_KEYS.fallbackOnError, true);
     switches.weatherEnrichment = await booleanFlag(FLAG_KEYS.weatherEnrichment, false);
   };
@@ -216,6 +218,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     },
 
     async close() {
+      closed = true;
       stopWatching();
       await provider.onClose();
       OpenFeature.setProvider(domain, NOOP_PROVIDER);
