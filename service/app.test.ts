@@ -32,7 +32,7 @@ function registryWith(predict: (n: number) => Promise<PointEstimate[]>): ModelRe
 const fixedEstimate: PointEstimate = {
   delay_minutes: 7.5,
   interval: { low: 4, high: 12, level: 0.8 },
-  contributing_factors: [{ factor: 'distance', minutes: 3 }],
+  contributing_factors: [{ factor: 'distance', minutes: 3, label: 'distance: +3.0 min' }],
 };
 
 describe('POST /v1/predictions', () => {
@@ -159,6 +159,55 @@ describe('POST /v1/predictions', () => {
     const res = await postJson(app, '/v1/predictions', body);
     expect(res.status).toBe(400);
     expect((await res.json()).errors[0].pointer).toBe(pointer);
+  });
+});
+
+describe('with the committed ONNX model', () => {
+  async function realModelApp(mlWeight: number) {
+    const { createModelRegistry } = await import('./models/model-registry.js');
+    const { loadOnnxModel } = await import('./models/onnx-model.js');
+    const { silentLogger, testMetrics } = await import('./test-support/harness.js');
+    const models = createModelRegistry({
+      dir: 'models',
+      load: loadOnnxModel,
+      logger: silentLogger,
+      metrics: testMetrics().metrics,
+    });
+    await models.preload(['gbt-v1']);
+    return appWith({ flags: { mlWeight }, deps: { models } });
+  }
+
+  it('serves ML predictions with an ordered interval and readable contributions', async () => {
+    const { app } = await realModelApp(100);
+    const res = await postJson(
+      app,
+      '/v1/predictions',
+      booking({ driver_active_bookings: 4, distance_km: 12 }),
+    );
+    const body = PredictionSchema.parse(await res.json());
+    expect(body).toMatchObject({
+      source: 'ml',
+      model_version: 'gbt-v1',
+      variant: 'gbt-v1',
+      fallback_reason: null,
+    });
+    expect(body.interval.low).toBeLessThanOrEqual(body.delay_minutes);
+    expect(body.delay_minutes).toBeLessThanOrEqual(body.interval.high);
+    expect(body.contributing_factors).toHaveLength(5);
+    expect(body.contributing_factors.map((f) => f.factor)).toContain('driver_active_bookings');
+    expect(body.contributing_factors[0]?.label).toMatch(/min$/);
+  });
+
+  it('scores a batch of 1,000 in request order, ML and heuristic side by side', async () => {
+    const { app } = await realModelApp(50);
+    const input = bookings(1000);
+    const { predictions } = await (await postJson(app, '/v1/predictions/batch', { bookings: input })).json();
+    expect(predictions.map((p: { booking_id: string }) => p.booking_id)).toEqual(
+      input.map((b) => b.booking_id),
+    );
+    const sources = predictions.map((p: { source: string }) => p.source);
+    expect(sources.filter((s: string) => s === 'ml').length).toBeGreaterThan(400);
+    expect(sources.filter((s: string) => s === 'heuristic').length).toBeGreaterThan(400);
   });
 });
 
@@ -320,7 +369,7 @@ describe('health, readiness, flag status, OpenAPI', () => {
       ml_enabled: true,
       ml_percentage: 25,
       model_versions: ['gbt-v1'],
-      models_available: [],
+      models_loaded: [],
       last_error: null,
     });
     expect(Date.parse(status.last_changed_at)).toBeGreaterThan(Date.now() - 60_000);

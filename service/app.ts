@@ -212,7 +212,8 @@ export function createApp(deps: AppDeps) {
                 ml_enabled: z.boolean().nullable(),
                 ml_percentage: z.number().nullable(),
                 model_versions: z.array(z.string()),
-                models_available: z.array(z.string()),
+                model_variants: z.array(z.string()).nullable(),
+                models_loaded: z.array(z.string()),
                 split: z.array(z.object({ variant: z.string(), weight: z.number() })).nullable(),
                 last_changed_at: z.string().nullable(),
                 last_error: z.object({ at: z.string(), message: z.string() }).nullable(),
@@ -222,7 +223,7 @@ export function createApp(deps: AppDeps) {
         },
       },
     }),
-    (c) => c.json({ ...flags.status(), models_available: models.versions() }, 200),
+    (c) => c.json({ ...flags.status(), models_loaded: models.versions() }, 200),
   );
 
   app.doc31('/openapi.json', {

@@ -3,7 +3,8 @@ import { serve } from '@hono/node-server';
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config/config.js';
 import { FlagFileError, startFlagService } from './flags/flag-service.js';
-import { loadModelRegistry } from './models/model-registry.js';
+import { createModelRegistry } from './models/model-registry.js';
+import { loadOnnxModel } from './models/onnx-model.js';
 import { createLogger } from './telemetry/logger.js';
 import { startMetricsExporter } from './telemetry/metrics-exporter.js';
 import { createServiceMetrics } from './telemetry/service-metrics.js';
@@ -33,7 +34,12 @@ try {
   if (err instanceof FlagFileError) fail(err.message);
   throw err;
 }
-const models = await loadModelRegistry({ dir: config.modelsDir });
+const models = createModelRegistry({ dir: config.modelsDir, load: loadOnnxModel, logger, metrics });
+// The versions the flag names are loaded before traffic; in flagd mode the flag's variants are not known
+// here, and each version loads on the first booking routed to it.
+const declaredModels = () => flags.status().model_variants ?? [];
+await models.preload(declaredModels());
+flags.onChange(() => void models.preload(declaredModels()));
 logger.info(
   { flags: flags.status().source, ml_percentage: flags.status().ml_percentage, models: models.versions() },
   'flags and model registry loaded',

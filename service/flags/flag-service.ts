@@ -26,6 +26,8 @@ export interface FlagStatus {
   ml_enabled: boolean | null;
   ml_percentage: number | null;
   model_versions: string[];
+  /** Every model variant the flag declares, serving traffic or not (null when the source does not tell). */
+  model_variants: string[] | null;
   split: { variant: string; weight: number }[] | null;
   last_changed_at: string | null;
   last_error: { at: string; message: string } | null;
@@ -45,6 +47,8 @@ export interface FlagService {
   fallbackOnError(): boolean;
   weatherEnrichment(): boolean;
   status(): FlagStatus;
+  /** Called after the flag configuration changed (file reloaded or flagd pushed a change). */
+  onChange(listener: () => void): void;
   close(): Promise<void>;
 }
 
@@ -78,6 +82,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
   let lastError: { at: Date; message: string } | null = null;
   let lastText: string | null = null;
   const sourceKind = flags.kind;
+  const listeners: (() => void)[] = [];
 
   const refuse = (message: string) => {
     lastError = { at: new Date(), message };
@@ -177,7 +182,10 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     switches.weatherEnrichment = await booleanFlag(FLAG_KEYS.weatherEnrichment, false);
   };
   await refreshSwitches();
-  client.addHandler(ProviderEvents.ConfigurationChanged, () => void refreshSwitches());
+  client.addHandler(ProviderEvents.ConfigurationChanged, () => {
+    void refreshSwitches();
+    for (const listener of listeners) listener();
+  });
   client.addHandler(ProviderEvents.Ready, () => void refreshSwitches());
 
   return {
@@ -211,10 +219,15 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
         ml_enabled: rollout ? (rollout.mlPercentage === null ? null : rollout.mlPercentage > 0) : null,
         ml_percentage: rollout?.mlPercentage ?? null,
         model_versions: rollout?.activeModelVersions ?? [],
+        model_variants: rollout?.modelVariants ?? null,
         split: rollout?.split ?? null,
         last_changed_at: lastChangedAt?.toISOString() ?? null,
         last_error: lastError ? { at: lastError.at.toISOString(), message: lastError.message } : null,
       };
+    },
+
+    onChange(listener) {
+      listeners.push(listener);
     },
 
     async close() {

@@ -1,7 +1,8 @@
-import { readdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import type { Logger } from 'pino';
 import type { BookingFeatures } from '../features/booking-features.js';
 import type { PointEstimate } from '../predictors/heuristic.js';
+import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 
 /** A loaded model version, able to score many bookings in one call. */
 export interface ModelPredictor {
@@ -15,40 +16,73 @@ export type ModelLookup =
 
 export interface ModelRegistry {
   ready(): boolean;
-  /** Versions whose artifacts were found in the models folder. */
+  /** Versions loaded and serving. */
   versions(): string[];
   lookup(version: string): ModelLookup;
 }
 
+type Slot =
+  | { state: 'loading' }
+  | { state: 'loaded'; model: ModelPredictor }
+  | { state: 'failed'; error: string; at: number };
+
+export interface RegistryOptions {
+  dir: string;
+  load: (dir: string, version: string) => Promise<ModelPredictor>;
+  logger: Logger;
+  metrics: ServiceMetrics;
+  /** A version that failed to load is tried again after this long, when asked for. */
+  retryAfterMs?: number;
+}
+
 /**
- * The models folder as the service sees it: `<version>.onnx` next to `<version>.json` (its model card).
- * Scanning happens once at start, never on the prediction path. Versions that are not loaded answer
- * model_unavailable, which sends their bookings to the heuristic.
+ * Model versions from MODELS_DIR, each loaded once. `preload` loads the versions the flag names before
+ * traffic reaches them; a version first met in a request (a flag change not yet preloaded) starts loading in
+ * the background while that request falls back. Loaded versions stay loaded, so a rollback to the previous
+ * version is instant.
  */
-export async function loadModelRegistry({ dir }: { dir: string }): Promise<ModelRegistry> {
+export function createModelRegistry({ dir, load, logger, metrics, retryAfterMs = 30_000 }: RegistryOptions) {
   const folder = resolve(dir);
-  let entries: string[] = [];
-  try {
-    entries = await readdir(folder);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  const log = logger.child({ component: 'models' });
+  const slots = new Map<string, Slot>();
+  let preloaded = false;
+
+  async function ensure(version: string): Promise<void> {
+    const slot = slots.get(version);
+    if (slot && (slot.state !== 'failed' || Date.now() - slot.at < retryAfterMs)) return;
+    slots.set(version, { state: 'loading' });
+    const started = performance.now();
+    try {
+      const model = await load(folder, version);
+      slots.set(version, { state: 'loaded', model });
+      log.info({ model_version: version, load_ms: Math.round(performance.now() - started) }, 'model loaded');
+    } catch (err) {
+      const error = (err as Error).message;
+      slots.set(version, { state: 'failed', error, at: Date.now() });
+      metrics.modelLoadErrors.add(1, { model_version: version });
+      log.error({ model_version: version, err: error }, 'model failed to load; its bookings fall back');
+    }
   }
-  const found = entries
-    .filter((name) => name.endsWith('.onnx') && entries.includes(name.replace(/\.onnx$/, '.json')))
-    .map((name) => name.replace(/\.onnx$/, ''))
-    .sort();
+
   return {
-    ready: () => true,
-    versions: () => found,
-    // Loading ONNX sessions arrives with the model pipeline (issue 3); until then no version is served.
-    lookup(version) {
-      return {
-        ok: false,
-        reason: 'model_unavailable',
-        detail: found.includes(version)
-          ? `model ${version} found but this build serves no ONNX models yet`
-          : `no model ${version} in ${folder} (expected ${version}.onnx and ${version}.json)`,
-      };
+    ready: () => preloaded,
+    versions: () => [...slots].filter(([, s]) => s.state === 'loaded').map(([v]) => v),
+
+    /** Loads the given versions (those the flag names); resolves when each has loaded or failed. */
+    async preload(versions: string[]) {
+      await Promise.all(versions.map(ensure));
+      preloaded = true;
+    },
+
+    lookup(version: string): ModelLookup {
+      const slot = slots.get(version);
+      if (slot?.state === 'loaded') return { ok: true, model: slot.model };
+      if (!slot || slot.state === 'failed') void ensure(version);
+      const detail =
+        slot?.state === 'failed'
+          ? `model ${version} failed to load: ${slot.error}`
+          : `model ${version} is loading from ${folder}`;
+      return { ok: false, reason: 'model_unavailable', detail };
     },
   };
 }

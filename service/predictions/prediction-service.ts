@@ -38,6 +38,8 @@ interface Routed {
   fallbackReason: FallbackReason | null;
 }
 
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
 const DISABLED_WEATHER: WeatherLookup = { source: 'disabled', conditions: null };
 
 export function createPredictionService({ flags, models, weather, metrics, logger }: PredictionServiceDeps) {
@@ -113,8 +115,8 @@ export function createPredictionService({ flags, models, weather, metrics, logge
       const { delay_minutes, interval, contributing_factors } = r.estimate;
       return {
         booking_id: booking.booking_id,
-        delay_minutes,
-        interval,
+        delay_minutes: round3(delay_minutes),
+        interval: { low: round3(interval.low), high: round3(interval.high), level: interval.level },
         confidence: confidenceOf(interval),
         risk_level: riskLevelOf(delay_minutes, interval),
         contributing_factors,

@@ -59,6 +59,8 @@ export const PredictionSchema = z
       z.object({
         factor: z.string(),
         minutes: z.number().openapi({ description: 'Additive contribution to delay_minutes' }),
+        value: z.number().optional().openapi({ description: "The feature's value (ML contributions)" }),
+        label: z.string().openapi({ example: 'precipitation_mm_h 2.3 mm/h: +4.1 min' }),
       }),
     ),
     source: z.enum(['ml', 'heuristic']),

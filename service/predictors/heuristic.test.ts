@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bookingFeatures, haversineKm, localTime } from '../features/booking-features.js';
+import { bookingFeatures, haversineKm } from '../features/booking-features.js';
 import { booking } from '../test-support/harness.js';
 import { NEUTRAL_WEATHER, type WeatherConditions } from '../weather/weather.js';
 import { HEURISTIC_RULES, heuristicEstimate } from './heuristic.js';
@@ -11,14 +11,6 @@ const at = (iso: string, extra: Record<string, unknown> = {}, weather: WeatherCo
     bookingFeatures(booking({ scheduled_at: iso, distance_km: 8, ...extra }) as never, weather),
   );
 const rain = (mm: number): WeatherConditions => ({ ...NEUTRAL_WEATHER, precipitation_mm_h: mm });
-
-describe('localTime', () => {
-  it('reads the wall-clock hour in the offset the booking was sent with', () => {
-    expect(localTime('2026-11-25T08:15:00+01:00')).toEqual({ hour: 8.25, dayOfWeek: 3 });
-    expect(localTime('2026-11-25T07:15:00Z').hour).toBe(7.25);
-    expect(localTime('2026-11-25T23:30:00-05:00')).toEqual({ hour: 23.5, dayOfWeek: 3 });
-  });
-});
 
 describe('heuristic', () => {
   it('puts rush hour above midday above night, on weekdays', () => {

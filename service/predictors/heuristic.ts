@@ -6,10 +6,18 @@ import type { BookingFeatures } from '../features/booking-features.js';
  * contributions are the explanation: no attribution method is needed.
  */
 
+export interface ContributingFactor {
+  factor: string;
+  minutes: number;
+  /** The feature's value, when the factor is one feature (ML contributions). */
+  value?: number;
+  label: string;
+}
+
 export interface PointEstimate {
   delay_minutes: number;
   interval: { low: number; high: number; level: number };
-  contributing_factors: { factor: string; minutes: number }[];
+  contributing_factors: ContributingFactor[];
 }
 
 export const HEURISTIC_RULES = {
@@ -94,7 +102,11 @@ export function heuristicEstimate(f: BookingFeatures): PointEstimate {
       level: i.level,
     },
     contributing_factors: factors
-      .map((x) => ({ factor: x.factor, minutes: round1(x.minutes) }))
+      .map((x) => ({
+        factor: x.factor,
+        minutes: round1(x.minutes),
+        label: `${x.factor.replaceAll('_', ' ')}: ${x.minutes >= 0 ? '+' : ''}${x.minutes.toFixed(1)} min`,
+      }))
       .sort((a, b) => Math.abs(b.minutes) - Math.abs(a.minutes)),
   };
 }

@@ -29,6 +29,10 @@ export function createServiceMetrics(meter: Meter) {
       description: 'Flag configurations refused (invalid file or sync payload); the last good one stays',
       unit: '{error}',
     }),
+    modelLoadErrors: meter.createCounter('delay.models.load_errors', {
+      description: 'Model versions that failed to load, by model_version; their bookings fall back',
+      unit: '{error}',
+    }),
     flagEvaluationErrors: meter.createCounter('delay.flags.evaluation_errors', {
       description: 'Flag evaluations that returned an error and used the coded default, by flag',
       unit: '{error}',

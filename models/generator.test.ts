@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { NEUTRAL_WEATHER } from '../service/weather/weather.js';
+import { datasetCsv } from './dataset.js';
+import { generateBookings, medianDelay, parisOffsetHours } from './generator.js';
+
+describe('the booking generator', () => {
+  it('is deterministic: same seed, same bookings; another seed, others', () => {
+    const a = datasetCsv(generateBookings({ seed: 7, count: 500 }));
+    const b = datasetCsv(generateBookings({ seed: 7, count: 500 }));
+    const c = datasetCsv(generateBookings({ seed: 8, count: 500 }));
+    expect(a.sha256).toBe(b.sha256);
+    expect(c.sha256).not.toBe(a.sha256);
+  });
+
+  it('emits bookings the API accepts, with Paris offsets that follow daylight saving time', async () => {
+    const { BookingSchema } = await import('../service/predictions/schemas.js');
+    const rows = generateBookings({ seed: 1, count: 2000 });
+    for (const row of rows) BookingSchema.parse(row.booking);
+    const offsets = new Set(rows.map((r) => r.booking.scheduled_at.slice(-6)));
+    expect(offsets).toEqual(new Set(['+01:00', '+02:00']));
+    expect(parisOffsetHours(new Date('2025-03-30T00:59:00Z'))).toBe(1);
+    expect(parisOffsetHours(new Date('2025-03-30T01:00:00Z'))).toBe(2);
+    expect(parisOffsetHours(new Date('2025-10-26T00:59:00Z'))).toBe(2);
+    expect(parisOffsetHours(new Date('2025-10-26T01:00:00Z'))).toBe(1);
+  });
+
+  it('has a realistic year: rush-hour peaks, wet winters, snow only in the cold', () => {
+    const rows = generateBookings({ seed: 3, count: 20_000 });
+    const hourOf = (r: (typeof rows)[number]) => Number(r.booking.scheduled_at.slice(11, 13));
+    const at = (h: number) => rows.filter((r) => hourOf(r) === h).length;
+    expect(at(8)).toBeGreaterThan(1.4 * at(11));
+    expect(at(17)).toBeGreaterThan(2 * at(3));
+    const month = (r: (typeof rows)[number]) => Number(r.booking.scheduled_at.slice(5, 7));
+    const wetShare = (months: number[]) => {
+      const inMonths = rows.filter((r) => months.includes(month(r)));
+      return (
+        inMonths.filter((r) => r.weather.precipitation_mm_h + r.weather.snow_mm_h > 0).length /
+        inMonths.length
+      );
+    };
+    expect(wetShare([12, 1, 2])).toBeGreaterThan(wetShare([6, 7, 8]));
+    for (const r of rows.filter((x) => x.weather.snow_mm_h > 0))
+      expect(r.weather.temperature_c).toBeLessThan(0.5);
+  });
+
+  it('makes rain at rush hour hurt more than the same rain at night', () => {
+    const trip = {
+      weekday: 3,
+      dayOfYear: 100,
+      distanceKm: 8,
+      plannedMin: 25,
+      load: 1,
+      priority: 'standard' as const,
+    };
+    const rain = { ...NEUTRAL_WEATHER, precipitation_mm_h: 3, condition_code: 501 };
+    const cost = (hour: number) =>
+      medianDelay({ ...trip, hour, weather: rain }) -
+      medianDelay({ ...trip, hour, weather: NEUTRAL_WEATHER });
+    expect(cost(17.75)).toBeGreaterThan(1.8 * cost(2));
+  });
+
+  it('writes a noise-free median the actual delays scatter around', () => {
+    const rows = generateBookings({ seed: 5, count: 20_000 });
+    const above = rows.filter((r) => r.actual_delay_minutes > r.median_delay_minutes).length / rows.length;
+    expect(above).toBeGreaterThan(0.48);
+    expect(above).toBeLessThan(0.52);
+  });
+});

@@ -1,0 +1,245 @@
+import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
+import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
+import type { Booking } from '../service/predictions/schemas.js';
+import type { WeatherConditions } from '../service/weather/weather.js';
+
+/**
+ * Synthetic bookings over one year in one city (Paris), with weather and actual delays. The generative
+ * process is documented in models/README.md; every constant below is named there. Same seed, same data.
+ */
+export interface RawBooking {
+  booking: Booking;
+  weather: WeatherConditions;
+  /** The noise-free conditional median of the delay: the best any predictor can do in MAE. */
+  median_delay_minutes: number;
+  actual_delay_minutes: number;
+}
+
+const CENTER = { lat: 48.8566, lon: 2.3522 };
+const KM_PER_DEG_LAT = 111.32;
+
+type Rng = () => number;
+
+function rngFrom(seed: number): Rng {
+  const generator = xoroshiro128plus(seed);
+  return () => uniformFloat64(generator);
+}
+
+const normal = (rng: Rng) => {
+  // Box-Muller; 1 - u keeps the logarithm finite.
+  const u = 1 - rng();
+  const v = rng();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+};
+const exponential = (rng: Rng, mean: number) => -Math.log(1 - rng()) * mean;
+const poisson = (rng: Rng, lambda: number) => {
+  let k = 0;
+  let p = Math.exp(-lambda);
+  let cumulative = p;
+  const u = rng();
+  while (u > cumulative && k < 12) {
+    k += 1;
+    p *= lambda / k;
+    cumulative += p;
+  }
+  return k;
+};
+const bump = (x: number, center: number, width: number) => Math.exp(-(((x - center) / width) ** 2) / 2);
+
+/** Weekday rush intensity in 0..1 at a local hour (morning 08:15, evening 17:45). */
+export function rushness(hour: number, weekend: boolean): number {
+  const weekday = Math.max(bump(hour, 8.25, 1.0), bump(hour, 17.75, 1.2));
+  return weekend ? 0.35 * weekday : weekday;
+}
+
+/** Paris offset from UTC in hours: +2 from the last Sunday of March to the last Sunday of October, 01:00 UTC. */
+export function parisOffsetHours(utc: Date): number {
+  const year = utc.getUTCFullYear();
+  const lastSunday = (month: number) => {
+    const d = new Date(Date.UTC(year, month + 1, 0, 1));
+    d.setUTCDate(d.getUTCDate() - d.getUTCDay());
+    return d.getTime();
+  };
+  const t = utc.getTime();
+  return t >= lastSunday(2) && t < lastSunday(9) ? 2 : 1;
+}
+
+function isoWithOffset(utc: Date, offsetHours: number): string {
+  const local = new Date(utc.getTime() + offsetHours * 3_600_000);
+  return `${local.toISOString().slice(0, 19)}+0${offsetHours}:00`;
+}
+
+interface DayWeather {
+  wet: boolean;
+  temperatureMean: number;
+  windBase: number;
+}
+
+/**
+ * The structural effect (the conditional median of the delay), documented in models/README.md ("Delay").
+ * The old rules (the heuristic) got its shape partly wrong, as rules written years ago do: distance and
+ * driver load cost more than they assume, medical pickups are slower, not faster, and weather hurts more.
+ */
+export function medianDelay(input: {
+  hour: number;
+  weekday: number;
+  dayOfYear: number;
+  distanceKm: number;
+  plannedMin: number;
+  load: number;
+  priority: 'standard' | 'medical' | 'urgent';
+  weather: WeatherConditions;
+}): number {
+  const weekend = input.weekday === 0 || input.weekday === 6;
+  const rush = rushness(input.hour, weekend);
+  const w = input.weather;
+  const traffic = weekend
+    ? 1.5 * bump(input.hour, 13.5, 2.5) + 2 * bump(input.hour, 18, 2)
+    : 5.5 * (input.weekday === 1 ? 1.2 : 1) * bump(input.hour, 8.25, 1.0) +
+      7.5 * (input.weekday === 5 ? 1.3 : 1) * bump(input.hour, 17.5, 1.4);
+  const effects =
+    1 +
+    traffic +
+    1.5 * bump(input.dayOfYear, 350, 10) -
+    1 * bump(input.dayOfYear, 220, 12) +
+    0.55 * input.distanceKm ** 0.9 +
+    0.03 * Math.max(input.plannedMin - 25, 0) +
+    0.6 * input.load ** 1.6 * (1 + 0.5 * rush) +
+    { standard: 0, medical: 1.2, urgent: -1.5 }[input.priority] +
+    2 * Math.min(w.precipitation_mm_h, 8) ** 0.8 * (1 + 1.5 * rush) +
+    5 * Math.min(w.snow_mm_h, 5) ** 0.7 * (1 + rush) +
+    3 * Math.max(0, 1 - w.visibility_m / 2000) +
+    0.2 * Math.max(w.wind_speed_m_s - 8, 0) +
+    0.1 * Math.max(-w.temperature_c, 0);
+  return Math.max(effects, 0.3);
+}
+
+/** Heteroscedastic noise: longer expected delays are less certain. */
+export const noiseSd = (median: number) => 0.5 + 0.15 * median;
+
+function conditionCode(w: Omit<WeatherConditions, 'condition_code'>, wetDay: boolean): number {
+  if (w.snow_mm_h > 0) return w.snow_mm_h < 0.5 ? 600 : w.snow_mm_h < 2 ? 601 : 602;
+  if (w.precipitation_mm_h > 0) {
+    if (w.precipitation_mm_h < 0.3) return 300;
+    return w.precipitation_mm_h < 2.5 ? 500 : w.precipitation_mm_h < 7.6 ? 501 : 502;
+  }
+  if (w.visibility_m < 1000) return 741;
+  return wetDay ? 803 : 800;
+}
+
+export function generateBookings({
+  seed,
+  count,
+  year = 2025,
+}: {
+  seed: number;
+  count: number;
+  year?: number;
+}) {
+  const rng = rngFrom(seed);
+  const days = (Date.UTC(year + 1, 0, 1) - Date.UTC(year, 0, 1)) / 86_400_000;
+
+  const dayWeather: DayWeather[] = [];
+  let wet = false;
+  for (let d = 0; d < days; d++) {
+    const winterness = Math.cos((2 * Math.PI * (d - 15)) / days); // 1 mid-January, -1 mid-July
+    const pWet = 0.3 + 0.1 * winterness;
+    // Wet and dry spells persist: a Markov chain with the seasonal probability as its stationary share.
+    wet = rng() < (wet ? pWet + 0.35 * (1 - pWet) : pWet * 0.65);
+    dayWeather.push({
+      wet,
+      temperatureMean: 12.5 - 8.5 * winterness + 3 * normal(rng),
+      windBase: 3 + 1.5 * Math.max(winterness, 0) + exponential(rng, 1.5),
+    });
+  }
+
+  const out: RawBooking[] = [];
+  for (let i = 0; i < count; i++) {
+    const day = Math.floor(rng() * days);
+    // Hours follow demand: a floor plus morning and evening peaks (rejection sampling).
+    let hour = 0;
+    for (;;) {
+      hour = rng() * 24;
+      const density =
+        0.25 + 0.75 * Math.max(bump(hour, 8.25, 1.5), bump(hour, 17.75, 1.8), 0.6 * bump(hour, 13, 2.5));
+      if (hour > 5.5 && hour < 23.5 ? rng() < density : rng() < 0.15) break;
+    }
+    const localMidnightGuess = Date.UTC(year, 0, 1 + day) - 3_600_000;
+    const offset = parisOffsetHours(new Date(localMidnightGuess + hour * 3_600_000));
+    const utc = new Date(Date.UTC(year, 0, 1 + day) + Math.round(hour * 60) * 60_000 - offset * 3_600_000);
+    const localHour = Math.round(hour * 60) / 60;
+    const weekday = new Date(Date.UTC(year, 0, 1 + day)).getUTCDay();
+    const weekend = weekday === 0 || weekday === 6;
+
+    const point = (spreadKm: number) => {
+      const r = Math.abs(normal(rng)) * spreadKm;
+      const a = rng() * 2 * Math.PI;
+      return {
+        lat: Math.round((CENTER.lat + (r * Math.cos(a)) / KM_PER_DEG_LAT) * 1e5) / 1e5,
+        lon:
+          Math.round(
+            (CENTER.lon + (r * Math.sin(a)) / (KM_PER_DEG_LAT * Math.cos((CENTER.lat * Math.PI) / 180))) *
+              1e5,
+          ) / 1e5,
+      };
+    };
+    const pickup = point(5);
+    const dropoff = point(7);
+    const dLat = (dropoff.lat - pickup.lat) * KM_PER_DEG_LAT;
+    const dLon = (dropoff.lon - pickup.lon) * KM_PER_DEG_LAT * Math.cos((CENTER.lat * Math.PI) / 180);
+    const distanceKm = Math.max(0.3, Math.hypot(dLat, dLon) * (1.2 + 0.3 * rng()));
+    const rush = rushness(localHour, weekend);
+    const speedKmH = 28 - 10 * rush;
+    const plannedMin = (distanceKm / speedKmH) * 60 * Math.exp(0.1 * normal(rng));
+    const load = poisson(rng, 0.8 + 1.2 * rush);
+    const u = rng();
+    const priority = u < 0.8 ? 'standard' : u < 0.95 ? 'medical' : 'urgent';
+
+    const dw = dayWeather[day] as DayWeather;
+    const temperature = dw.temperatureMean + 4 * Math.sin((2 * Math.PI * (localHour - 9)) / 24) + normal(rng);
+    const raining = dw.wet && rng() < 0.55;
+    const rate = raining ? exponential(rng, 1.4) : 0;
+    const snow = temperature < 0.5 ? rate : 0;
+    const rain = temperature < 0.5 ? 0 : rate;
+    const fog = !raining && temperature < 6 && localHour < 10 && rng() < 0.08;
+    const visibility = fog ? 200 + rng() * 800 : 10_000 / (1 + 0.4 * rain + 2.5 * snow);
+    const base = {
+      temperature_c: Math.round(temperature * 10) / 10,
+      precipitation_mm_h: Math.round(rain * 100) / 100,
+      snow_mm_h: Math.round(snow * 100) / 100,
+      wind_speed_m_s: Math.round((dw.windBase + exponential(rng, 1)) * 10) / 10,
+      visibility_m: Math.round(Math.min(visibility, 10_000)),
+    };
+    const weather: WeatherConditions = { ...base, condition_code: conditionCode(base, dw.wet) };
+
+    const median = medianDelay({
+      hour: localHour,
+      weekday,
+      dayOfYear: day + 1,
+      distanceKm,
+      plannedMin,
+      load,
+      priority,
+      weather,
+    });
+    const actual = Math.max(0, median + noiseSd(median) * normal(rng));
+    const booking: Booking = {
+      booking_id: `syn-${seed}-${i}`,
+      scheduled_at: isoWithOffset(utc, offset),
+      pickup,
+      dropoff,
+      priority,
+      driver_active_bookings: load,
+      // Clients do not always send what they know: 15% without distance, 20% without planned duration.
+      ...(rng() < 0.85 ? { distance_km: Math.round(distanceKm * 100) / 100 } : {}),
+      ...(rng() < 0.8 ? { estimated_duration_min: Math.round(plannedMin * 10) / 10 } : {}),
+    };
+    out.push({
+      booking,
+      weather,
+      median_delay_minutes: Math.round(median * 1000) / 1000,
+      actual_delay_minutes: Math.round(actual * 100) / 100,
+    });
+  }
+  return out;
+}

@@ -1,0 +1,57 @@
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { FEATURE_NAMES } from '../features/booking-features.js';
+import { tempDir } from '../test-support/harness.js';
+import { expectParity } from '../test-support/parity.js';
+import { loadOnnxModel } from './onnx-model.js';
+
+describe('the committed model gbt-v1', () => {
+  it('answers like the trainer on 1,000 rows, within 1e-4', async () => {
+    const { fixture } = await expectParity('models', 'gbt-v1');
+    expect(fixture.features).toHaveLength(1000);
+  });
+
+  it('has contributions that sum to the prediction minus the expected value, within 0.01 min', async () => {
+    const { model, scored } = await expectParity('models', 'gbt-v1');
+    for (const row of scored.filter((r) => r.delay_minutes > 0)) {
+      const sum = row.all_contributions.reduce((s, c) => s + c, 0);
+      expect(Math.abs(model.card.expected_value + sum - row.delay_minutes)).toBeLessThanOrEqual(0.01);
+    }
+  });
+
+  it('never crosses its interval, and labels the top contributions', async () => {
+    const { scored } = await expectParity('models', 'gbt-v1');
+    for (const row of scored) {
+      expect(row.interval.low).toBeLessThanOrEqual(row.delay_minutes);
+      expect(row.interval.high).toBeGreaterThanOrEqual(row.delay_minutes);
+      expect(row.interval.level).toBe(0.8);
+      expect(row.contributing_factors.length).toBe(5);
+      expect(row.contributing_factors[0]?.label).toMatch(/^[a-z_]+ -?[\d.]+ \S+: [+-]\d+\.\d min$/);
+    }
+  });
+});
+
+describe('loading a model', () => {
+  it('refuses a card whose feature schema differs from the service', async () => {
+    const dir = tempDir();
+    copyFileSync('models/gbt-v1.onnx', join(dir, 'gbt-v1.onnx'));
+    const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8'));
+    card.feature_schema = card.feature_schema.slice(1);
+    writeFileSync(join(dir, 'gbt-v1.json'), JSON.stringify(card));
+    await expect(loadOnnxModel(dir, 'gbt-v1')).rejects.toThrow(
+      `this service computes [${FEATURE_NAMES.join(', ')}]`,
+    );
+  });
+
+  it('fails on a corrupted ONNX file', async () => {
+    const dir = tempDir();
+    copyFileSync('models/gbt-v1.json', join(dir, 'gbt-v1.json'));
+    writeFileSync(join(dir, 'gbt-v1.onnx'), readFileSync('models/gbt-v1.onnx').subarray(0, 2000));
+    await expect(loadOnnxModel(dir, 'gbt-v1')).rejects.toThrow();
+  });
+
+  it('fails on a missing card', async () => {
+    await expect(loadOnnxModel(tempDir(), 'gbt-v9')).rejects.toThrow(/gbt-v9\.json/);
+  });
+});
