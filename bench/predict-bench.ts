@@ -1,12 +1,15 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { loadOnnxModel } from '../service/models/onnx-model.js';
 import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
 import { freePort, startService, waitForReady } from '../service/test-support/process.js';
 
 /*
- * Throughput and latency of the heuristic prediction path against a bare Hono handler parsing the same
- * JSON, measured in the same run, alternating rounds so machine noise hits both. Prints JSON.
+ * ONNX inference per row (single rows and batches of 1,000, in process), then throughput and latency of
+ * the heuristic prediction path against a bare Hono handler parsing the same JSON, measured in the same run,
+ * alternating rounds so machine noise hits both. Prints JSON.
  *   BENCH_DURATION_S (default 10) per round, BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 32).
  */
 const durationS = Number(process.env.BENCH_DURATION_S ?? 10);
@@ -69,6 +72,28 @@ function summary(rs: Round[]) {
   };
 }
 
+/** Microseconds per row for calls of `batch` rows, median of 5 timed runs after a warm-up. */
+async function inferenceMicrosPerRow(batch: number, calls: number) {
+  const model = await loadOnnxModel('models', 'gbt-v1');
+  const fixture = JSON.parse(readFileSync('models/gbt-v1.parity.json', 'utf8')) as { features: number[][] };
+  const width = fixture.features[0]?.length ?? 0;
+  const rows = new Float32Array(batch * width);
+  for (let i = 0; i < batch; i++)
+    rows.set(fixture.features[i % fixture.features.length] as number[], i * width);
+  const runs: number[] = [];
+  for (let run = 0; run < 6; run++) {
+    const start = performance.now();
+    for (let c = 0; c < calls; c++) await model.score(rows, batch);
+    if (run > 0) runs.push(((performance.now() - start) * 1000) / (calls * batch));
+  }
+  return Math.round(median(runs) * 100) / 100;
+}
+
+const inference = {
+  single_row_us: await inferenceMicrosPerRow(1, 2000),
+  batch_1000_us_per_row: await inferenceMicrosPerRow(1000, 20),
+};
+
 const flagsFile = join(tempDir('delay-bench-'), 'flags.json');
 writeFlags(flagsFile, flagsDocument({ mlWeight: 0 }));
 const service = await startService({ FLAGS_FILE: flagsFile, LOG_LEVEL: 'warn' });
@@ -102,6 +127,7 @@ console.log(
       connections,
       duration_s_per_round: durationS,
       rounds,
+      onnx_inference: inference,
       service_heuristic: serviceSummary,
       bare_hono: bareSummary,
       throughput_ratio:

@@ -162,3 +162,17 @@ describe('global switches', () => {
     expect(flags.fallbackOnError()).toBe(false);
   });
 });
+
+describe('change listeners', () => {
+  it('hears about a new model variant in the file', async () => {
+    const { flags, file } = await started({ mlWeight: 10 });
+    const seen: (string[] | null)[] = [];
+    flags.onChange(() => seen.push(flags.status().model_variants));
+    writeFlags(file, flagsDocument({ mlWeight: 10, modelVersion: 'gbt-v2' }));
+    const last = await eventually(
+      () => seen.at(-1),
+      (v) => v?.includes('gbt-v2') ?? false,
+    );
+    expect(last).toEqual(['gbt-v2']);
+  });
+});
