@@ -115,6 +115,18 @@ describe('POST /v1/predictions', () => {
     expect(await metricValue('delay.prediction.fallbacks', { reason: 'model_error' })).toBe(1);
   });
 
+  it('falls back with model_timeout when inference does not answer in time', async () => {
+    const { app, metricValue } = await appWith({
+      flags: { mlWeight: 100 },
+      deps: { models: registryWith(() => new Promise(() => {})), mlTimeoutMs: 50 },
+    });
+    const started = performance.now();
+    const body = await (await postJson(app, '/v1/predictions', booking())).json();
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(body).toMatchObject({ source: 'heuristic', fallback_reason: 'model_timeout', variant: 'gbt-v1' });
+    expect(await metricValue('delay.prediction.fallbacks', { reason: 'model_timeout' })).toBe(1);
+  });
+
   it('marks weather disabled when the weather-enrichment flag is off', async () => {
     const { app } = await appWith({ flags: { weatherEnrichment: false } });
     expect(await (await postJson(app, '/v1/predictions', booking())).json()).toMatchObject({

@@ -23,6 +23,7 @@ export interface AppDeps {
   metrics: ServiceMetrics;
   logger: Logger;
   limits: { bodyLimitBytes: number; batchMaxBookings: number };
+  mlTimeoutMs: number;
 }
 
 const problemContent = { 'application/problem+json': { schema: ProblemSchema } };

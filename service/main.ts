@@ -55,6 +55,7 @@ const app = createApp({
   metrics,
   logger,
   limits: { bodyLimitBytes: config.bodyLimitBytes, batchMaxBookings: config.batchMaxBookings },
+  mlTimeoutMs: config.mlTimeoutMs,
 });
 
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {

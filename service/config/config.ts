@@ -22,6 +22,7 @@ const configSchema = z.object({
   FLAGD_HOST: optionalString,
   FLAGD_PORT: port.default(8015),
   MODELS_DIR: z.string().min(1).default('models'),
+  ML_TIMEOUT_MS: positiveInt.max(60_000).default(250),
   BODY_LIMIT_BYTES: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
   BATCH_MAX_BOOKINGS: positiveInt.max(10_000).default(1000),
   METRICS_PORT: port.default(9464),
@@ -38,6 +39,7 @@ export interface Config {
     | { kind: 'file'; file: string; pollIntervalMs: number }
     | { kind: 'flagd'; host: string; port: number; pollIntervalMs: number };
   modelsDir: string;
+  mlTimeoutMs: number;
   bodyLimitBytes: number;
   batchMaxBookings: number;
   metricsPort: number;
@@ -79,6 +81,7 @@ export function loadConfig(
       ? { kind: 'flagd', host: c.FLAGD_HOST, port: c.FLAGD_PORT, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS }
       : { kind: 'file', file: c.FLAGS_FILE, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS },
     modelsDir: c.MODELS_DIR,
+    mlTimeoutMs: c.ML_TIMEOUT_MS,
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
     batchMaxBookings: c.BATCH_MAX_BOOKINGS,
     metricsPort: c.METRICS_PORT,

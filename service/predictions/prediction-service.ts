@@ -22,6 +22,8 @@ export class MlUnavailableError extends Error {
 }
 
 export interface PredictionServiceDeps {
+  /** An ML call slower than this falls back to the heuristic with reason model_timeout. */
+  mlTimeoutMs: number;
   flags: FlagService;
   models: ModelRegistry;
   weather: WeatherProvider;
@@ -42,7 +44,14 @@ const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
 const DISABLED_WEATHER: WeatherLookup = { source: 'disabled', conditions: null };
 
-export function createPredictionService({ flags, models, weather, metrics, logger }: PredictionServiceDeps) {
+export function createPredictionService({
+  flags,
+  models,
+  weather,
+  metrics,
+  logger,
+  mlTimeoutMs,
+}: PredictionServiceDeps) {
   const log = logger.child({ component: 'predictions' });
 
   /** Scores bookings in order: one flag evaluation per booking, one model call per model version. */
@@ -79,7 +88,9 @@ export function createPredictionService({ flags, models, weather, metrics, logge
       const failure = await scoreWithModel(version, indexes);
       if (!failure) continue;
       if (!flags.fallbackOnError()) throw new MlUnavailableError(failure.reason, version, failure.detail);
-      log.warn(
+      // A missing or slow model is counted, not logged per request (load errors log once); a model that
+      // throws is a bug worth every line.
+      log[failure.reason === 'model_error' ? 'error' : 'debug'](
         { model_version: version, reason: failure.reason, err: failure.detail, bookings: indexes.length },
         'ML fell back to the heuristic',
       );
@@ -90,13 +101,24 @@ export function createPredictionService({ flags, models, weather, metrics, logge
     async function scoreWithModel(version: string, indexes: number[]) {
       const found = models.lookup(version);
       if (!found.ok) return { reason: found.reason, detail: found.detail };
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), mlTimeoutMs);
+      });
       try {
-        const estimates = await found.model.predict(
-          indexes.map((i) => features[i] as (typeof features)[number]),
-        );
+        const scored = await Promise.race([
+          found.model.predict(indexes.map((i) => features[i] as (typeof features)[number])),
+          timeout,
+        ]);
+        if (scored === 'timeout') {
+          return {
+            reason: 'model_timeout' as const,
+            detail: `no answer from ${version} within ${mlTimeoutMs} ms`,
+          };
+        }
         indexes.forEach((bookingIndex, k) => {
           routed[bookingIndex] = {
-            estimate: estimates[k] as PointEstimate,
+            estimate: scored[k] as PointEstimate,
             source: 'ml',
             modelVersion: version,
             fallbackReason: null,
@@ -105,6 +127,8 @@ export function createPredictionService({ flags, models, weather, metrics, logge
         return null;
       } catch (err) {
         return { reason: 'model_error' as const, detail: (err as Error).message };
+      } finally {
+        clearTimeout(timer);
       }
     }
 

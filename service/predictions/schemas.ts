@@ -41,7 +41,7 @@ export const BookingSchema = z
 export type Booking = z.infer<typeof BookingSchema>;
 
 export const weatherSources = ['api', 'cache', 'default', 'disabled'] as const;
-export const fallbackReasons = ['model_unavailable', 'model_error', 'flag_error'] as const;
+export const fallbackReasons = ['model_unavailable', 'model_error', 'model_timeout', 'flag_error'] as const;
 export type FallbackReason = (typeof fallbackReasons)[number];
 
 export const PredictionSchema = z

@@ -119,6 +119,7 @@ export async function testApp(
     weather: neutralWeatherProvider(),
     logger: silentLogger,
     limits: { bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024, batchMaxBookings: 1000 },
+    mlTimeoutMs: 250,
     ...options.deps,
     metrics: m.metrics,
   });
