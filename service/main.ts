@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import { serve } from '@hono/node-server';
 import { createApp } from './app.js';
+import { connectRedis, redisReady } from './cache/redis.js';
 import { ConfigError, loadConfig } from './config/config.js';
 import { FlagFileError, startFlagService } from './flags/flag-service.js';
 import { createModelRegistry } from './models/model-registry.js';
@@ -8,7 +9,9 @@ import { loadOnnxModel } from './models/onnx-model.js';
 import { createLogger } from './telemetry/logger.js';
 import { startMetricsExporter } from './telemetry/metrics-exporter.js';
 import { createServiceMetrics } from './telemetry/service-metrics.js';
-import { neutralWeatherProvider } from './weather/weather.js';
+import { openWeatherMapClient } from './weather/openweathermap.js';
+import { neutralWeatherProvider, type WeatherProvider } from './weather/weather.js';
+import { createWeatherService } from './weather/weather-service.js';
 
 function fail(message: string): never {
   process.stderr.write(`delay-prediction: ${message}\n`);
@@ -44,14 +47,34 @@ logger.info(
   { flags: flags.status().source, ml_percentage: flags.status().ml_percentage, models: models.versions() },
   'flags and model registry loaded',
 );
-logger.info(
-  'weather: no OPENWEATHER_API_KEY support in this build; predictions use neutral weather defaults',
-);
+const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : undefined;
+if (redis && !(await redisReady(redis, 2000)))
+  logger.warn('redis not reachable at start; serving without it');
+let weather: WeatherProvider;
+if (config.weather.apiKey) {
+  const { apiKey, baseUrl, ...options } = config.weather;
+  weather = createWeatherService({
+    client: openWeatherMapClient({ baseUrl, apiKey }),
+    redis,
+    metrics,
+    logger,
+    ...options,
+  });
+  logger.info(
+    { base_url: baseUrl, shared_cache: !!redis, daily_budget: options.dailyBudget },
+    'weather: OpenWeatherMap',
+  );
+} else {
+  weather = neutralWeatherProvider();
+  logger.info(
+    'weather: no OPENWEATHER_API_KEY; predictions use neutral weather defaults (weather.source "default")',
+  );
+}
 
 const app = createApp({
   flags,
   models,
-  weather: neutralWeatherProvider(),
+  weather,
   metrics,
   logger,
   limits: { bodyLimitBytes: config.bodyLimitBytes, batchMaxBookings: config.batchMaxBookings },
@@ -78,6 +101,7 @@ async function shutdown(signal: string) {
   await closed;
   clearInterval(sweep);
   await flags.close();
+  await redis?.quit().catch(() => undefined);
   await telemetry.shutdown();
   logger.info('stopped');
   process.exit(0);

@@ -22,6 +22,17 @@ const configSchema = z.object({
   FLAGD_HOST: optionalString,
   FLAGD_PORT: port.default(8015),
   MODELS_DIR: z.string().min(1).default('models'),
+  OPENWEATHER_API_KEY: optionalString,
+  OPENWEATHER_BASE_URL: z.url().default('https://api.openweathermap.org'),
+  REDIS_URL: optionalString,
+  WEATHER_GRID_DEG: z.coerce.number().min(0.01).max(1).default(0.1),
+  WEATHER_CURRENT_TTL_S: positiveInt.max(86_400).default(600),
+  WEATHER_FORECAST_TTL_S: positiveInt.max(86_400).default(3600),
+  WEATHER_STALE_MAX_S: positiveInt.max(7 * 86_400).default(6 * 3600),
+  WEATHER_DAILY_BUDGET: z.coerce.number().int().min(0).max(10_000_000).default(1000),
+  WEATHER_TIMEOUT_MS: positiveInt.max(10_000).default(300),
+  WEATHER_API_TIMEOUT_MS: positiveInt.max(60_000).default(1000),
+  WEATHER_AUTH_RETRY_S: positiveInt.max(7 * 86_400).default(3600),
   ML_TIMEOUT_MS: positiveInt.max(60_000).default(250),
   BODY_LIMIT_BYTES: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
   BATCH_MAX_BOOKINGS: positiveInt.max(10_000).default(1000),
@@ -40,6 +51,20 @@ export interface Config {
     | { kind: 'flagd'; host: string; port: number; pollIntervalMs: number };
   modelsDir: string;
   mlTimeoutMs: number;
+  redisUrl: string | undefined;
+  weather: {
+    /** Never logged. */
+    apiKey: string | undefined;
+    baseUrl: string;
+    gridDeg: number;
+    currentTtlMs: number;
+    forecastTtlMs: number;
+    staleMaxMs: number;
+    dailyBudget: number;
+    lookupTimeoutMs: number;
+    apiTimeoutMs: number;
+    authRetryMs: number;
+  };
   bodyLimitBytes: number;
   batchMaxBookings: number;
   metricsPort: number;
@@ -82,6 +107,19 @@ export function loadConfig(
       : { kind: 'file', file: c.FLAGS_FILE, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS },
     modelsDir: c.MODELS_DIR,
     mlTimeoutMs: c.ML_TIMEOUT_MS,
+    redisUrl: c.REDIS_URL,
+    weather: {
+      apiKey: c.OPENWEATHER_API_KEY,
+      baseUrl: c.OPENWEATHER_BASE_URL,
+      gridDeg: c.WEATHER_GRID_DEG,
+      currentTtlMs: c.WEATHER_CURRENT_TTL_S * 1000,
+      forecastTtlMs: c.WEATHER_FORECAST_TTL_S * 1000,
+      staleMaxMs: c.WEATHER_STALE_MAX_S * 1000,
+      dailyBudget: c.WEATHER_DAILY_BUDGET,
+      lookupTimeoutMs: c.WEATHER_TIMEOUT_MS,
+      apiTimeoutMs: c.WEATHER_API_TIMEOUT_MS,
+      authRetryMs: c.WEATHER_AUTH_RETRY_S * 1000,
+    },
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
     batchMaxBookings: c.BATCH_MAX_BOOKINGS,
     metricsPort: c.METRICS_PORT,

@@ -33,6 +33,33 @@ export function createServiceMetrics(meter: Meter) {
       description: 'Model versions that failed to load, by model_version; their bookings fall back',
       unit: '{error}',
     }),
+    weatherLookups: meter.createCounter('delay.weather.lookups', {
+      description: 'Weather lookups by outcome: l1_hit, l2_hit, miss (fetched), stale, default',
+      unit: '{lookup}',
+    }),
+    weatherApiCalls: meter.createCounter('delay.weather.api_calls', {
+      description: 'OpenWeatherMap calls by endpoint (current|forecast) and HTTP status (or timeout|network)',
+      unit: '{call}',
+    }),
+    weatherApiDuration: meter.createHistogram('delay.weather.api_duration', {
+      description: 'OpenWeatherMap call duration, by endpoint',
+      unit: 's',
+      advice: { explicitBucketBoundaries: [0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5] },
+    }),
+    weatherCallsRefused: meter.createCounter('delay.weather.calls_refused', {
+      description:
+        'Lookups that did not reach the API or gave up on it, by reason: budget, auth, rate_limited, circuit_open, lock_wait, timeout',
+      unit: '{lookup}',
+    }),
+    weatherCacheErrors: meter.createCounter('delay.weather.cache_errors', {
+      description:
+        'Redis operations of the weather cache that failed, by operation; the lookup goes on without them',
+      unit: '{error}',
+    }),
+    weatherBudgetRemaining: meter.createObservableGauge('delay.weather.budget_remaining', {
+      description: "Calls left in today's (UTC) weather API budget, as this instance last saw it",
+      unit: '{call}',
+    }),
     flagEvaluationErrors: meter.createCounter('delay.flags.evaluation_errors', {
       description: 'Flag evaluations that returned an error and used the coded default, by flag',
       unit: '{error}',
