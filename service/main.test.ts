@@ -69,6 +69,39 @@ describe('the service as a process', () => {
     expect(await service.exited).toBe(0);
   });
 
+  it('enriches with OpenWeatherMap through Redis when configured, and never logs the key', async () => {
+    const { startFakeOpenWeatherMap } = await import('./test-support/fake-openweathermap.js');
+    const fake = await startFakeOpenWeatherMap();
+    fake.setMode({ kind: 'ok', rainMmH: 3 });
+    try {
+      const service = await start({
+        OPENWEATHER_API_KEY: 'do-not-log-me',
+        OPENWEATHER_BASE_URL: fake.url,
+        REDIS_URL: 'redis://127.0.0.1:6379',
+        LOG_LEVEL: 'debug',
+      });
+      await waitForReady(service);
+      const predict = () =>
+        fetch(`http://127.0.0.1:${service.port}/v1/predictions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(
+            booking({
+              scheduled_at: new Date().toISOString(),
+              pickup: { lat: -33.9 + Math.random() * 0.01, lon: 151.2 },
+            }),
+          ),
+        }).then((r) => r.json());
+      const first = await predict();
+      expect(['api', 'cache']).toContain(first.weather.source);
+      expect((await predict()).weather.source).toBe('cache');
+      expect(await service.stop('SIGTERM')).toBe(0);
+      expect(service.output()).not.toContain('do-not-log-me');
+    } finally {
+      await fake.close();
+    }
+  });
+
   it('exits non-zero naming a bad variable', async () => {
     const service = await start({ PORT: 'eighty', BATCH_MAX_BOOKINGS: '0' });
     expect(await service.exited).toBe(1);

@@ -64,9 +64,13 @@ class CallRefused extends Error {
  * replicas) within a daily budget shared through Redis; when the API cannot answer, the last value up to
  * staleMaxMs old, else neutral defaults.
  */
-export function createWeatherService(
-  o: WeatherServiceOptions,
-): WeatherProvider & { stats(): Promise<WeatherStats> } {
+export interface WeatherService extends WeatherProvider {
+  /** One current-weather call for a point, past the caches (it spends budget): does the key work? */
+  checkKey(lat: number, lon: number): Promise<WeatherConditions>;
+  stats(): Promise<WeatherStats>;
+}
+
+export function createWeatherService(o: WeatherServiceOptions): WeatherService {
   const now = o.now ?? Date.now;
   const log = o.logger.child({ component: 'weather' });
   const l1 = new LRUCache<string, Entry>({ max: 50_000 });
@@ -301,6 +305,11 @@ export function createWeatherService(
       if (result !== 'timeout') return result;
       o.metrics.weatherCallsRefused.add(1, { reason: 'timeout' });
       return staleOrDefault(key, kind, atMs);
+    },
+
+    async checkKey(lat, lon) {
+      authBlockedUntil = 0;
+      return (await call('current', lat, lon)) as WeatherConditions;
     },
 
     async stats(): Promise<WeatherStats> {
