@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { WeatherSettings } from '../weather/weather-service.js';
 
 /**
  * The one place that reads the environment. Precedence: typed defaults < environment < explicit options.
@@ -52,18 +53,10 @@ export interface Config {
   modelsDir: string;
   mlTimeoutMs: number;
   redisUrl: string | undefined;
-  weather: {
+  weather: WeatherSettings & {
     /** Never logged. */
     apiKey: string | undefined;
     baseUrl: string;
-    gridDeg: number;
-    currentTtlMs: number;
-    forecastTtlMs: number;
-    staleMaxMs: number;
-    dailyBudget: number;
-    lookupTimeoutMs: number;
-    apiTimeoutMs: number;
-    authRetryMs: number;
   };
   bodyLimitBytes: number;
   batchMaxBookings: number;

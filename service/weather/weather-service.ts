@@ -17,12 +17,8 @@ import {
   type WeatherProvider,
 } from './weather.js';
 
-export interface WeatherServiceOptions {
-  client: OpenWeatherMapClient;
-  /** Shared cache, lock and budget across replicas; without it each process has its own. */
-  redis?: Redis;
-  metrics: ServiceMetrics;
-  logger: Logger;
+/** The tunables, as the configuration module reads them (README: WEATHER_*). */
+export interface WeatherSettings {
   gridDeg: number;
   currentTtlMs: number;
   forecastTtlMs: number;
@@ -34,6 +30,14 @@ export interface WeatherServiceOptions {
   apiTimeoutMs: number;
   /** After a 401, how long before the key is tried again. */
   authRetryMs: number;
+}
+
+export interface WeatherServiceOptions extends WeatherSettings {
+  client: OpenWeatherMapClient;
+  /** Shared cache, lock and budget across replicas; without it each process has its own. */
+  redis?: Redis;
+  metrics: ServiceMetrics;
+  logger: Logger;
   now?: () => number;
 }
 
