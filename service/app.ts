@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
 import type { Logger } from 'pino';
+import type { FeedbackService } from './feedback/feedback-service.js';
 import type { FlagService } from './flags/flag-service.js';
 import { bodyLimit } from './http/body-limit.js';
 import { type Problem, ProblemError, problemResponse, validationProblem } from './http/problem.js';
@@ -10,9 +11,14 @@ import {
   BatchResponseSchema,
   BookingSchema,
   batchRequestSchema,
+  FeedbackResultSchema,
+  FeedbackSchema,
+  feedbackBatchSchema,
   PredictionSchema,
   ProblemSchema,
 } from './predictions/schemas.js';
+import type { Reports } from './reports/reports.js';
+import type { PredictionLog } from './storage/prediction-log.js';
 import type { ServiceMetrics } from './telemetry/service-metrics.js';
 import type { WeatherProvider } from './weather/weather.js';
 
@@ -24,6 +30,9 @@ export interface AppDeps {
   logger: Logger;
   limits: { bodyLimitBytes: number; batchMaxBookings: number };
   mlTimeoutMs: number;
+  /** Persistence: without it predictions are not kept and feedback and reports answer 503. */
+  predictionLog?: PredictionLog;
+  storage?: { feedback: FeedbackService; reports: Reports };
 }
 
 const problemContent = { 'application/problem+json': { schema: ProblemSchema } };
@@ -150,6 +159,120 @@ export function createApp(deps: AppDeps) {
       const { bookings } = c.req.valid('json');
       return c.json({ predictions: await timed('batch', () => predictions.predict(bookings, 'batch')) }, 200);
     },
+  );
+
+  const storage = () => {
+    if (deps.storage) return deps.storage;
+    throw new ProblemError(
+      { type: '/problems/storage-unavailable', title: 'No database configured', status: 503 },
+      'storage_unavailable',
+    );
+  };
+  const json = (schema: z.ZodType, description: string) => ({
+    200: { description, content: { 'application/json': { schema } } },
+    ...problemResponses,
+  });
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/feedback',
+      summary:
+        'The actual delay of a predicted booking (idempotent per booking; a new value corrects the old)',
+      request: { body: { required: true, content: { 'application/json': { schema: FeedbackSchema } } } },
+      responses: {
+        ...json(FeedbackResultSchema, 'recorded, unchanged (a repeat) or corrected'),
+        404: { description: 'No prediction was stored for this booking', content: problemContent },
+      },
+    }),
+    async (c) => {
+      const [result] = await storage().feedback.submit([c.req.valid('json')]);
+      if (result?.outcome === 'unknown_booking') {
+        throw new ProblemError(
+          {
+            type: '/problems/unknown-booking',
+            title: 'Unknown booking',
+            status: 404,
+            detail: `No prediction is stored for booking '${result.booking_id}'; nothing was recorded.`,
+          },
+          'unknown_booking',
+        );
+      }
+      return c.json(result as z.infer<typeof FeedbackResultSchema>, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/feedback/batch',
+      summary: `Up to ${limits.batchMaxBookings} feedback items; each answered on its own (unknown_booking included)`,
+      request: {
+        body: {
+          required: true,
+          content: { 'application/json': { schema: feedbackBatchSchema(limits.batchMaxBookings) } },
+        },
+      },
+      responses: json(z.object({ results: z.array(FeedbackResultSchema) }), 'One result per item, in order'),
+    }),
+    async (c) => c.json({ results: await storage().feedback.submit(c.req.valid('json').feedback) }, 200),
+  );
+
+  const report = z.record(z.string(), z.unknown());
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/ab-report',
+      summary:
+        'ML vs heuristic per arm (n, MAE, RMSE, R²) and paired on the same bookings, with a 95% bootstrap interval',
+      request: { query: z.object({ days: z.coerce.number().int().min(1).max(365).default(30) }) },
+      responses: json(report, 'The comparison and its verdict'),
+    }),
+    async (c) => c.json(await storage().reports.abReport({ days: c.req.valid('query').days }), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/monitoring/summary',
+      summary: 'Last 24 hours: volumes, ML share, fallbacks, weather defaults, accuracy per arm',
+      responses: json(report, 'Summary'),
+    }),
+    async (c) => c.json(await storage().reports.summary(), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/monitoring/daily',
+      summary: 'Per UTC day: predictions, ML share, feedback, MAE per source',
+      request: { query: z.object({ days: z.coerce.number().int().min(1).max(90).default(7) }) },
+      responses: json(z.object({ days: z.array(report) }), 'Newest day first'),
+    }),
+    async (c) => c.json({ days: await storage().reports.daily(c.req.valid('query').days) }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/monitoring/predictions',
+      summary: 'The latest stored predictions, with their actual delay when known',
+      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }) },
+      responses: json(z.object({ predictions: z.array(report) }), 'Newest first'),
+    }),
+    async (c) => c.json({ predictions: await storage().reports.latest(c.req.valid('query').limit) }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/monitoring/anomalies',
+      summary: 'Predictions of the last 7 days whose absolute error exceeds threshold_mae minutes',
+      request: { query: z.object({ threshold_mae: z.coerce.number().min(0).max(1440).default(5) }) },
+      responses: json(z.object({ anomalies: z.array(report) }), 'Newest first, 100 at most'),
+    }),
+    async (c) =>
+      c.json({ anomalies: await storage().reports.anomalies(c.req.valid('query').threshold_mae) }, 200),
   );
 
   app.openapi(

@@ -102,6 +102,38 @@ describe('the service as a process', () => {
     }
   });
 
+  it('writes every prediction to its database, and flushes the queue on SIGTERM', async () => {
+    const dataDir = tempDir('delay-data-');
+    const service = await start({ DATA_DIR: dataDir });
+    await waitForReady(service);
+    const res = await fetch(`http://127.0.0.1:${service.port}/v1/predictions/batch`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        bookings: Array.from({ length: 300 }, (_, i) => booking({ booking_id: `flush-${i}` })),
+      }),
+    });
+    expect(res.status).toBe(200);
+    expect(await service.stop('SIGTERM')).toBe(0);
+    const { openDatabase } = await import('./storage/database.js');
+    const database = await openDatabase({ dataDir });
+    try {
+      const { predictions } = await import('../db/schema.js');
+      const { sql } = await import('drizzle-orm');
+      const [stored] = await database.db.select({ n: sql<number>`count(*)::int` }).from(predictions);
+      expect(Number(stored?.n)).toBe(300);
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('exits non-zero naming a database it cannot open', async () => {
+    const service = await start({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
+    expect(await service.exited).toBe(1);
+    expect(service.output()).toContain('database at DATABASE_URL cannot be opened or migrated');
+    expect(service.output()).not.toContain('nobody@');
+  });
+
   it('exits non-zero naming a bad variable', async () => {
     const service = await start({ PORT: 'eighty', BATCH_MAX_BOOKINGS: '0' });
     expect(await service.exited).toBe(1);

@@ -3,9 +3,13 @@ import { serve } from '@hono/node-server';
 import { createApp } from './app.js';
 import { connectRedis, redisReady } from './cache/redis.js';
 import { ConfigError, loadConfig } from './config/config.js';
+import { createFeedbackService } from './feedback/feedback-service.js';
 import { FlagFileError, startFlagService } from './flags/flag-service.js';
 import { createModelRegistry } from './models/model-registry.js';
 import { loadOnnxModel } from './models/onnx-model.js';
+import { createReports } from './reports/reports.js';
+import { openDatabase } from './storage/database.js';
+import { createPredictionLog } from './storage/prediction-log.js';
 import { createLogger } from './telemetry/logger.js';
 import { startMetricsExporter } from './telemetry/metrics-exporter.js';
 import { createServiceMetrics } from './telemetry/service-metrics.js';
@@ -71,6 +75,33 @@ if (config.weather.apiKey) {
   );
 }
 
+let database: Awaited<ReturnType<typeof openDatabase>>;
+try {
+  database = await openDatabase(config.database);
+} catch (err) {
+  fail(
+    `database ${config.database.url ? 'at DATABASE_URL' : `in DATA_DIR ${config.database.dataDir}`} cannot be opened or migrated: ${(err as Error).message}`,
+  );
+}
+logger.info({ database: database.kind }, 'database migrated');
+const predictionLog = createPredictionLog({ db: database.db, metrics, logger });
+const reports = createReports(database.db);
+const purge = async () => {
+  try {
+    logger.info(
+      {
+        retention_days: config.database.retentionDays,
+        ...(await reports.purge(config.database.retentionDays)),
+      },
+      'retention purge',
+    );
+  } catch (err) {
+    logger.error({ err: (err as Error).message }, 'retention purge failed; next attempt in 24 h');
+  }
+};
+void purge();
+setInterval(purge, 86_400_000).unref();
+
 const app = createApp({
   flags,
   models,
@@ -79,6 +110,8 @@ const app = createApp({
   logger,
   limits: { bodyLimitBytes: config.bodyLimitBytes, batchMaxBookings: config.batchMaxBookings },
   mlTimeoutMs: config.mlTimeoutMs,
+  predictionLog,
+  storage: { feedback: createFeedbackService({ db: database.db, metrics, logger }), reports },
 });
 
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
@@ -100,6 +133,8 @@ async function shutdown(signal: string) {
   const sweep = setInterval(() => (server as Server).closeIdleConnections(), 50);
   await closed;
   clearInterval(sweep);
+  await predictionLog.drain(Math.max(config.shutdownTimeoutMs - 1000, 500));
+  await database.close();
   await flags.close();
   await redis?.quit().catch(() => undefined);
   await telemetry.shutdown();

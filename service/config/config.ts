@@ -34,6 +34,9 @@ const configSchema = z.object({
   WEATHER_TIMEOUT_MS: positiveInt.max(10_000).default(300),
   WEATHER_API_TIMEOUT_MS: positiveInt.max(60_000).default(1000),
   WEATHER_AUTH_RETRY_S: positiveInt.max(7 * 86_400).default(3600),
+  DATABASE_URL: optionalString,
+  DATA_DIR: z.string().min(1).default('data'),
+  RETENTION_DAYS: positiveInt.max(3650).default(90),
   ML_TIMEOUT_MS: positiveInt.max(60_000).default(250),
   BODY_LIMIT_BYTES: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
   BATCH_MAX_BOOKINGS: positiveInt.max(10_000).default(1000),
@@ -53,6 +56,7 @@ export interface Config {
   modelsDir: string;
   mlTimeoutMs: number;
   redisUrl: string | undefined;
+  database: { url: string | undefined; dataDir: string; retentionDays: number };
   weather: WeatherSettings & {
     /** Never logged. */
     apiKey: string | undefined;
@@ -101,6 +105,7 @@ export function loadConfig(
     modelsDir: c.MODELS_DIR,
     mlTimeoutMs: c.ML_TIMEOUT_MS,
     redisUrl: c.REDIS_URL,
+    database: { url: c.DATABASE_URL, dataDir: c.DATA_DIR, retentionDays: c.RETENTION_DAYS },
     weather: {
       apiKey: c.OPENWEATHER_API_KEY,
       baseUrl: c.OPENWEATHER_BASE_URL,

@@ -1,12 +1,13 @@
 import type { Logger } from 'pino';
-import { bookingFeatures } from '../features/booking-features.js';
+import { type BookingFeatures, bookingFeatures, featureVector } from '../features/booking-features.js';
 import { HEURISTIC_VARIANT } from '../flags/flag-config.js';
 import type { FlagService } from '../flags/flag-service.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { heuristicEstimate, type PointEstimate } from '../predictors/heuristic.js';
 import { confidenceOf, riskLevelOf } from '../predictors/risk.js';
+import type { PredictionLog } from '../storage/prediction-log.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
-import type { WeatherLookup, WeatherProvider } from '../weather/weather.js';
+import { NEUTRAL_WEATHER, type WeatherLookup, type WeatherProvider } from '../weather/weather.js';
 import type { Booking, FallbackReason, Prediction } from './schemas.js';
 
 /** ML failed for some bookings and the ml-fallback-on-error flag is off: the request cannot be answered. */
@@ -26,6 +27,8 @@ export interface PredictionServiceDeps {
   mlTimeoutMs: number;
   flags: FlagService;
   models: ModelRegistry;
+  /** Where served predictions are kept; without it nothing is stored (tests, benchmarks). */
+  predictionLog?: PredictionLog;
   weather: WeatherProvider;
   metrics: ServiceMetrics;
   logger: Logger;
@@ -51,11 +54,13 @@ export function createPredictionService({
   metrics,
   logger,
   mlTimeoutMs,
+  predictionLog,
 }: PredictionServiceDeps) {
   const log = logger.child({ component: 'predictions' });
 
   /** Scores bookings in order: one flag evaluation per booking, one model call per model version. */
   async function predict(bookings: Booking[], endpoint: Endpoint): Promise<Prediction[]> {
+    const started = performance.now();
     const assignments = await Promise.all(
       bookings.map((b) =>
         flags.modelVariant(b.booking_id, {
@@ -69,8 +74,10 @@ export function createPredictionService({
       : null;
     const features = bookings.map((b, i) => bookingFeatures(b, lookups?.[i]?.conditions ?? null));
 
-    const routed: Routed[] = features.map((f, i) => ({
-      estimate: heuristicEstimate(f),
+    // The heuristic answers every booking: as the fallback, and as the shadow an ML answer is compared with.
+    const heuristics = features.map(heuristicEstimate);
+    const routed: Routed[] = features.map((_, i) => ({
+      estimate: heuristics[i] as PointEstimate,
       source: 'heuristic',
       modelVersion: null,
       fallbackReason: assignments[i]?.error ? 'flag_error' : null,
@@ -132,7 +139,7 @@ export function createPredictionService({
       }
     }
 
-    return bookings.map((booking, i) => {
+    const answered = bookings.map((booking, i) => {
       const r = routed[i] as Routed;
       const variant = (assignments[i] as { variant: string }).variant;
       metrics.predictions.add(1, { source: r.source, variant, endpoint });
@@ -151,6 +158,31 @@ export function createPredictionService({
         weather: { source: (lookups?.[i] ?? DISABLED_WEATHER).source },
       };
     });
+
+    if (predictionLog) {
+      const predictedAt = new Date();
+      const latencyMs = performance.now() - started;
+      predictionLog.enqueue(
+        answered.map((p, i) => ({
+          bookingId: p.booking_id,
+          predictedAt,
+          endpoint,
+          source: p.source,
+          variant: p.variant,
+          modelVersion: p.model_version,
+          fallbackReason: p.fallback_reason,
+          delayMinutes: p.delay_minutes,
+          intervalLow: p.interval.low,
+          intervalHigh: p.interval.high,
+          shadowHeuristicDelay: (heuristics[i] as PointEstimate).delay_minutes,
+          features: featureVector(features[i] as BookingFeatures, NEUTRAL_WEATHER),
+          weatherSource: p.weather.source,
+          latencyMs,
+          traceId: null,
+        })),
+      );
+    }
+    return answered;
   }
 
   return { predict };

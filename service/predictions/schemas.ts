@@ -94,3 +94,26 @@ export const ProblemSchema = z
       .optional(),
   })
   .openapi('Problem');
+
+export const FeedbackSchema = z
+  .object({
+    booking_id: z.string().min(1).max(128),
+    actual_delay_minutes: z
+      .number()
+      .min(-60)
+      .max(1440)
+      .openapi({ description: 'Minutes late; negative when early, down to -60. Over a day is refused.' }),
+    observed_at: z.iso.datetime({ offset: true }).optional(),
+  })
+  .openapi('Feedback');
+
+export const FeedbackResultSchema = z
+  .object({
+    booking_id: z.string(),
+    outcome: z.enum(['recorded', 'unchanged', 'corrected', 'unknown_booking']),
+  })
+  .openapi('FeedbackResult');
+
+export function feedbackBatchSchema(max: number) {
+  return z.object({ feedback: z.array(FeedbackSchema).min(1).max(max) }).openapi('FeedbackBatch');
+}

@@ -60,6 +60,49 @@ export function createServiceMetrics(meter: Meter) {
       description: "Calls left in today's (UTC) weather API budget, as this instance last saw it",
       unit: '{call}',
     }),
+    predictionLogDepth: meter.createObservableGauge('delay.prediction_log.queue_depth', {
+      description: 'Predictions waiting to be written to the database',
+      unit: '{prediction}',
+    }),
+    predictionLogWritten: meter.createCounter('delay.prediction_log.written', {
+      description: 'Predictions written to the database',
+      unit: '{prediction}',
+    }),
+    predictionLogWriteErrors: meter.createCounter('delay.prediction_log.write_errors', {
+      description: 'Failed batch writes (the batch is retried)',
+      unit: '{error}',
+    }),
+    predictionLogDropped: meter.createCounter('delay.prediction_log.dropped', {
+      description: 'Predictions never written, by reason: queue_full, shutdown',
+      unit: '{prediction}',
+    }),
+    feedbackEvents: meter.createCounter('delay.feedback.events', {
+      description: 'Feedback received, by outcome: recorded (first value), unchanged (repeat), corrected',
+      unit: '{feedback}',
+    }),
+    feedbackCount: meter.createCounter('delay.feedback.scored', {
+      description:
+        'Bookings scored against their actual delay, by arm (ml, heuristic, heuristic_shadow) and model_version',
+      unit: '{booking}',
+    }),
+    feedbackAbsError: meter.createCounter('delay.feedback.absolute_error', {
+      description: 'Sum of |predicted - actual| delay, by arm and model_version (MAE = this / scored)',
+      unit: 'min',
+    }),
+    feedbackSquaredError: meter.createCounter('delay.feedback.squared_error', {
+      description:
+        'Sum of (predicted - actual)^2, by arm and model_version (RMSE, and R^2 with the two below)',
+      unit: 'min2',
+    }),
+    feedbackActualAboveFloor: meter.createCounter('delay.feedback.actual_above_floor', {
+      description:
+        'Sum of (actual delay + 60): actual delays may be negative down to -60 min, and a counter only grows. Sum of actuals = this - 60 x scored',
+      unit: 'min',
+    }),
+    feedbackActualSquared: meter.createCounter('delay.feedback.actual_squared', {
+      description: 'Sum of squared actual delays, by arm and model_version',
+      unit: 'min2',
+    }),
     flagEvaluationErrors: meter.createCounter('delay.flags.evaluation_errors', {
       description: 'Flag evaluations that returned an error and used the coded default, by flag',
       unit: '{error}',

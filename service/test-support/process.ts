@@ -1,5 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -31,6 +34,7 @@ export async function startService(env: Record<string, string> = {}): Promise<Se
       HOST: '127.0.0.1',
       PORT: String(port),
       METRICS_PORT: String(metricsPort),
+      DATA_DIR: mkdtempSync(join(tmpdir(), 'delay-data-')),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

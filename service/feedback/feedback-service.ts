@@ -1,0 +1,116 @@
+import { and, eq, inArray, ne, sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import { feedback, predictions } from '../../db/schema.js';
+import type { Db } from '../storage/database.js';
+import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+
+/** Early arrivals are negative delays; below this floor a value is a unit or sign error (docs/api.md). */
+export const ACTUAL_DELAY_FLOOR = -60;
+export const ACTUAL_DELAY_CEILING = 24 * 60;
+
+export interface FeedbackItem {
+  booking_id: string;
+  actual_delay_minutes: number;
+  observed_at?: string | undefined;
+}
+
+export type FeedbackOutcome = 'recorded' | 'unchanged' | 'corrected' | 'unknown_booking';
+
+export interface FeedbackResult {
+  booking_id: string;
+  outcome: FeedbackOutcome;
+}
+
+/**
+ * Actual delays, one per booking. The first value of a booking is scored into the error counters (per arm:
+ * the source that served it, and the heuristic's shadow answer for ML-served bookings); a repeat changes
+ * nothing; a correction replaces the stored value, which the reports use, and is counted as a correction,
+ * so each booking weighs once in the counters.
+ */
+export function createFeedbackService({
+  db,
+  metrics,
+  logger,
+}: {
+  db: Db;
+  metrics: ServiceMetrics;
+  logger: Logger;
+}) {
+  const log = logger.child({ component: 'feedback' });
+
+  function score(arm: string, modelVersion: string, predicted: number, actual: number) {
+    const labels = { arm, model_version: modelVersion };
+    const error = predicted - actual;
+    metrics.feedbackCount.add(1, labels);
+    metrics.feedbackAbsError.add(Math.abs(error), labels);
+    metrics.feedbackSquaredError.add(error * error, labels);
+    metrics.feedbackActualAboveFloor.add(actual - ACTUAL_DELAY_FLOOR, labels);
+    metrics.feedbackActualSquared.add(actual * actual, labels);
+  }
+
+  return {
+    async submit(items: FeedbackItem[]): Promise<FeedbackResult[]> {
+      const ids = [...new Set(items.map((i) => i.booking_id))];
+      // The latest prediction of each booking is the one the feedback scores.
+      const served = await db
+        .selectDistinctOn([predictions.bookingId], {
+          bookingId: predictions.bookingId,
+          source: predictions.source,
+          modelVersion: predictions.modelVersion,
+          delay: predictions.delayMinutes,
+          shadow: predictions.shadowHeuristicDelay,
+        })
+        .from(predictions)
+        .where(inArray(predictions.bookingId, ids))
+        .orderBy(predictions.bookingId, sql`${predictions.predictedAt} desc`);
+      const servedBy = new Map(served.map((p) => [p.bookingId, p]));
+
+      const results: FeedbackResult[] = [];
+      for (const item of items) {
+        const prediction = servedBy.get(item.booking_id);
+        if (!prediction) {
+          results.push({ booking_id: item.booking_id, outcome: 'unknown_booking' });
+          continue;
+        }
+        const observedAt = item.observed_at ? new Date(item.observed_at) : null;
+        const inserted = await db
+          .insert(feedback)
+          .values({ bookingId: item.booking_id, actualDelayMinutes: item.actual_delay_minutes, observedAt })
+          .onConflictDoNothing()
+          .returning({ bookingId: feedback.bookingId });
+        let outcome: FeedbackOutcome;
+        if (inserted.length === 1) {
+          outcome = 'recorded';
+          const actual = item.actual_delay_minutes;
+          score(prediction.source, prediction.modelVersion ?? 'none', prediction.delay, actual);
+          if (prediction.source === 'ml') {
+            score('heuristic_shadow', prediction.modelVersion ?? 'none', prediction.shadow, actual);
+          }
+        } else {
+          const updated = await db
+            .update(feedback)
+            .set({
+              actualDelayMinutes: item.actual_delay_minutes,
+              observedAt,
+              updatedAt: new Date(),
+              revisions: sql`${feedback.revisions} + 1`,
+            })
+            .where(
+              and(
+                eq(feedback.bookingId, item.booking_id),
+                ne(feedback.actualDelayMinutes, item.actual_delay_minutes),
+              ),
+            )
+            .returning({ bookingId: feedback.bookingId });
+          outcome = updated.length === 1 ? 'corrected' : 'unchanged';
+          if (outcome === 'corrected') log.info({ booking_count: 1 }, 'feedback corrected');
+        }
+        metrics.feedbackEvents.add(1, { outcome });
+        results.push({ booking_id: item.booking_id, outcome });
+      }
+      return results;
+    },
+  };
+}
+
+export type FeedbackService = ReturnType<typeof createFeedbackService>;

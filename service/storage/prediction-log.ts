@@ -1,0 +1,109 @@
+import type { Logger } from 'pino';
+import { predictions } from '../../db/schema.js';
+import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import type { Db } from './database.js';
+
+export type PredictionRow = typeof predictions.$inferInsert;
+
+export interface PredictionLogOptions {
+  db: Db;
+  metrics: ServiceMetrics;
+  logger: Logger;
+  /** Rows held in memory at most; beyond it new rows are dropped and counted. */
+  capacity?: number;
+  batchSize?: number;
+  flushIntervalMs?: number;
+  /** Longest pause between attempts while the database fails. */
+  maxBackoffMs?: number;
+}
+
+export interface PredictionLog {
+  /** Never blocks and never throws: a full queue drops the rows and counts them. */
+  enqueue(rows: PredictionRow[]): void;
+  depth(): number;
+  /** Writes what is queued, up to the deadline; what is left is counted as dropped. */
+  drain(timeoutMs: number): Promise<void>;
+}
+
+/**
+ * Predictions reach the database off the hot path: a bounded in-memory queue, written in batches by one
+ * loop. While the database fails, the loop retries the same batch with growing pauses and the queue
+ * absorbs new rows up to its capacity; writing resumes by itself when the database answers again.
+ */
+export function createPredictionLog({
+  db,
+  metrics,
+  logger,
+  capacity = 20_000,
+  batchSize = 500,
+  flushIntervalMs = 200,
+  maxBackoffMs = 5000,
+}: PredictionLogOptions): PredictionLog {
+  const log = logger.child({ component: 'prediction-log' });
+  let queue: PredictionRow[] = [];
+  let failures = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let writing: Promise<void> | undefined;
+  let closed = false;
+
+  metrics.predictionLogDepth.addCallback((r) => r.observe(queue.length));
+
+  async function writeBatch(): Promise<boolean> {
+    const batch = queue.slice(0, batchSize);
+    if (batch.length === 0) return true;
+    try {
+      await db.insert(predictions).values(batch);
+      queue = queue.slice(batch.length);
+      metrics.predictionLogWritten.add(batch.length);
+      if (failures > 0) log.info({ after_failures: failures }, 'prediction log writing again');
+      failures = 0;
+      return true;
+    } catch (err) {
+      failures += 1;
+      metrics.predictionLogWriteErrors.add(1);
+      if (failures === 1) log.error({ err: (err as Error).message }, 'prediction log cannot write; retrying');
+      return false;
+    }
+  }
+
+  function schedule(delayMs: number) {
+    if (closed) return;
+    timer = setTimeout(() => {
+      writing = (async () => {
+        while (queue.length > 0 && (await writeBatch()) && queue.length >= batchSize) {
+          // full batches waiting: keep writing without pausing
+        }
+      })().finally(() => {
+        writing = undefined;
+        schedule(failures > 0 ? Math.min(flushIntervalMs * 2 ** failures, maxBackoffMs) : flushIntervalMs);
+      });
+    }, delayMs);
+    timer.unref();
+  }
+  schedule(flushIntervalMs);
+
+  return {
+    enqueue(rows) {
+      const room = capacity - queue.length;
+      if (rows.length > room) {
+        metrics.predictionLogDropped.add(rows.length - Math.max(room, 0), { reason: 'queue_full' });
+      }
+      if (room > 0) queue.push(...rows.slice(0, room));
+    },
+    depth: () => queue.length,
+    async drain(timeoutMs) {
+      closed = true;
+      clearTimeout(timer);
+      const deadline = Date.now() + timeoutMs;
+      await writing;
+      while (queue.length > 0 && Date.now() < deadline) {
+        if (!(await writeBatch())) await new Promise((r) => setTimeout(r, 100));
+      }
+      if (queue.length > 0) {
+        metrics.predictionLogDropped.add(queue.length, { reason: 'shutdown' });
+        log.error({ dropped: queue.length }, 'prediction log: rows left unwritten at shutdown');
+        queue = [];
+      }
+    },
+  };
+}

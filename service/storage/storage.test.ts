@@ -1,0 +1,366 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { sql } from 'drizzle-orm';
+import { afterEach, describe, expect, it } from 'vitest';
+import { feedback, predictions } from '../../db/schema.js';
+import { createFeedbackService } from '../feedback/feedback-service.js';
+import { createReports, pairedComparison } from '../reports/reports.js';
+import { freshPglite, freshPostgres, postgresAvailable } from '../test-support/databases.js';
+import {
+  booking,
+  eventually,
+  postJson,
+  silentLogger,
+  testApp,
+  testMetrics,
+} from '../test-support/harness.js';
+import { freePort } from '../test-support/process.js';
+import type { Database } from './database.js';
+import { createPredictionLog, type PredictionRow } from './prediction-log.js';
+
+const hasPostgres = await postgresAvailable();
+const open: { close(): Promise<void> }[] = [];
+afterEach(async () => {
+  await Promise.all(
+    open
+      .splice(0)
+      .reverse()
+      .map((x) => x.close()),
+  );
+});
+
+function row(bookingId: string, overrides: Partial<PredictionRow> = {}): PredictionRow {
+  return {
+    bookingId,
+    predictedAt: new Date(),
+    endpoint: 'single',
+    source: 'heuristic',
+    variant: 'heuristic',
+    modelVersion: null,
+    fallbackReason: null,
+    delayMinutes: 5,
+    intervalLow: 3,
+    intervalHigh: 8,
+    shadowHeuristicDelay: 5,
+    features: [8.5, 3, 0, 11, 4.2, 10, 1, 0, 12, 0, 0, 3, 10],
+    weatherSource: 'default',
+    latencyMs: 1.2,
+    traceId: null,
+    ...overrides,
+  };
+}
+
+async function count(database: Database, table: typeof predictions | typeof feedback) {
+  const [r] = await database.db.select({ n: sql<number>`count(*)::int` }).from(table);
+  return Number(r?.n);
+}
+
+const engines = [
+  ['PGlite', freshPglite, true],
+  ['Postgres', () => freshPostgres(), hasPostgres],
+] as const;
+
+describe.each(engines)('storage on %s', (_name, fresh, available) => {
+  async function database() {
+    const d = await fresh();
+    open.push(d);
+    return d;
+  }
+
+  it.skipIf(!available)('writes queued predictions in batches, off the caller', async () => {
+    const d = await database();
+    const m = testMetrics();
+    const log = createPredictionLog({
+      db: d.db,
+      metrics: m.metrics,
+      logger: silentLogger,
+      batchSize: 200,
+      flushIntervalMs: 20,
+    });
+    log.enqueue(Array.from({ length: 1200 }, (_, i) => row(`b-${i}`)));
+    await eventually(
+      () => count(d, predictions),
+      (n) => n === 1200,
+    );
+    expect(await count(d, predictions)).toBe(1200);
+    expect(await m.value('delay.prediction_log.written')).toBe(1200);
+    const [stored] = await d.db.select().from(predictions).limit(1);
+    expect(stored?.features).toHaveLength(13);
+    await log.drain(1000);
+  });
+
+  it.skipIf(!available)('drops and counts what does not fit in a full queue', async () => {
+    const d = await database();
+    const m = testMetrics();
+    const log = createPredictionLog({
+      db: d.db,
+      metrics: m.metrics,
+      logger: silentLogger,
+      capacity: 10,
+      flushIntervalMs: 60_000,
+    });
+    log.enqueue(Array.from({ length: 25 }, (_, i) => row(`b-${i}`)));
+    expect(log.depth()).toBe(10);
+    expect(await m.value('delay.prediction_log.dropped', { reason: 'queue_full' })).toBe(15);
+    await log.drain(2000);
+    expect(await count(d, predictions)).toBe(10);
+  });
+
+  it.skipIf(!available)(
+    'feedback: recorded once, repeats unchanged, corrections replace, unknown bookings touch nothing',
+    async () => {
+      const d = await database();
+      const m = testMetrics();
+      await d.db.insert(predictions).values([
+        row('served-by-ml', {
+          source: 'ml',
+          variant: 'gbt-v1',
+          modelVersion: 'gbt-v1',
+          delayMinutes: 6,
+          shadowHeuristicDelay: 9,
+        }),
+        row('served-by-rules', { delayMinutes: 4 }),
+      ]);
+      const service = createFeedbackService({ db: d.db, metrics: m.metrics, logger: silentLogger });
+
+      expect(await service.submit([{ booking_id: 'nobody', actual_delay_minutes: 3 }])).toEqual([
+        { booking_id: 'nobody', outcome: 'unknown_booking' },
+      ]);
+      expect(await m.value('delay.feedback.scored')).toBe(0);
+      expect(await count(d, feedback)).toBe(0);
+
+      const first = await service.submit([
+        { booking_id: 'served-by-ml', actual_delay_minutes: 7 },
+        { booking_id: 'served-by-rules', actual_delay_minutes: 1, observed_at: '2026-11-25T09:00:00+01:00' },
+      ]);
+      expect(first.map((r) => r.outcome)).toEqual(['recorded', 'recorded']);
+      expect(await m.value('delay.feedback.absolute_error', { arm: 'ml', model_version: 'gbt-v1' })).toBe(1);
+      expect(
+        await m.value('delay.feedback.absolute_error', { arm: 'heuristic_shadow', model_version: 'gbt-v1' }),
+      ).toBe(2);
+      expect(
+        await m.value('delay.feedback.absolute_error', { arm: 'heuristic', model_version: 'none' }),
+      ).toBe(3);
+      expect(await m.value('delay.feedback.actual_above_floor', { arm: 'ml' })).toBe(67);
+
+      expect(await service.submit([{ booking_id: 'served-by-ml', actual_delay_minutes: 7 }])).toEqual([
+        { booking_id: 'served-by-ml', outcome: 'unchanged' },
+      ]);
+      expect(await service.submit([{ booking_id: 'served-by-ml', actual_delay_minutes: 10 }])).toEqual([
+        { booking_id: 'served-by-ml', outcome: 'corrected' },
+      ]);
+      const [stored] = await d.db.select().from(feedback).where(sql`${feedback.bookingId} = 'served-by-ml'`);
+      expect(stored).toMatchObject({ actualDelayMinutes: 10, revisions: 1 });
+      expect(await m.value('delay.feedback.scored', { arm: 'ml' })).toBe(1);
+      expect(await m.value('delay.feedback.events', { outcome: 'corrected' })).toBe(1);
+      expect(await m.value('delay.feedback.events', { outcome: 'unchanged' })).toBe(1);
+    },
+  );
+
+  it.skipIf(!available)(
+    'A/B report: per-arm metrics, and a paired verdict on a known difference',
+    async () => {
+      const d = await database();
+      // 200 ML-served bookings: ML misses by about 1 min, the heuristic's shadow by about 3.
+      const rows = Array.from({ length: 200 }, (_, i) => {
+        const wobble = ((i * 37) % 11) / 10 - 0.5;
+        return row(`ab-${i}`, {
+          source: 'ml',
+          variant: 'gbt-v1',
+          modelVersion: 'gbt-v1',
+          delayMinutes: 10 + 1 + wobble,
+          shadowHeuristicDelay: 10 - 3 + wobble,
+        });
+      });
+      await d.db.insert(predictions).values([...rows, row('rules-0', { delayMinutes: 2 })]);
+      await d.db
+        .insert(feedback)
+        .values([
+          ...rows.map((r) => ({ bookingId: r.bookingId, actualDelayMinutes: 10 })),
+          { bookingId: 'rules-0', actualDelayMinutes: 4 },
+        ]);
+      const report = await createReports(d.db).abReport();
+      expect(report.arms.ml.n).toBe(200);
+      expect(report.arms.ml.mae).toBeCloseTo(1.03, 1);
+      expect(report.arms.heuristic_shadow_on_ml.mae).toBeCloseTo(2.98, 1);
+      expect(report.arms.heuristic).toMatchObject({ n: 1, mae: 2 });
+      expect(report.ml_by_model_version['gbt-v1']?.n).toBe(200);
+      expect(report.paired.verdict).toBe('ml_better');
+      const [low, high] = report.paired.ci95 as [number, number];
+      expect(low).toBeLessThan(-1.8);
+      expect(high).toBeLessThan(0);
+    },
+  );
+
+  it.skipIf(!available)('purges predictions and feedback older than the retention', async () => {
+    const d = await database();
+    const old = new Date(Date.now() - 100 * 86_400_000);
+    await d.db.insert(predictions).values([row('old', { predictedAt: old }), row('new')]);
+    await d.db.insert(feedback).values([
+      { bookingId: 'old', actualDelayMinutes: 1, receivedAt: old },
+      { bookingId: 'new', actualDelayMinutes: 1 },
+    ]);
+    expect(await createReports(d.db).purge(90)).toEqual({ predictions: 1, feedback: 1 });
+    expect(await count(d, predictions)).toBe(1);
+  });
+
+  it.skipIf(!available)(
+    'serves feedback and monitoring over HTTP, with validated, bounded parameters',
+    async () => {
+      const d = await database();
+      const m = testMetrics();
+      const predictionLog = createPredictionLog({
+        db: d.db,
+        metrics: m.metrics,
+        logger: silentLogger,
+        flushIntervalMs: 10,
+      });
+      const storage = {
+        feedback: createFeedbackService({ db: d.db, metrics: m.metrics, logger: silentLogger }),
+        reports: createReports(d.db),
+      };
+      const t = await testApp({ flags: { mlWeight: 0 }, deps: { predictionLog, storage } });
+      open.push(t);
+      await postJson(t.app, '/v1/predictions/batch', {
+        bookings: [booking({ booking_id: 'h-1' }), booking({ booking_id: 'h-2' })],
+      });
+      await eventually(
+        () => count(d, predictions),
+        (n) => n === 2,
+      );
+
+      const recorded = await postJson(t.app, '/v1/feedback', { booking_id: 'h-1', actual_delay_minutes: 30 });
+      expect(await recorded.json()).toEqual({ booking_id: 'h-1', outcome: 'recorded' });
+      const unknown = await postJson(t.app, '/v1/feedback', { booking_id: 'h-9', actual_delay_minutes: 3 });
+      expect(unknown.status).toBe(404);
+      expect((await unknown.json()).type).toBe('/problems/unknown-booking');
+      const batch = await postJson(t.app, '/v1/feedback/batch', {
+        feedback: [
+          { booking_id: 'h-2', actual_delay_minutes: 2 },
+          { booking_id: 'h-9', actual_delay_minutes: 2 },
+        ],
+      });
+      expect((await batch.json()).results.map((r: { outcome: string }) => r.outcome)).toEqual([
+        'recorded',
+        'unknown_booking',
+      ]);
+      for (const bad of [-61, 1441, 'late', null]) {
+        expect(
+          (await postJson(t.app, '/v1/feedback', { booking_id: 'h-1', actual_delay_minutes: bad })).status,
+        ).toBe(400);
+      }
+
+      const latest = await (await t.app.request('/v1/monitoring/predictions?limit=1')).json();
+      expect(latest.predictions).toHaveLength(1);
+      // h-1 is off by about 22 minutes, h-2 by about 6.
+      const anomalies = await (await t.app.request('/v1/monitoring/anomalies?threshold_mae=15')).json();
+      expect(anomalies.anomalies.map((a: { booking_id: string }) => a.booking_id)).toEqual(['h-1']);
+      const daily = await (await t.app.request('/v1/monitoring/daily?days=7')).json();
+      expect(daily.days[0]).toMatchObject({ predictions: 2, with_feedback: 2 });
+      const summary = await (await t.app.request('/v1/monitoring/summary')).json();
+      expect(summary).toMatchObject({ predictions: 2, ml: 0 });
+      const ab = await (await t.app.request('/v1/ab-report')).json();
+      expect(ab.arms.heuristic.n).toBe(2);
+      for (const path of [
+        '/v1/monitoring/predictions?limit=501',
+        '/v1/monitoring/daily?days=0',
+        '/v1/monitoring/anomalies?threshold_mae=-1',
+        '/v1/ab-report?days=x',
+      ]) {
+        expect((await t.app.request(path)).status, path).toBe(400);
+      }
+      await predictionLog.drain(1000);
+    },
+  );
+});
+
+/** A TCP proxy in front of Postgres that the test can cut and restore: a real outage, a real recovery. */
+async function cuttableProxy(targetPort: number) {
+  const port = await freePort();
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  const up = () =>
+    new Promise<void>((resolve) => {
+      if (server?.listening) return resolve();
+      server = createServer((client) => {
+        const upstream = connect(targetPort, '127.0.0.1');
+        for (const s of [client, upstream]) {
+          sockets.add(s);
+          s.on('error', () => undefined);
+          s.on('close', () => sockets.delete(s));
+        }
+        client.pipe(upstream).pipe(client);
+      });
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+  const down = () =>
+    new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server?.close(() => resolve());
+    });
+  await up();
+  return { port, up, down };
+}
+
+describe.skipIf(!hasPostgres)('Postgres outage', () => {
+  it('keeps predictions queued and counted while the database is down, and writes them when it is back', async () => {
+    const proxy = await cuttableProxy(5432);
+    const d = await freshPostgres((url) => {
+      url.port = String(proxy.port);
+      return url;
+    });
+    open.push({
+      close: async () => {
+        await proxy.up().catch(() => undefined);
+        await d.close();
+      },
+    });
+    const m = testMetrics();
+    const log = createPredictionLog({
+      db: d.db,
+      metrics: m.metrics,
+      logger: silentLogger,
+      flushIntervalMs: 20,
+      maxBackoffMs: 200,
+    });
+    log.enqueue([row('before')]);
+    await eventually(
+      () => count(d, predictions),
+      (n) => n === 1,
+    );
+
+    await proxy.down();
+    log.enqueue(Array.from({ length: 50 }, (_, i) => row(`during-${i}`)));
+    await eventually(
+      () => m.value('delay.prediction_log.write_errors'),
+      (n) => n >= 2,
+    );
+    expect(log.depth()).toBe(50);
+
+    await proxy.up();
+    await eventually(
+      () => log.depth(),
+      (n) => n === 0,
+      15_000,
+    );
+    expect(await count(d, predictions)).toBe(51);
+    expect(await m.value('delay.prediction_log.dropped')).toBe(0);
+    await log.drain(1000);
+  }, 30_000);
+});
+
+describe('paired comparison', () => {
+  it('finds no verdict when there is no difference, and says how many pairs it would need', () => {
+    const diffs = Array.from({ length: 100 }, (_, i) => ((i * 7919) % 21) / 10 - 1);
+    const result = pairedComparison(diffs);
+    expect(result.verdict).toBe('not_yet_known');
+    expect(result.ci95?.[0]).toBeLessThan(0);
+    expect(result.ci95?.[1]).toBeGreaterThan(0);
+  });
+
+  it('is the same for the same data, and needs at least 30 pairs', () => {
+    const diffs = Array.from({ length: 20 }, () => -2);
+    expect(pairedComparison(diffs)).toEqual(pairedComparison(diffs));
+    expect(pairedComparison(diffs).verdict).toBe('not_yet_known');
+    expect(pairedComparison(Array.from({ length: 40 }, (_, i) => 2 + (i % 3))).verdict).toBe('ml_worse');
+  });
+});

@@ -1,0 +1,46 @@
+import { randomUUID } from 'node:crypto';
+import postgres from 'postgres';
+import { type Database, openDatabase } from '../storage/database.js';
+import { tempDir } from './harness.js';
+
+export const POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/test';
+
+/** Whether the machine's Postgres answers; under CI=true its absence is a failure, not a skip. */
+export async function postgresAvailable(): Promise<boolean> {
+  const sql = postgres(POSTGRES_ADMIN_URL, { connect_timeout: 2, max: 1, onnotice: () => {} });
+  try {
+    await sql`select 1`;
+    return true;
+  } catch (err) {
+    if (process.env.CI === 'true')
+      throw new Error(`Postgres is required under CI=true: ${(err as Error).message}`);
+    console.warn(`skipping Postgres tests: ${POSTGRES_ADMIN_URL} does not answer`);
+    return false;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
+/** A database of its own on the real Postgres, dropped on close; `via` rewrites the URL (e.g. a proxy port). */
+export async function freshPostgres(via?: (url: URL) => URL): Promise<Database & { url: string }> {
+  const name = `delay_test_${randomUUID().replaceAll('-', '')}`;
+  const admin = postgres(POSTGRES_ADMIN_URL, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name}`);
+  const url = new URL(POSTGRES_ADMIN_URL);
+  url.pathname = `/${name}`;
+  const target = via ? via(url) : url;
+  const database = await openDatabase({ url: target.toString(), dataDir: 'unused' });
+  return {
+    ...database,
+    url: target.toString(),
+    async close() {
+      await database.close();
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end({ timeout: 1 });
+    },
+  };
+}
+
+export async function freshPglite(): Promise<Database> {
+  return openDatabase({ dataDir: tempDir('delay-pglite-') });
+}
