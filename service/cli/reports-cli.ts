@@ -1,0 +1,39 @@
+import { parseArgs } from 'node:util';
+import { type ConfigError, loadConfig } from '../config/config.js';
+import { createReports } from '../reports/reports.js';
+import { openDatabase } from '../storage/database.js';
+
+/*
+ * npm run report -- ab [--days 30]        the A/B report (the same JSON as GET /v1/ab-report)
+ * npm run report -- purge [--days 90]     delete predictions and feedback older than the retention
+ * Uses the service's database settings (DATABASE_URL, or PGlite in DATA_DIR).
+ */
+const { positionals, values } = parseArgs({ allowPositionals: true, options: { days: { type: 'string' } } });
+const command = positionals[0];
+if (command !== 'ab' && command !== 'purge') {
+  console.error('usage: npm run report -- ab [--days 30] | purge [--days 90]');
+  process.exit(2);
+}
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig();
+} catch (err) {
+  console.error((err as ConfigError).message);
+  process.exit(2);
+}
+const days = Number(values.days ?? (command === 'ab' ? 30 : config.database.retentionDays));
+if (!Number.isInteger(days) || days < 1) {
+  console.error(`--days must be a positive whole number of days (got ${values.days})`);
+  process.exit(2);
+}
+const database = await openDatabase(config.database);
+try {
+  const reports = createReports(database.db);
+  const result =
+    command === 'ab'
+      ? await reports.abReport({ days })
+      : { purged: await reports.purge(days), older_than_days: days };
+  console.log(JSON.stringify(result, null, 2));
+} finally {
+  await database.close();
+}
