@@ -1,26 +1,17 @@
-import { parseArgs } from 'node:util';
-import { type ConfigError, loadConfig } from '../config/config.js';
 import { createReports } from '../reports/reports.js';
 import { openDatabase } from '../storage/database.js';
+import { startCli } from './cli.js';
 
 /*
  * npm run report -- ab [--days 30]        the A/B report (the same JSON as GET /v1/ab-report)
  * npm run report -- purge [--days 90]     delete predictions and feedback older than the retention
  * Uses the service's database settings (DATABASE_URL, or PGlite in DATA_DIR).
  */
-const { positionals, values } = parseArgs({ allowPositionals: true, options: { days: { type: 'string' } } });
-const command = positionals[0];
-if (command !== 'ab' && command !== 'purge') {
-  console.error('usage: npm run report -- ab [--days 30] | purge [--days 90]');
-  process.exit(2);
-}
-let config: ReturnType<typeof loadConfig>;
-try {
-  config = loadConfig();
-} catch (err) {
-  console.error((err as ConfigError).message);
-  process.exit(2);
-}
+const { command, values, config } = startCli(
+  'npm run report -- ab [--days 30] | purge [--days 90]',
+  ['ab', 'purge'],
+  { days: { type: 'string' } },
+);
 const days = Number(values.days ?? (command === 'ab' ? 30 : config.database.retentionDays));
 if (!Number.isInteger(days) || days < 1) {
   console.error(`--days must be a positive whole number of days (got ${values.days})`);

@@ -1,34 +1,21 @@
-import { parseArgs } from 'node:util';
 import { metrics as otelMetrics } from '@opentelemetry/api';
 import { connectRedis, redisReady } from '../cache/redis.js';
-import { type ConfigError, loadConfig } from '../config/config.js';
 import { createLogger } from '../telemetry/logger.js';
 import { createServiceMetrics } from '../telemetry/service-metrics.js';
 import { openWeatherMapClient, WeatherApiError } from '../weather/openweathermap.js';
 import { createWeatherService } from '../weather/weather-service.js';
+import { startCli } from './cli.js';
 
 /*
  * npm run weather -- check [--lat 48.8566 --lon 2.3522]   one API call: is the key accepted? (exit 1 if not)
  * npm run weather -- stats                                 budget used today, cache entries, circuit state
  * Configured by the same environment as the service (OPENWEATHER_API_KEY, REDIS_URL, WEATHER_*).
  */
-const { positionals, values } = parseArgs({
-  allowPositionals: true,
-  options: { lat: { type: 'string', default: '48.8566' }, lon: { type: 'string', default: '2.3522' } },
-});
-const command = positionals[0];
-if (command !== 'check' && command !== 'stats') {
-  console.error('usage: npm run weather -- check [--lat N --lon N] | stats');
-  process.exit(2);
-}
-
-let config: ReturnType<typeof loadConfig>;
-try {
-  config = loadConfig();
-} catch (err) {
-  console.error((err as ConfigError).message);
-  process.exit(2);
-}
+const { command, values, config } = startCli(
+  'npm run weather -- check [--lat N --lon N] | stats',
+  ['check', 'stats'],
+  { lat: { type: 'string', default: '48.8566' }, lon: { type: 'string', default: '2.3522' } },
+);
 const { apiKey, baseUrl, ...options } = config.weather;
 if (!apiKey) {
   console.error('OPENWEATHER_API_KEY is not set: the service uses neutral weather defaults');

@@ -1,0 +1,28 @@
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { type Config, ConfigError, loadConfig } from '../config/config.js';
+
+/**
+ * What every command-line tool starts with: its subcommand (one of `commands`, else usage and exit 2),
+ * its options, and the service's configuration (a bad variable: its message and exit 2).
+ */
+export function startCli<C extends string, O extends NonNullable<ParseArgsConfig['options']>>(
+  usage: string,
+  commands: readonly C[],
+  options: O,
+) {
+  const { positionals, values } = parseArgs({ allowPositionals: true, options });
+  const command = positionals[0] as C;
+  if (!commands.includes(command)) {
+    console.error(`usage: ${usage}`);
+    process.exit(2);
+  }
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(err.message);
+    process.exit(2);
+  }
+  return { command, values, config };
+}
