@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { loadOnnxModel } from '../service/models/onnx-model.js';
+import { freshPostgres, postgresAvailable } from '../service/test-support/databases.js';
 import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
 import { freePort, startService, waitForReady } from '../service/test-support/process.js';
 
@@ -96,7 +97,14 @@ const inference = {
 
 const flagsFile = join(tempDir('delay-bench-'), 'flags.json');
 writeFlags(flagsFile, flagsDocument({ mlWeight: 0 }));
-const service = await startService({ FLAGS_FILE: flagsFile, LOG_LEVEL: 'warn' });
+// The prediction log writes to a fresh database on the machine's Postgres (production's engine) when it
+// answers, else to PGlite (the embedded default).
+const postgresDb = (await postgresAvailable()) ? await freshPostgres() : undefined;
+const service = await startService({
+  FLAGS_FILE: flagsFile,
+  LOG_LEVEL: 'warn',
+  ...(postgresDb ? { DATABASE_URL: postgresDb.url } : {}),
+});
 await waitForReady(service);
 const barePort = await freePort();
 const bare = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)], {
@@ -116,6 +124,7 @@ try {
 } finally {
   bare.kill('SIGTERM');
   await service.stop('SIGTERM');
+  await postgresDb?.close();
 }
 
 const serviceSummary = summary(serviceRounds);
@@ -128,6 +137,7 @@ console.log(
       duration_s_per_round: durationS,
       rounds,
       onnx_inference: inference,
+      prediction_log_database: postgresDb ? 'postgres' : 'pglite',
       service_heuristic: serviceSummary,
       bare_hono: bareSummary,
       throughput_ratio:

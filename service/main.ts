@@ -84,7 +84,13 @@ try {
   );
 }
 logger.info({ database: database.kind }, 'database migrated');
-const predictionLog = createPredictionLog({ db: database.db, metrics, logger });
+// PGlite runs inside this process: smaller batches keep each write's pause of the event loop near 10 ms.
+const predictionLog = createPredictionLog({
+  db: database.db,
+  metrics,
+  logger,
+  batchSize: database.kind === 'pglite' ? 100 : 500,
+});
 const reports = createReports(database.db);
 const purge = async () => {
   try {
