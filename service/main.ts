@@ -1,151 +1,20 @@
-import type { Server } from 'node:http';
-import { serve } from '@hono/node-server';
-import { createApp } from './app.js';
-import { connectRedis, redisReady } from './cache/redis.js';
-import { ConfigError, loadConfig } from './config/config.js';
-import { createFeedbackService } from './feedback/feedback-service.js';
-import { FlagFileError, startFlagService } from './flags/flag-service.js';
-import { createModelRegistry } from './models/model-registry.js';
-import { loadOnnxModel } from './models/onnx-model.js';
-import { createReports } from './reports/reports.js';
-import { openDatabase } from './storage/database.js';
-import { createPredictionLog } from './storage/prediction-log.js';
-import { createLogger } from './telemetry/logger.js';
-import { startMetricsExporter } from './telemetry/metrics-exporter.js';
-import { createServiceMetrics } from './telemetry/service-metrics.js';
-import { openWeatherMapClient } from './weather/openweathermap.js';
-import { neutralWeatherProvider, type WeatherProvider } from './weather/weather.js';
-import { createWeatherService } from './weather/weather-service.js';
+import { type Config, ConfigError, loadConfig } from './config/config.js';
+import { startTelemetry } from './telemetry/otel.js';
 
-function fail(message: string): never {
-  process.stderr.write(`delay-prediction: ${message}\n`);
-  process.exit(1);
-}
-
-let config: ReturnType<typeof loadConfig>;
+// Only the config and the telemetry are imported here: the OpenTelemetry SDK must start before the modules
+// it instruments (http, ioredis) are loaded, so the server comes in by a dynamic import after it.
+let config: Config;
 try {
   config = loadConfig();
 } catch (err) {
-  if (err instanceof ConfigError) fail(err.message);
-  throw err;
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`delay-prediction: ${err.message}\n`);
+  process.exit(1);
 }
-
-const logger = createLogger(config.logLevel);
-const telemetry = await startMetricsExporter({ port: config.metricsPort, host: config.host });
-const metrics = createServiceMetrics(telemetry.meter);
-
-let flags: Awaited<ReturnType<typeof startFlagService>>;
-try {
-  flags = await startFlagService({ flags: config.flags, logger, metrics });
-} catch (err) {
-  if (err instanceof FlagFileError) fail(err.message);
-  throw err;
-}
-const models = createModelRegistry({ dir: config.modelsDir, load: loadOnnxModel, logger, metrics });
-// The versions the flag names are loaded before traffic; in flagd mode the flag's variants are not known
-// here, and each version loads on the first booking routed to it.
-const declaredModels = () => flags.status().model_variants ?? [];
-await models.preload(declaredModels());
-flags.onChange(() => void models.preload(declaredModels()));
-logger.info(
-  { flags: flags.status().source, ml_percentage: flags.status().ml_percentage, models: models.versions() },
-  'flags and model registry loaded',
-);
-const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : undefined;
-if (redis && !(await redisReady(redis, 2000)))
-  logger.warn('redis not reachable at start; serving without it');
-let weather: WeatherProvider;
-if (config.weather.apiKey) {
-  const { apiKey, baseUrl, ...options } = config.weather;
-  weather = createWeatherService({
-    client: openWeatherMapClient({ baseUrl, apiKey }),
-    redis,
-    metrics,
-    logger,
-    ...options,
-  });
-  logger.info(
-    { base_url: baseUrl, shared_cache: !!redis, daily_budget: options.dailyBudget },
-    'weather: OpenWeatherMap',
-  );
-} else {
-  weather = neutralWeatherProvider();
-  logger.info(
-    'weather: no OPENWEATHER_API_KEY; predictions use neutral weather defaults (weather.source "default")',
-  );
-}
-
-let database: Awaited<ReturnType<typeof openDatabase>>;
-try {
-  database = await openDatabase(config.database);
-} catch (err) {
-  fail(
-    `database ${config.database.url ? 'at DATABASE_URL' : `in DATA_DIR ${config.database.dataDir}`} cannot be opened or migrated: ${(err as Error).message}`,
-  );
-}
-logger.info({ database: database.kind }, 'database migrated');
-// PGlite runs inside this process: smaller batches keep each write's pause of the event loop near 10 ms.
-const predictionLog = createPredictionLog({
-  db: database.db,
-  metrics,
-  logger,
-  batchSize: database.kind === 'pglite' ? 100 : 500,
+const telemetry = await startTelemetry({
+  metricsPort: config.metricsPort,
+  host: config.host,
+  otlpEndpoint: config.otlpEndpoint,
 });
-const reports = createReports(database.db);
-const purge = async () => {
-  try {
-    logger.info(
-      {
-        retention_days: config.database.retentionDays,
-        ...(await reports.purge(config.database.retentionDays)),
-      },
-      'retention purge',
-    );
-  } catch (err) {
-    logger.error({ err: (err as Error).message }, 'retention purge failed; next attempt in 24 h');
-  }
-};
-void purge();
-setInterval(purge, 86_400_000).unref();
-
-const app = createApp({
-  flags,
-  models,
-  weather,
-  metrics,
-  logger,
-  limits: { bodyLimitBytes: config.bodyLimitBytes, batchMaxBookings: config.batchMaxBookings },
-  mlTimeoutMs: config.mlTimeoutMs,
-  predictionLog,
-  storage: { feedback: createFeedbackService({ db: database.db, metrics, logger }), reports },
-});
-
-const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
-  logger.info({ port: info.port, metrics_port: config.metricsPort }, 'listening');
-});
-
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal }, 'draining in-flight requests');
-  const deadline = setTimeout(() => {
-    logger.error({ timeout_ms: config.shutdownTimeoutMs }, 'drain timed out; exiting');
-    process.exit(1);
-  }, config.shutdownTimeoutMs);
-  deadline.unref();
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  // Connections that finish their last request sit idle in keep-alive; close them as they go idle.
-  const sweep = setInterval(() => (server as Server).closeIdleConnections(), 50);
-  await closed;
-  clearInterval(sweep);
-  await predictionLog.drain(Math.max(config.shutdownTimeoutMs - 1000, 500));
-  await database.close();
-  await flags.close();
-  await redis?.quit().catch(() => undefined);
-  await telemetry.shutdown();
-  logger.info('stopped');
-  process.exit(0);
-}
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
-process.on('SIGINT', () => void shutdown('SIGINT'));
+const { runServer } = await import('./server.js');
+await runServer(config, telemetry);

@@ -41,6 +41,7 @@ const configSchema = z.object({
   BODY_LIMIT_BYTES: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
   BATCH_MAX_BOOKINGS: positiveInt.max(10_000).default(1000),
   METRICS_PORT: port.default(9464),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(z.url().optional()),
   SHUTDOWN_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
 });
 
@@ -65,6 +66,8 @@ export interface Config {
   bodyLimitBytes: number;
   batchMaxBookings: number;
   metricsPort: number;
+  /** OTLP/HTTP collector root (traces go to /v1/traces); unset: spans are not exported. */
+  otlpEndpoint: string | undefined;
   shutdownTimeoutMs: number;
 }
 
@@ -121,6 +124,7 @@ export function loadConfig(
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
     batchMaxBookings: c.BATCH_MAX_BOOKINGS,
     metricsPort: c.METRICS_PORT,
+    otlpEndpoint: c.OTEL_EXPORTER_OTLP_ENDPOINT,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
   };
 }

@@ -1,3 +1,4 @@
+import { trace } from '@opentelemetry/api';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../config/config.js';
 
@@ -7,6 +8,11 @@ export function createLogger(level: Config['logLevel'], destination?: pino.Desti
       level,
       base: { service: 'delay-prediction' },
       timestamp: pino.stdTimeFunctions.isoTime,
+      // Every line written inside a span carries its trace: logs and traces join on trace_id.
+      mixin() {
+        const span = trace.getActiveSpan()?.spanContext();
+        return span ? { trace_id: span.traceId, span_id: span.spanId } : {};
+      },
       redact: { paths: ['*.authorization', '*.apiKey', '*.api_key', '*.token'], censor: '[redacted]' },
     },
     destination,

@@ -1,0 +1,58 @@
+import { register } from 'node:module';
+import { metrics, trace } from '@opentelemetry/api';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
+import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+
+export const INSTRUMENTATION_SCOPE = 'delay-prediction-service';
+const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * The OpenTelemetry NodeSDK, started before the app is imported so its instrumentations patch http and
+ * ioredis as they load. Metrics: Prometheus exporter on its own port. Traces: OTLP over HTTP when an endpoint
+ * is configured; without one, spans still carry trace ids (for logs and stored predictions) and go nowhere.
+ * fs, dns and net instrumentations are not installed: one span per file read or socket is noise.
+ */
+export async function startTelemetry({
+  metricsPort,
+  host,
+  otlpEndpoint,
+}: {
+  metricsPort: number;
+  host: string;
+  otlpEndpoint: string | undefined;
+}) {
+  // ESM modules are patched through import-in-the-middle's loader hook; CommonJS through require hooks.
+  register('@opentelemetry/instrumentation/hook.mjs', import.meta.url);
+  const prometheus = new PrometheusExporter({ port: metricsPort, host, preventServerStart: true });
+  await prometheus.startServer();
+  const sdk = new NodeSDK({
+    resource: resourceFromAttributes({ 'service.name': 'delay-prediction' }),
+    metricReader: prometheus,
+    spanProcessors: otlpEndpoint
+      ? [
+          new BatchSpanProcessor(
+            new OTLPTraceExporter({ url: new URL('/v1/traces', otlpEndpoint).toString() }),
+          ),
+        ]
+      : [],
+    instrumentations: [
+      new HttpInstrumentation({
+        ignoreIncomingRequestHook: (req) => QUIET_PATHS.has((req.url ?? '').split('?')[0] ?? ''),
+      }),
+      new IORedisInstrumentation(),
+    ],
+  });
+  sdk.start();
+  return {
+    meter: metrics.getMeter(INSTRUMENTATION_SCOPE),
+    tracer: trace.getTracer(INSTRUMENTATION_SCOPE),
+    shutdown: () => sdk.shutdown(),
+  };
+}
+
+export type Telemetry = Awaited<ReturnType<typeof startTelemetry>>;
