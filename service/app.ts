@@ -1,4 +1,5 @@
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Tracer } from '@opentelemetry/api';
 import { HTTPException } from 'hono/http-exception';
 import type { Logger } from 'pino';
 import type { FeedbackService } from './feedback/feedback-service.js';
@@ -30,6 +31,7 @@ export interface AppDeps {
   logger: Logger;
   limits: { bodyLimitBytes: number; batchMaxBookings: number };
   mlTimeoutMs: number;
+  tracer: Tracer;
   /** Persistence: without it predictions are not kept and feedback and reports answer 503. */
   predictionLog?: PredictionLog;
   storage?: { feedback: FeedbackService; reports: Reports };

@@ -109,6 +109,7 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     logger,
     limits: { bodyLimitBytes: config.bodyLimitBytes, batchMaxBookings: config.batchMaxBookings },
     mlTimeoutMs: config.mlTimeoutMs,
+    tracer: telemetry.tracer,
     predictionLog,
     storage: { feedback: createFeedbackService({ db: database.db, metrics, logger }), reports },
   });

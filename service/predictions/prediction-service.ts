@@ -1,3 +1,4 @@
+import { type Tracer, trace } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { type BookingFeatures, bookingFeatures, featureVector } from '../features/booking-features.js';
 import { HEURISTIC_VARIANT } from '../flags/flag-config.js';
@@ -7,6 +8,7 @@ import { heuristicEstimate, type PointEstimate } from '../predictors/heuristic.j
 import { confidenceOf, riskLevelOf } from '../predictors/risk.js';
 import type { PredictionLog } from '../storage/prediction-log.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import { inSpan } from '../telemetry/spans.js';
 import { NEUTRAL_WEATHER, type WeatherLookup, type WeatherProvider } from '../weather/weather.js';
 import type { Booking, FallbackReason, Prediction } from './schemas.js';
 
@@ -27,6 +29,7 @@ export interface PredictionServiceDeps {
   mlTimeoutMs: number;
   flags: FlagService;
   models: ModelRegistry;
+  tracer: Tracer;
   /** Where served predictions are kept; without it nothing is stored (tests, benchmarks). */
   predictionLog?: PredictionLog;
   weather: WeatherProvider;
@@ -55,22 +58,32 @@ export function createPredictionService({
   logger,
   mlTimeoutMs,
   predictionLog,
+  tracer,
 }: PredictionServiceDeps) {
   const log = logger.child({ component: 'predictions' });
 
   /** Scores bookings in order: one flag evaluation per booking, one model call per model version. */
   async function predict(bookings: Booking[], endpoint: Endpoint): Promise<Prediction[]> {
     const started = performance.now();
-    const assignments = await Promise.all(
-      bookings.map((b) =>
-        flags.modelVariant(b.booking_id, {
-          priority: b.priority ?? 'standard',
-          ...(b.company_id ? { company_id: b.company_id } : {}),
-        }),
-      ),
+    const traceId = trace.getActiveSpan()?.spanContext().traceId ?? null;
+    const assignments = await inSpan(
+      tracer,
+      'feature_flag.evaluation delay-model',
+      { 'delay.bookings': bookings.length },
+      () =>
+        Promise.all(
+          bookings.map((b) =>
+            flags.modelVariant(b.booking_id, {
+              priority: b.priority ?? 'standard',
+              ...(b.company_id ? { company_id: b.company_id } : {}),
+            }),
+          ),
+        ),
     );
     const lookups = flags.weatherEnrichment()
-      ? await Promise.all(bookings.map((b) => weather.lookup(b)))
+      ? await inSpan(tracer, 'weather.lookup', { 'delay.bookings': bookings.length }, () =>
+          Promise.all(bookings.map((b) => weather.lookup(b))),
+        )
       : null;
     const features = bookings.map((b, i) => bookingFeatures(b, lookups?.[i]?.conditions ?? null));
 
@@ -113,10 +126,16 @@ export function createPredictionService({
         timer = setTimeout(() => resolve('timeout'), mlTimeoutMs);
       });
       try {
-        const scored = await Promise.race([
-          found.model.predict(indexes.map((i) => features[i] as (typeof features)[number])),
-          timeout,
-        ]);
+        const scored = await inSpan(
+          tracer,
+          'model.inference',
+          { 'delay.model_version': version, 'delay.bookings': indexes.length },
+          () =>
+            Promise.race([
+              found.model.predict(indexes.map((i) => features[i] as (typeof features)[number])),
+              timeout,
+            ]),
+        );
         if (scored === 'timeout') {
           return {
             reason: 'model_timeout' as const,
@@ -178,7 +197,7 @@ export function createPredictionService({
           features: featureVector(features[i] as BookingFeatures, NEUTRAL_WEATHER),
           weatherSource: p.weather.source,
           latencyMs,
-          traceId: null,
+          traceId,
         })),
       );
     }

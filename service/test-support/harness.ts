@@ -1,6 +1,7 @@
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { trace } from '@opentelemetry/api';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import pino from 'pino';
 import { type AppDeps, createApp } from '../app.js';
@@ -120,6 +121,7 @@ export async function testApp(
     logger: silentLogger,
     limits: { bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024, batchMaxBookings: 1000 },
     mlTimeoutMs: 250,
+    tracer: trace.getTracer('test'),
     ...options.deps,
     metrics: m.metrics,
   });
