@@ -28,7 +28,11 @@ describe('log lines', () => {
       return span.spanContext();
     });
     logger.info('outside');
-    expect(JSON.parse(lines[0] as string)).toMatchObject({ msg: 'inside', trace_id: ids.traceId, span_id: ids.spanId });
+    expect(JSON.parse(lines[0] as string)).toMatchObject({
+      msg: 'inside',
+      trace_id: ids.traceId,
+      span_id: ids.spanId,
+    });
     expect(JSON.parse(lines[1] as string).trace_id).toBeUndefined();
   });
 });
