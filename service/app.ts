@@ -2,6 +2,7 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Tracer } from '@opentelemetry/api';
 import { HTTPException } from 'hono/http-exception';
 import type { Logger } from 'pino';
+import type { DriftMonitor } from './drift/drift-monitor.js';
 import type { FeedbackService } from './feedback/feedback-service.js';
 import type { FlagService } from './flags/flag-service.js';
 import { bodyLimit } from './http/body-limit.js';
@@ -32,6 +33,7 @@ export interface AppDeps {
   limits: { bodyLimitBytes: number; batchMaxBookings: number };
   mlTimeoutMs: number;
   tracer: Tracer;
+  drift?: DriftMonitor;
   /** Persistence: without it predictions are not kept and feedback and reports answer 503. */
   predictionLog?: PredictionLog;
   storage?: { feedback: FeedbackService; reports: Reports };

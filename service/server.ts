@@ -3,6 +3,7 @@ import { serve } from '@hono/node-server';
 import { createApp } from './app.js';
 import { connectRedis, redisReady } from './cache/redis.js';
 import type { Config } from './config/config.js';
+import { createDriftMonitor } from './drift/drift-monitor.js';
 import { createFeedbackService } from './feedback/feedback-service.js';
 import { FlagFileError, startFlagService } from './flags/flag-service.js';
 import { createModelRegistry } from './models/model-registry.js';
@@ -38,8 +39,27 @@ export async function runServer(config: Config, telemetry: Telemetry) {
   // The versions the flag names are loaded before traffic; in flagd mode the flag's variants are not known
   // here, and each version loads on the first booking routed to it.
   const declaredModels = () => flags.status().model_variants ?? [];
+  // Drift is measured against the training distribution of the model taking the most traffic.
+  const drift = createDriftMonitor(metrics);
+  const chooseDriftBaseline = () => {
+    const split = flags.status().split ?? [];
+    const byWeight = [...split].sort((a, b) => b.weight - a.weight).map((s) => s.variant);
+    for (const version of [...byWeight, ...models.versions()]) {
+      const found = models.versions().includes(version) ? models.lookup(version) : null;
+      if (found?.ok && found.model.driftBaseline) {
+        if (drift.baselineVersion() !== version) logger.info({ model_version: version }, 'drift baseline');
+        drift.setBaseline(found.model.driftBaseline);
+        return;
+      }
+    }
+  };
   await models.preload(declaredModels());
-  flags.onChange(() => void models.preload(declaredModels()));
+  chooseDriftBaseline();
+  flags.onChange(() => void models.preload(declaredModels()).then(chooseDriftBaseline));
+  metrics.rolloutMlPercentage.addCallback((result) => {
+    const percentage = flags.status().ml_percentage;
+    if (percentage !== null) result.observe(percentage);
+  });
   logger.info(
     { flags: flags.status().source, ml_percentage: flags.status().ml_percentage, models: models.versions() },
     'flags and model registry loaded',
@@ -110,6 +130,7 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     limits: { bodyLimitBytes: config.bodyLimitBytes, batchMaxBookings: config.batchMaxBookings },
     mlTimeoutMs: config.mlTimeoutMs,
     tracer: telemetry.tracer,
+    drift,
     predictionLog,
     storage: { feedback: createFeedbackService({ db: database.db, metrics, logger }), reports },
   });

@@ -38,8 +38,16 @@ export function createFeedbackService({
 }) {
   const log = logger.child({ component: 'feedback' });
 
-  function score(arm: string, modelVersion: string, predicted: number, actual: number) {
+  function score(
+    arm: string,
+    modelVersion: string,
+    predicted: number,
+    actual: number,
+    interval?: { low: number; high: number },
+  ) {
     const labels = { arm, model_version: modelVersion };
+    if (interval && actual >= interval.low && actual <= interval.high)
+      metrics.feedbackIntervalHits.add(1, labels);
     const error = predicted - actual;
     metrics.feedbackCount.add(1, labels);
     metrics.feedbackAbsError.add(Math.abs(error), labels);
@@ -58,6 +66,8 @@ export function createFeedbackService({
           source: predictions.source,
           modelVersion: predictions.modelVersion,
           delay: predictions.delayMinutes,
+          low: predictions.intervalLow,
+          high: predictions.intervalHigh,
           shadow: predictions.shadowHeuristicDelay,
         })
         .from(predictions)
@@ -82,7 +92,7 @@ export function createFeedbackService({
         if (inserted.length === 1) {
           outcome = 'recorded';
           const actual = item.actual_delay_minutes;
-          score(prediction.source, prediction.modelVersion ?? 'none', prediction.delay, actual);
+          score(prediction.source, prediction.modelVersion ?? 'none', prediction.delay, actual, prediction);
           if (prediction.source === 'ml') {
             score('heuristic_shadow', prediction.modelVersion ?? 'none', prediction.shadow, actual);
           }

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
+import type { DriftBaseline } from '../drift/drift-monitor.js';
 import type { BookingFeatures } from '../features/booking-features.js';
 import type { PointEstimate } from '../predictors/heuristic.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
@@ -7,6 +8,8 @@ import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 /** A loaded model version, able to score many bookings in one call. */
 export interface ModelPredictor {
   version: string;
+  /** The training distribution the drift monitor compares live traffic with (from the model card). */
+  driftBaseline?: DriftBaseline;
   predict(features: BookingFeatures[]): Promise<PointEstimate[]>;
 }
 

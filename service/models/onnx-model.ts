@@ -19,6 +19,13 @@ const ModelCardSchema = z.object({
   feature_schema: z.array(z.object({ name: z.string(), unit: z.string() })),
   interval_level: z.number().gt(0).lt(1),
   expected_value: z.number(),
+  drift: z
+    .object({
+      features: z.array(
+        z.object({ name: z.string(), bin_edges: z.array(z.number()), baseline_ratios: z.array(z.number()) }),
+      ),
+    })
+    .optional(),
 });
 export type ModelCard = z.infer<typeof ModelCardSchema>;
 
@@ -99,6 +106,7 @@ export async function loadOnnxModel(dir: string, version: string): Promise<OnnxM
   return {
     version,
     card,
+    ...(card.drift ? { driftBaseline: { model_version: version, features: card.drift.features } } : {}),
     score,
     predict(features: BookingFeatures[]) {
       const rows = new Float32Array(features.length * width);

@@ -1,6 +1,7 @@
 import { type Tracer, trace } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import { type BookingFeatures, bookingFeatures, featureVector } from '../features/booking-features.js';
+import type { DriftMonitor } from '../drift/drift-monitor.js';
+import { bookingFeatures, featureVector } from '../features/booking-features.js';
 import { HEURISTIC_VARIANT } from '../flags/flag-config.js';
 import type { FlagService } from '../flags/flag-service.js';
 import type { ModelRegistry } from '../models/model-registry.js';
@@ -30,6 +31,8 @@ export interface PredictionServiceDeps {
   flags: FlagService;
   models: ModelRegistry;
   tracer: Tracer;
+  /** Counts served feature values into the baseline's training bins (PSI); absent in most tests. */
+  drift?: DriftMonitor;
   /** Where served predictions are kept; without it nothing is stored (tests, benchmarks). */
   predictionLog?: PredictionLog;
   weather: WeatherProvider;
@@ -59,6 +62,7 @@ export function createPredictionService({
   mlTimeoutMs,
   predictionLog,
   tracer,
+  drift,
 }: PredictionServiceDeps) {
   const log = logger.child({ component: 'predictions' });
 
@@ -86,6 +90,8 @@ export function createPredictionService({
         )
       : null;
     const features = bookings.map((b, i) => bookingFeatures(b, lookups?.[i]?.conditions ?? null));
+    const vectors = features.map((f) => featureVector(f, NEUTRAL_WEATHER));
+    drift?.observe(vectors);
 
     // The heuristic answers every booking: as the fallback, and as the shadow an ML answer is compared with.
     const heuristics = features.map(heuristicEstimate);
@@ -194,7 +200,7 @@ export function createPredictionService({
           intervalLow: p.interval.low,
           intervalHigh: p.interval.high,
           shadowHeuristicDelay: (heuristics[i] as PointEstimate).delay_minutes,
-          features: featureVector(features[i] as BookingFeatures, NEUTRAL_WEATHER),
+          features: vectors[i] as number[],
           weatherSource: p.weather.source,
           latencyMs,
           traceId,

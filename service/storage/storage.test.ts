@@ -141,6 +141,9 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
         await m.value('delay.feedback.absolute_error', { arm: 'heuristic', model_version: 'none' }),
       ).toBe(3);
       expect(await m.value('delay.feedback.actual_above_floor', { arm: 'ml' })).toBe(67);
+      // Both rows predicted the interval [3, 8]: 7 falls inside, 1 does not.
+      expect(await m.value('delay.feedback.interval_hits', { arm: 'ml' })).toBe(1);
+      expect(await m.value('delay.feedback.interval_hits', { arm: 'heuristic' })).toBe(0);
 
       expect(await service.submit([{ booking_id: 'served-by-ml', actual_delay_minutes: 7 }])).toEqual([
         { booking_id: 'served-by-ml', outcome: 'unchanged' },

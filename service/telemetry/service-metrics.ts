@@ -103,6 +103,25 @@ export function createServiceMetrics(meter: Meter) {
       description: 'Sum of squared actual delays, by arm and model_version',
       unit: 'min2',
     }),
+    featureObservations: meter.createCounter('delay.features.observations', {
+      description:
+        "Served feature values counted into the baseline model's training bins, by feature and bin",
+      unit: '{booking}',
+    }),
+    featureBaselineRatio: meter.createObservableGauge('delay.features.baseline_ratio', {
+      description: "Share of the baseline model's training rows in each bin, by feature and bin",
+      unit: '1',
+    }),
+    rolloutMlPercentage: meter.createObservableGauge('delay.rollout.ml_percentage', {
+      description:
+        'Share of bookings the delay-model flag sends to ML, as this instance reads its flags (0..100)',
+      unit: '%',
+    }),
+    feedbackIntervalHits: meter.createCounter('delay.feedback.interval_hits', {
+      description:
+        'Scored bookings whose actual delay fell inside the predicted interval, by arm and model_version',
+      unit: '{booking}',
+    }),
     flagEvaluationErrors: meter.createCounter('delay.flags.evaluation_errors', {
       description: 'Flag evaluations that returned an error and used the coded default, by flag',
       unit: '{error}',

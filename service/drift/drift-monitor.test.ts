@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { FEATURE_NAMES } from '../features/booking-features.js';
+import { testMetrics } from '../test-support/harness.js';
+import { createDriftMonitor, DRIFT_FEATURES } from './drift-monitor.js';
+
+const vectorWith = (values: Record<string, number>) => FEATURE_NAMES.map((name) => values[name] ?? 0);
+
+describe('drift monitor', () => {
+  it("counts served values into the baseline's training bins, with the trainer's edge rule", async () => {
+    const m = testMetrics();
+    const drift = createDriftMonitor(m.metrics);
+    drift.observe([vectorWith({ distance_km: 5 })]); // no baseline yet: nothing counted
+    drift.setBaseline({
+      model_version: 'gbt-v1',
+      features: [
+        { name: 'distance_km', bin_edges: [2, 6], baseline_ratios: [0.3, 0.4, 0.3] },
+        { name: 'hour_local', bin_edges: [12], baseline_ratios: [0.5, 0.5] },
+      ],
+    });
+    drift.observe([1, 2, 2.5, 6, 6.1, 40].map((d) => vectorWith({ distance_km: d, hour_local: 8 })));
+    expect(await m.value('delay.features.observations', { feature: 'distance_km', bin: '0' })).toBe(2);
+    expect(await m.value('delay.features.observations', { feature: 'distance_km', bin: '1' })).toBe(2);
+    expect(await m.value('delay.features.observations', { feature: 'distance_km', bin: '2' })).toBe(2);
+    expect(await m.value('delay.features.observations', { feature: 'hour_local' })).toBe(0);
+    expect(await m.value('delay.features.baseline_ratio', { feature: 'distance_km', bin: '1' })).toBe(0.4);
+    expect(drift.baselineVersion()).toBe('gbt-v1');
+  });
+
+  it('leaves calendar features out', () => {
+    for (const calendar of ['hour_local', 'day_of_week', 'is_weekend', 'month']) {
+      expect(DRIFT_FEATURES).not.toContain(calendar);
+    }
+  });
+});

@@ -1,0 +1,75 @@
+import { FEATURE_NAMES, type FeatureName } from '../features/booking-features.js';
+import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+
+/**
+ * Features whose live distribution is compared with training (PSI, computed by Prometheus). Calendar features
+ * are left out: any short window holds one hour and one month, which would read as drift all day long.
+ */
+export const DRIFT_FEATURES: readonly FeatureName[] = [
+  'distance_km',
+  'estimated_duration_min',
+  'driver_active_bookings',
+  'priority_code',
+  'temperature_c',
+  'precipitation_mm_h',
+  'snow_mm_h',
+  'wind_speed_m_s',
+  'visibility_km',
+];
+
+export interface DriftBaseline {
+  model_version: string;
+  features: { name: string; bin_edges: number[]; baseline_ratios: number[] }[];
+}
+
+/**
+ * Counts served feature values into the training bins of the baseline model (`delay_features_observations_total`)
+ * and exports that model's baseline share of each bin (`delay_features_baseline_ratio`). Bin k holds
+ * edges[k-1] < x <= edges[k], the trainer's rule.
+ */
+export function createDriftMonitor(metrics: ServiceMetrics) {
+  let bins: { index: number; name: string; edges: number[]; labels: { feature: string; bin: string }[] }[] =
+    [];
+  let baseline: DriftBaseline | null = null;
+
+  metrics.featureBaselineRatio.addCallback((result) => {
+    if (!baseline) return;
+    for (const f of baseline.features) {
+      if (!DRIFT_FEATURES.includes(f.name as FeatureName)) continue;
+      f.baseline_ratios.forEach((ratio, bin) => {
+        result.observe(ratio, { feature: f.name, bin: String(bin) });
+      });
+    }
+  });
+
+  return {
+    /** Switches the comparison to another model's training distribution. */
+    setBaseline(next: DriftBaseline) {
+      baseline = next;
+      bins = next.features
+        .filter((f) => DRIFT_FEATURES.includes(f.name as FeatureName))
+        .map((f) => ({
+          index: FEATURE_NAMES.indexOf(f.name as FeatureName),
+          name: f.name,
+          edges: f.bin_edges,
+          labels: f.baseline_ratios.map((_, bin) => ({ feature: f.name, bin: String(bin) })),
+        }))
+        .filter((f) => f.index >= 0);
+    },
+
+    baselineVersion: () => baseline?.model_version ?? null,
+
+    observe(vectors: number[][]) {
+      for (const f of bins) {
+        for (const vector of vectors) {
+          const x = vector[f.index] as number;
+          let bin = 0;
+          while (bin < f.edges.length && (f.edges[bin] as number) < x) bin += 1;
+          metrics.featureObservations.add(1, f.labels[bin]);
+        }
+      }
+    },
+  };
+}
+
+export type DriftMonitor = ReturnType<typeof createDriftMonitor>;
