@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -27,6 +28,13 @@ describe('the service as a process', () => {
     expect(await res.json()).toMatchObject({ booking_id: 'bk-1', weather: { source: 'default' } });
     const metrics = await (await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`)).text();
     expect(metrics).toMatch(/delay_predictions_total\{[^}]*endpoint="single"[^}]*\} 1/);
+    expect(metrics).toContain('http_server_request_duration_count');
+    expect(metrics).toMatch(/delay_features_baseline_ratio\{feature="distance_km"/);
+    expect(metrics).toMatch(/delay_rollout_ml_percentage\{[^}]*\} 10/);
+    const lint = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
+    if (lint.error && process.env.CI !== 'true')
+      console.warn('skipping promtool check metrics: promtool not found');
+    else expect(lint.status, lint.stdout + lint.stderr).toBe(0);
     expect(await service.stop('SIGTERM')).toBe(0);
     expect(service.output()).toContain('"msg":"stopped"');
   });
