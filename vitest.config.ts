@@ -7,6 +7,7 @@ export default defineConfig({
       'models/**/*.test.ts',
       'prometheus/**/*.test.ts',
       'alertmanager/**/*.test.ts',
+      'grafana/**/*.test.ts',
       '*.test.ts',
     ],
     testTimeout: 30_000,

@@ -1,0 +1,95 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+/* docker compose cannot run on the development machines: this checks the file against the repository. */
+interface Service {
+  image?: string;
+  build?: string;
+  volumes?: string[];
+  healthcheck?: { test: string[] };
+  environment?: Record<string, string>;
+  secrets?: string[];
+  command?: string[];
+}
+const compose = parse(readFileSync('docker-compose.yml', 'utf8')) as {
+  services: Record<string, Service>;
+  secrets: Record<string, { environment?: string; file?: string }>;
+};
+const services = compose.services;
+
+describe('docker-compose.yml', () => {
+  it('runs the whole stack', () => {
+    expect(Object.keys(services).sort()).toEqual(
+      ['alertmanager', 'flagd', 'grafana', 'postgres', 'prometheus', 'redis', 'service'].sort(),
+    );
+  });
+
+  it('pins every image to a version', () => {
+    for (const [name, s] of Object.entries(services)) {
+      if (s.build) continue;
+      expect(s.image, name).toMatch(/:v?\d+\.\d+(\.\d+)?(-[a-z0-9]+)?$/);
+    }
+    expect(readFileSync('Dockerfile', 'utf8')).toMatch(/^FROM node:\d+\.\d+\.\d+-/m);
+  });
+
+  it('gives every service a healthcheck, except distroless flagd (watched through the service)', () => {
+    for (const [name, s] of Object.entries(services)) {
+      if (name === 'flagd') continue;
+      expect(s.healthcheck?.test, name).toBeDefined();
+    }
+  });
+
+  it('mounts only paths that exist, and the image copies only files that exist', () => {
+    for (const [name, s] of Object.entries(services)) {
+      for (const volume of s.volumes ?? []) {
+        const host = volume.split(':')[0] as string;
+        if (host.startsWith('.')) expect(existsSync(host), `${name}: ${host}`).toBe(true);
+      }
+    }
+    for (const line of readFileSync('Dockerfile', 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('COPY '))) {
+      for (const source of line.split(/\s+/).slice(1, -1)) {
+        const dir = source.includes('*') ? source.slice(0, source.lastIndexOf('/')) : source;
+        expect(existsSync(dir), line).toBe(true);
+      }
+    }
+  });
+
+  it('shares the flag file between flagd and the service, and syncs the service from flagd', () => {
+    const flagdCommand = services.flagd?.command?.join(' ') ?? '';
+    expect(flagdCommand).toContain('file:/etc/flagd/flags.json');
+    expect(services.flagd?.volumes).toContain('./flagd:/etc/flagd:ro');
+    expect(services.service?.volumes).toContain('./flagd:/app/flagd');
+    expect(services.service?.environment).toMatchObject({
+      FLAGD_HOST: 'flagd',
+      FLAGS_FILE: '/app/flagd/flags.json',
+    });
+    expect(existsSync('flagd/flags.json')).toBe(true);
+  });
+
+  it('wires Prometheus, Alertmanager and Grafana to the files in the repository', () => {
+    const prometheus = parse(readFileSync('prometheus/prometheus.yml', 'utf8'));
+    for (const file of prometheus.rule_files as string[])
+      expect(existsSync(join('prometheus', file)), file).toBe(true);
+    expect(prometheus.scrape_configs[0].static_configs[0].targets).toEqual([
+      `service:${services.service?.environment?.METRICS_PORT}`,
+    ]);
+    expect(prometheus.alerting.alertmanagers[0].static_configs[0].targets).toEqual(['alertmanager:9093']);
+
+    const alertmanager = parse(readFileSync('alertmanager/alertmanager.yml', 'utf8'));
+    const webhook = alertmanager.receivers.find((r: { name: string }) => r.name === 'rollback-webhook')
+      .webhook_configs[0];
+    expect(webhook.url).toBe(
+      `http://service:${services.service?.environment?.PORT}/v1/webhooks/alertmanager`,
+    );
+    expect(webhook.http_config.authorization.credentials_file).toBe('/run/secrets/webhook_token');
+    expect(services.alertmanager?.secrets).toContain('webhook_token');
+    expect(compose.secrets.webhook_token?.environment).toBe('ALERTMANAGER_WEBHOOK_TOKEN');
+
+    const providers = parse(readFileSync('grafana/provisioning/dashboards/dashboards.yml', 'utf8')).providers;
+    expect(services.grafana?.volumes).toContain(`./grafana/dashboards:${providers[0].options.path}:ro`);
+  });
+});
