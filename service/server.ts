@@ -13,7 +13,7 @@ import { openDatabase } from './storage/database.js';
 import { createPredictionLog } from './storage/prediction-log.js';
 import { createLogger } from './telemetry/logger.js';
 import type { Telemetry } from './telemetry/otel.js';
-import { createServiceMetrics } from './telemetry/service-metrics.js';
+import { createServiceMetrics, initializeCounters } from './telemetry/service-metrics.js';
 import { openWeatherMapClient } from './weather/openweathermap.js';
 import { neutralWeatherProvider, type WeatherProvider } from './weather/weather.js';
 import { createWeatherService } from './weather/weather-service.js';
@@ -54,6 +54,7 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     }
   };
   await models.preload(declaredModels());
+  initializeCounters(metrics, declaredModels());
   chooseDriftBaseline();
   flags.onChange(() => void models.preload(declaredModels()).then(chooseDriftBaseline));
   metrics.rolloutMlPercentage.addCallback((result) => {

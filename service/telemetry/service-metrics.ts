@@ -130,3 +130,42 @@ export function createServiceMetrics(meter: Meter) {
 }
 
 export type ServiceMetrics = ReturnType<typeof createServiceMetrics>;
+
+/**
+ * Exports every counter with a known label set at 0 from the start, so rates and alerts see a series
+ * (not "no data") before the first event, and a dashboard shows 0 rather than nothing.
+ */
+export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
+  for (const reason of [
+    'validation',
+    'malformed_json',
+    'not_found',
+    'method_not_allowed',
+    'body_too_large',
+    'unsupported_media_type',
+    'internal',
+    'not_ready',
+    'ml_unavailable',
+    'unknown_booking',
+    'storage_unavailable',
+  ]) {
+    m.rejectedRequests.add(0, { reason });
+  }
+  for (const model_version of modelVersions) {
+    for (const reason of ['model_unavailable', 'model_error', 'model_timeout'])
+      m.fallbacks.add(0, { reason, model_version });
+    m.modelLoadErrors.add(0, { model_version });
+  }
+  for (const source of ['file', 'flagd']) m.flagConfigErrors.add(0, { source });
+  for (const flag of ['delay-model', 'ml-fallback-on-error', 'weather-enrichment'])
+    m.flagEvaluationErrors.add(0, { flag });
+  for (const reason of ['queue_full', 'shutdown']) m.predictionLogDropped.add(0, { reason });
+  m.predictionLogWriteErrors.add(0);
+  for (const outcome of ['recorded', 'unchanged', 'corrected']) m.feedbackEvents.add(0, { outcome });
+  for (const outcome of ['l1_hit', 'l2_hit', 'miss', 'stale', 'default'])
+    m.weatherLookups.add(0, { outcome });
+  for (const reason of ['budget', 'auth', 'rate_limited', 'circuit_open', 'lock_wait', 'timeout']) {
+    m.weatherCallsRefused.add(0, { reason });
+  }
+  for (const operation of ['get', 'set', 'lock', 'budget']) m.weatherCacheErrors.add(0, { operation });
+}

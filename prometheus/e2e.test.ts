@@ -1,0 +1,162 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { prometheusQueries } from '../grafana/dashboard-queries.js';
+import { startFakeOpenWeatherMap } from '../service/test-support/fake-openweathermap.js';
+import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
+import {
+  freePort,
+  type ServiceProcess,
+  startService,
+  waitForReady,
+} from '../service/test-support/process.js';
+import { redisAvailable } from '../service/test-support/redis.js';
+
+/*
+ * The service scraped by a real Prometheus (Debian's binary) running the repository's rule files, with only the
+ * scrape and evaluation intervals shortened. Every dashboard query and every recording rule must return data,
+ * and every metric they name must be in the scrape and in docs/metrics.md.
+ */
+const hasPrometheus = spawnSync('prometheus', ['--version']).status === 0;
+if (!hasPrometheus && process.env.CI === 'true') throw new Error('prometheus is required under CI=true');
+if (!hasPrometheus)
+  console.warn('skipping the Prometheus end-to-end test: prometheus not found (apt install prometheus)');
+const hasRedis = hasPrometheus && (await redisAvailable());
+
+let service: ServiceProcess;
+let prometheus: ChildProcess;
+let promUrl = '';
+let fake: Awaited<ReturnType<typeof startFakeOpenWeatherMap>>;
+
+async function query(expr: string): Promise<unknown[]> {
+  const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
+  const body = (await res.json()) as { status: string; data: { result: unknown[] }; error?: string };
+  if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`);
+  return body.data.result;
+}
+
+const post = (path: string, body: unknown) =>
+  fetch(`http://127.0.0.1:${service.port}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+
+describe.skipIf(!hasPrometheus || !hasRedis)('the service under a real Prometheus', () => {
+  beforeAll(async () => {
+    fake = await startFakeOpenWeatherMap();
+    const flagsFile = join(tempDir('delay-e2e-'), 'flags.json');
+    writeFlags(flagsFile, flagsDocument({ mlWeight: 50 }));
+    service = await startService({
+      FLAGS_FILE: flagsFile,
+      OPENWEATHER_API_KEY: 'e2e-key',
+      OPENWEATHER_BASE_URL: fake.url,
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      WEATHER_GRID_DEG: '0.01',
+    });
+    await waitForReady(service);
+
+    const dir = tempDir('delay-prometheus-');
+    const config = parse(readFileSync('prometheus/prometheus.yml', 'utf8'));
+    config.global = { scrape_interval: '1s', evaluation_interval: '1s' };
+    config.rule_files = (config.rule_files as string[]).map((f) => resolve('prometheus', f));
+    config.scrape_configs[0].static_configs[0].targets = [`127.0.0.1:${service.metricsPort}`];
+    config.alerting = undefined;
+    writeFileSync(join(dir, 'prometheus.yml'), stringify(config));
+    mkdirSync(join(dir, 'data'));
+    const port = await freePort();
+    promUrl = `http://127.0.0.1:${port}`;
+    prometheus = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      { stdio: 'ignore' },
+    );
+
+    // Traffic for a few scrapes: predictions (half on ML), feedback for each, one bad request. The cells are
+    // new on every run, so the shared Redis holds no weather for them and the API is called.
+    const latitude = -50 + Math.floor(Math.random() * 100);
+    for (let round = 0; round < 8; round++) {
+      const ids = Array.from({ length: 60 }, (_, i) => `e2e-${round}-${i}`);
+      const res = await post('/v1/predictions/batch', {
+        bookings: ids.map((id, i) =>
+          booking({
+            booking_id: id,
+            scheduled_at: new Date().toISOString(),
+            pickup: { lat: latitude + (i % 10) * 0.01, lon: 2.35 },
+            distance_km: 2 + (i % 15),
+          }),
+        ),
+      });
+      const { predictions } = (await res.json()) as {
+        predictions: { booking_id: string; delay_minutes: number }[];
+      };
+      await new Promise((r) => setTimeout(r, 400)); // the prediction log writes every 200 ms
+      await post('/v1/feedback/batch', {
+        feedback: predictions.map((p, i) => ({
+          booking_id: p.booking_id,
+          actual_delay_minutes: p.delay_minutes + (i % 5) - 2,
+        })),
+      });
+      await post('/v1/predictions', { booking_id: '' });
+      await new Promise((r) => setTimeout(r, 600));
+    }
+    // Rules evaluate every second; give them a few rounds over the data.
+    await new Promise((r) => setTimeout(r, 4000));
+  }, 120_000);
+
+  afterAll(async () => {
+    prometheus?.kill('SIGTERM');
+    await service?.stop('SIGTERM');
+    await fake?.close();
+  });
+
+  it('scrapes the service', async () => {
+    const up = (await query('up{job="delay-prediction"}')) as { value: [number, string] }[];
+    expect(up[0]?.value[1]).toBe('1');
+  });
+
+  it('answers every recording rule', async () => {
+    const recording = parse(readFileSync('prometheus/rules/recording.yml', 'utf8')) as {
+      groups: { rules: { record: string }[] }[];
+    };
+    const empty: string[] = [];
+    for (const rule of recording.groups.flatMap((g) => g.rules)) {
+      if ((await query(rule.record)).length === 0) empty.push(rule.record);
+    }
+    expect(empty).toEqual([]);
+  });
+
+  it('answers every dashboard panel query', async () => {
+    const empty: string[] = [];
+    for (const { panel, expr } of prometheusQueries()) {
+      if ((await query(expr)).length === 0) empty.push(`${panel}: ${expr}`);
+    }
+    expect(empty).toEqual([]);
+  });
+
+  it('finds every metric the rules and dashboards name in the scrape and in the catalogue', async () => {
+    const scrape = await (await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`)).text();
+    const catalogue = readFileSync('docs/metrics.md', 'utf8');
+    const texts = [
+      readFileSync('prometheus/rules/recording.yml', 'utf8'),
+      readFileSync('prometheus/rules/alerts.yml', 'utf8'),
+      ...prometheusQueries().map((q) => q.expr),
+    ]
+      .join('\n')
+      // Recording rule names (level:metric:operation) are not scraped metrics.
+      .replace(/[a-z_]*:[a-z0-9_]+:[a-z0-9_]+/g, '');
+    const names = new Set(texts.match(/\b(delay_[a-z0-9_]+|http_server_[a-z_]+)\b/g));
+    const missing = [...names].filter((name) => {
+      const inScrape = new RegExp(`^${name}[{ ]`, 'm').test(scrape);
+      const base = name.replace(/_(bucket|count|sum|total)$/, '');
+      return !inScrape || !(catalogue.includes(name) || catalogue.includes(base));
+    });
+    expect(missing).toEqual([]);
+  });
+});
