@@ -101,6 +101,7 @@ export async function runServer(config: Config, telemetry: Telemetry) {
   // PGlite runs inside this process: smaller batches keep each write's pause of the event loop near 10 ms.
   const predictionLog = createPredictionLog({
     db: database.db,
+    tracer: telemetry.tracer,
     metrics,
     logger,
     batchSize: database.kind === 'pglite' ? 100 : 500,

@@ -1,12 +1,16 @@
+import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { predictions } from '../../db/schema.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import { inSpan } from '../telemetry/spans.js';
 import type { Db } from './database.js';
 
 export type PredictionRow = typeof predictions.$inferInsert;
 
 export interface PredictionLogOptions {
   db: Db;
+  /** postgres-js has no OpenTelemetry instrumentation: each batch write gets its own database span. */
+  tracer?: Tracer;
   metrics: ServiceMetrics;
   logger: Logger;
   /** Rows held in memory at most; beyond it new rows are dropped and counted. */
@@ -32,6 +36,7 @@ export interface PredictionLog {
  */
 export function createPredictionLog({
   db,
+  tracer,
   metrics,
   logger,
   capacity = 20_000,
@@ -52,7 +57,24 @@ export function createPredictionLog({
     const batch = queue.slice(0, batchSize);
     if (batch.length === 0) return true;
     try {
-      await db.insert(predictions).values(batch);
+      const write = () =>
+        db
+          .insert(predictions)
+          .values(batch)
+          .then(() => undefined);
+      await (tracer
+        ? inSpan(
+            tracer,
+            'INSERT predictions',
+            {
+              'db.system': 'postgresql',
+              'db.operation.name': 'INSERT',
+              'db.collection.name': 'predictions',
+              'db.operation.batch.size': batch.length,
+            },
+            write,
+          )
+        : write());
       queue = queue.slice(batch.length);
       metrics.predictionLogWritten.add(batch.length);
       if (failures > 0) log.info({ after_failures: failures }, 'prediction log writing again');

@@ -1,4 +1,9 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
 import { sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
@@ -66,27 +71,38 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
     return d;
   }
 
-  it.skipIf(!available)('writes queued predictions in batches, off the caller', async () => {
-    const d = await database();
-    const m = testMetrics();
-    const log = createPredictionLog({
-      db: d.db,
-      metrics: m.metrics,
-      logger: silentLogger,
-      batchSize: 200,
-      flushIntervalMs: 20,
-    });
-    log.enqueue(Array.from({ length: 1200 }, (_, i) => row(`b-${i}`)));
-    await eventually(
-      () => count(d, predictions),
-      (n) => n === 1200,
-    );
-    expect(await count(d, predictions)).toBe(1200);
-    expect(await m.value('delay.prediction_log.written')).toBe(1200);
-    const [stored] = await d.db.select().from(predictions).limit(1);
-    expect(stored?.features).toHaveLength(13);
-    await log.drain(1000);
-  });
+  it.skipIf(!available)(
+    'writes queued predictions in batches, off the caller, each batch a database span',
+    async () => {
+      const d = await database();
+      const m = testMetrics();
+      const spans = new InMemorySpanExporter();
+      const tracer = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }).getTracer(
+        'test',
+      );
+      const log = createPredictionLog({
+        db: d.db,
+        tracer,
+        metrics: m.metrics,
+        logger: silentLogger,
+        batchSize: 200,
+        flushIntervalMs: 20,
+      });
+      log.enqueue(Array.from({ length: 1200 }, (_, i) => row(`b-${i}`)));
+      await eventually(
+        () => count(d, predictions),
+        (n) => n === 1200,
+      );
+      expect(await count(d, predictions)).toBe(1200);
+      expect(await m.value('delay.prediction_log.written')).toBe(1200);
+      const [stored] = await d.db.select().from(predictions).limit(1);
+      expect(stored?.features).toHaveLength(13);
+      const inserts = spans.getFinishedSpans().filter((s) => s.name === 'INSERT predictions');
+      expect(inserts.reduce((n, s) => n + Number(s.attributes['db.operation.batch.size']), 0)).toBe(1200);
+      expect(inserts[0]?.attributes['db.system']).toBe('postgresql');
+      await log.drain(1000);
+    },
+  );
 
   it.skipIf(!available)('drops and counts what does not fit in a full queue', async () => {
     const d = await database();
