@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { DriftMonitor } from './drift/drift-monitor.js';
 import type { FeedbackService } from './feedback/feedback-service.js';
 import type { FlagService } from './flags/flag-service.js';
+import { bearerTokenMatches } from './http/bearer.js';
 import { bodyLimit } from './http/body-limit.js';
 import { type Problem, ProblemError, problemResponse, validationProblem } from './http/problem.js';
 import type { ModelRegistry } from './models/model-registry.js';
@@ -20,6 +21,7 @@ import {
   ProblemSchema,
 } from './predictions/schemas.js';
 import type { Reports } from './reports/reports.js';
+import type { RolloutService } from './rollout/rollout-service.js';
 import type { PredictionLog } from './storage/prediction-log.js';
 import type { ServiceMetrics } from './telemetry/service-metrics.js';
 import type { WeatherProvider } from './weather/weather.js';
@@ -37,6 +39,8 @@ export interface AppDeps {
   /** Persistence: without it predictions are not kept and feedback and reports answer 503. */
   predictionLog?: PredictionLog;
   storage?: { feedback: FeedbackService; reports: Reports };
+  /** The rollback webhook; absent (no token configured) the route does not exist. */
+  rollback?: { token: string; rollout: RolloutService };
 }
 
 const problemContent = { 'application/problem+json': { schema: ProblemSchema } };
@@ -278,6 +282,84 @@ export function createApp(deps: AppDeps) {
     async (c) =>
       c.json({ anomalies: await storage().reports.anomalies(c.req.valid('query').threshold_mae) }, 200),
   );
+
+  if (deps.rollback) {
+    const { token, rollout } = deps.rollback;
+    const AlertSchema = z.object({
+      status: z.enum(['firing', 'resolved']),
+      labels: z.record(z.string(), z.string()),
+      annotations: z.record(z.string(), z.string()).optional(),
+      fingerprint: z.string().optional(),
+    });
+    app.openapi(
+      createRoute({
+        method: 'post',
+        path: '/v1/webhooks/alertmanager',
+        summary:
+          'Alertmanager webhook: firing alerts labelled rollback="true" set ML traffic to 0% (bearer token)',
+        request: {
+          headers: z.object({ authorization: z.string().optional() }),
+          body: {
+            required: true,
+            content: {
+              'application/json': {
+                schema: z.object({
+                  status: z.string(),
+                  receiver: z.string().optional(),
+                  alerts: z.array(AlertSchema).max(1000),
+                }),
+              },
+            },
+          },
+        },
+        responses: {
+          ...json(
+            z.object({
+              results: z.array(z.object({ alertname: z.string(), outcome: z.string() })),
+              ml_percentage: z.number().nullable(),
+            }),
+            'What each alert did',
+          ),
+          401: { description: 'Missing or wrong bearer token', content: problemContent },
+        },
+      }),
+      async (c) => {
+        if (!bearerTokenMatches(c.req.valid('header').authorization, token)) {
+          throw new ProblemError(
+            {
+              type: '/problems/unauthorized',
+              title: 'Unauthorized',
+              status: 401,
+              detail: 'A valid bearer token is required.',
+            },
+            'unauthorized',
+            { 'www-authenticate': 'Bearer' },
+          );
+        }
+        const results: { alertname: string; outcome: string }[] = [];
+        let percentage: number | null = null;
+        for (const alert of c.req.valid('json').alerts) {
+          const alertname = alert.labels.alertname ?? 'unknown';
+          let outcome = 'ignored';
+          if (alert.status === 'firing' && alert.labels.rollback === 'true') {
+            const change = await rollout.setPercentage(0, {
+              actor: 'alertmanager',
+              action: 'rollback',
+              alertName: alertname,
+              fingerprint: alert.fingerprint,
+              labels: alert.labels,
+              reason: alert.annotations?.summary,
+            });
+            outcome = change.changed ? 'rolled_back' : 'already_rolled_back';
+            percentage = change.next.mlPercentage;
+          }
+          metrics.webhookAlerts.add(1, { outcome });
+          results.push({ alertname, outcome });
+        }
+        return c.json({ results, ml_percentage: percentage }, 200);
+      },
+    );
+  }
 
   app.openapi(
     createRoute({

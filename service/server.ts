@@ -9,6 +9,7 @@ import { FlagFileError, startFlagService } from './flags/flag-service.js';
 import { createModelRegistry } from './models/model-registry.js';
 import { loadOnnxModel } from './models/onnx-model.js';
 import { createReports } from './reports/reports.js';
+import { createRolloutService } from './rollout/rollout-service.js';
 import { openDatabase } from './storage/database.js';
 import { createPredictionLog } from './storage/prediction-log.js';
 import { createLogger } from './telemetry/logger.js';
@@ -123,6 +124,11 @@ export async function runServer(config: Config, telemetry: Telemetry) {
   void purge();
   setInterval(purge, 86_400_000).unref();
 
+  if (!config.webhookToken) {
+    logger.warn(
+      'rollback webhook disabled: set ALERTMANAGER_WEBHOOK_TOKEN (or _FILE) to enable /v1/webhooks/alertmanager',
+    );
+  }
   const app = createApp({
     flags,
     models,
@@ -135,6 +141,14 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     drift,
     predictionLog,
     storage: { feedback: createFeedbackService({ db: database.db, metrics, logger }), reports },
+    ...(config.webhookToken
+      ? {
+          rollback: {
+            token: config.webhookToken,
+            rollout: createRolloutService({ flagsFile: config.flagsFile, db: database.db, metrics, logger }),
+          },
+        }
+      : {}),
   });
 
   const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { WeatherSettings } from '../weather/weather-service.js';
 
@@ -37,6 +38,8 @@ const configSchema = z.object({
   DATABASE_URL: optionalString,
   DATA_DIR: z.string().min(1).default('data'),
   RETENTION_DAYS: positiveInt.max(3650).default(90),
+  ALERTMANAGER_WEBHOOK_TOKEN: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  ALERTMANAGER_WEBHOOK_TOKEN_FILE: optionalString,
   ML_TIMEOUT_MS: positiveInt.max(60_000).default(250),
   BODY_LIMIT_BYTES: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
   BATCH_MAX_BOOKINGS: positiveInt.max(10_000).default(1000),
@@ -54,8 +57,12 @@ export interface Config {
   flags:
     | { kind: 'file'; file: string; pollIntervalMs: number }
     | { kind: 'flagd'; host: string; port: number; pollIntervalMs: number };
+  /** The flag file the rollback webhook and the rollout CLI rewrite (in flagd mode, the file flagd serves). */
+  flagsFile: string;
   modelsDir: string;
   mlTimeoutMs: number;
+  /** The rollback webhook's bearer token; unset: the webhook route is not served. Never logged. */
+  webhookToken: string | undefined;
   redisUrl: string | undefined;
   database: { url: string | undefined; dataDir: string; retentionDays: number };
   weather: WeatherSettings & {
@@ -76,6 +83,22 @@ export class ConfigError extends Error {
     super(`invalid configuration: ${problems.map((p) => `${p.variable}: ${p.message}`).join('; ')}`);
     this.name = 'ConfigError';
   }
+}
+
+/** A secret from a file (compose and Kubernetes secrets), trimmed; a missing or short file is a ConfigError. */
+function readSecret(variable: string, file: string | undefined): string | undefined {
+  if (!file) return undefined;
+  let value: string;
+  try {
+    value = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new ConfigError([
+      { variable, message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code}` },
+    ]);
+  }
+  if (value.length < 16)
+    throw new ConfigError([{ variable, message: `${file} holds fewer than 16 characters` }]);
+  return value;
 }
 
 /** Builds the configuration; throws ConfigError naming every bad variable. */
@@ -105,8 +128,12 @@ export function loadConfig(
     flags: c.FLAGD_HOST
       ? { kind: 'flagd', host: c.FLAGD_HOST, port: c.FLAGD_PORT, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS }
       : { kind: 'file', file: c.FLAGS_FILE, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS },
+    flagsFile: c.FLAGS_FILE,
     modelsDir: c.MODELS_DIR,
     mlTimeoutMs: c.ML_TIMEOUT_MS,
+    webhookToken:
+      c.ALERTMANAGER_WEBHOOK_TOKEN ??
+      readSecret('ALERTMANAGER_WEBHOOK_TOKEN_FILE', c.ALERTMANAGER_WEBHOOK_TOKEN_FILE),
     redisUrl: c.REDIS_URL,
     database: { url: c.DATABASE_URL, dataDir: c.DATA_DIR, retentionDays: c.RETENTION_DAYS },
     weather: {

@@ -122,6 +122,15 @@ export function createServiceMetrics(meter: Meter) {
         'Scored bookings whose actual delay fell inside the predicted interval, by arm and model_version',
       unit: '{booking}',
     }),
+    rollbacks: meter.createCounter('delay.rollout.rollbacks', {
+      description: 'Automatic rollbacks that set ML traffic to 0%, by the alert that asked for them',
+      unit: '{rollback}',
+    }),
+    webhookAlerts: meter.createCounter('delay.webhook.alerts', {
+      description:
+        'Alerts received by the rollback webhook, by outcome: rolled_back, already_rolled_back, ignored',
+      unit: '{alert}',
+    }),
     flagEvaluationErrors: meter.createCounter('delay.flags.evaluation_errors', {
       description: 'Flag evaluations that returned an error and used the coded default, by flag',
       unit: '{error}',
@@ -168,4 +177,7 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
     m.weatherCallsRefused.add(0, { reason });
   }
   for (const operation of ['get', 'set', 'lock', 'budget']) m.weatherCacheErrors.add(0, { operation });
+  for (const outcome of ['rolled_back', 'already_rolled_back', 'ignored'])
+    m.webhookAlerts.add(0, { outcome });
+  for (const alertname of ['DelayModelMaeHigh', 'DelayMlErrorRatioHigh']) m.rollbacks.add(0, { alertname });
 }

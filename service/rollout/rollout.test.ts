@@ -1,0 +1,190 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseFlagConfig } from '../flags/flag-config.js';
+import { nextStep, setMlPercentage, setModelVersion } from '../flags/flag-writer.js';
+import { freshPglite } from '../test-support/databases.js';
+import {
+  eventually,
+  flagServiceOn,
+  flagsDocument,
+  postJson,
+  silentLogger,
+  testApp,
+  testMetrics,
+} from '../test-support/harness.js';
+import { createRolloutService } from './rollout-service.js';
+
+const TOKEN = 'test-webhook-token-0123456789';
+const rolloutOf = (file: string) => parseFlagConfig(readFileSync(file, 'utf8'));
+
+describe('flag writer', () => {
+  it('sets the ML share, keeps the model first, and leaves no temporary file', async () => {
+    const { file, flags } = await flagServiceOn({ mlWeight: 10 });
+    await flags.close();
+    const change = setMlPercentage(file, 25);
+    expect(change).toMatchObject({
+      changed: true,
+      previous: { mlPercentage: 10 },
+      next: { mlPercentage: 25 },
+    });
+    expect(rolloutOf(file).split).toEqual([
+      { variant: 'gbt-v1', weight: 25 },
+      { variant: 'heuristic', weight: 75 },
+    ]);
+    expect(setMlPercentage(file, 25).changed).toBe(false);
+    expect(readdirSync(dirname(file))).toEqual(['flags.json']);
+  });
+
+  it('refuses what flagd or the service would refuse, and leaves the file as it was', async () => {
+    const { file, flags } = await flagServiceOn({ mlWeight: 10 });
+    await flags.close();
+    const before = readFileSync(file, 'utf8');
+    expect(() => setMlPercentage(file, 101)).toThrow(/between 0 and 100/);
+    expect(() => setModelVersion(file, '')).toThrow(/flagd's schema/);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+
+  it('swaps the model version at the same share', async () => {
+    const { file, flags } = await flagServiceOn({ mlWeight: 50 });
+    await flags.close();
+    setModelVersion(file, 'gbt-v2');
+    expect(rolloutOf(file)).toMatchObject({
+      mlPercentage: 50,
+      activeModelVersions: ['gbt-v2'],
+      modelVariants: ['gbt-v2'],
+    });
+  });
+
+  it('promotes along 10, 25, 50, 100', () => {
+    expect([0, 5, 10, 25, 50, 99].map(nextStep)).toEqual([10, 10, 25, 50, 100, 100]);
+    expect(nextStep(100)).toBeNull();
+  });
+});
+
+describe('rollback webhook', () => {
+  const alert = (overrides: Record<string, unknown> = {}) => ({
+    status: 'firing',
+    labels: { alertname: 'DelayModelMaeHigh', severity: 'critical', rollback: 'true' },
+    annotations: { summary: 'ML MAE 6.00 min over 30 min for gbt-v1' },
+    fingerprint: 'abc123',
+    ...overrides,
+  });
+  const payload = (alerts: unknown[]) => ({
+    version: '4',
+    status: 'firing',
+    receiver: 'rollback-webhook',
+    alerts,
+  });
+
+  async function webhookApp() {
+    const db = await freshPglite();
+    const m = testMetrics();
+    const { file, flags } = await flagServiceOn({ mlWeight: 50 }, m.metrics);
+    const rollout = createRolloutService({
+      flagsFile: file,
+      db: db.db,
+      metrics: m.metrics,
+      logger: silentLogger,
+    });
+    const t = await testApp({ deps: { flags, rollback: { token: TOKEN, rollout } } });
+    const send = (body: unknown, token = TOKEN) =>
+      t.app.request('/v1/webhooks/alertmanager', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify(body),
+      });
+    return {
+      ...t,
+      db,
+      file,
+      rollout,
+      send,
+      metricValue: m.value,
+      close: async () => (await t.close(), await db.close()),
+    };
+  }
+
+  it('refuses a missing or wrong token', async () => {
+    const w = await webhookApp();
+    try {
+      expect((await postJson(w.app, '/v1/webhooks/alertmanager', payload([alert()]))).status).toBe(401);
+      expect((await w.send(payload([alert()]), 'wrong-token-0123456789')).status).toBe(401);
+      expect(rolloutOf(w.file).mlPercentage).toBe(50);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('sets ML to 0% on a rollback alert, audits it, and turns repeats into no-ops', async () => {
+    const w = await webhookApp();
+    try {
+      const first = await (await w.send(payload([alert()]))).json();
+      expect(first).toEqual({
+        results: [{ alertname: 'DelayModelMaeHigh', outcome: 'rolled_back' }],
+        ml_percentage: 0,
+      });
+      expect(rolloutOf(w.file).mlPercentage).toBe(0);
+      const status = await eventually(
+        () => w.flags.status(),
+        (s) => s.ml_percentage === 0,
+      );
+      expect(status.ml_enabled).toBe(false);
+
+      const repeats = await (await w.send(payload(Array.from({ length: 1000 }, () => alert())))).json();
+      expect(new Set(repeats.results.map((r: { outcome: string }) => r.outcome))).toEqual(
+        new Set(['already_rolled_back']),
+      );
+      const history = await w.rollout.history();
+      expect(history).toHaveLength(1);
+      expect(history[0]).toMatchObject({
+        actor: 'alertmanager',
+        action: 'rollback',
+        previousWeight: 50,
+        newWeight: 0,
+        alertName: 'DelayModelMaeHigh',
+        fingerprint: 'abc123',
+        modelVersion: 'gbt-v1',
+      });
+      expect(await w.metricValue('delay.rollout.rollbacks', { alertname: 'DelayModelMaeHigh' })).toBe(1);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('never re-enables ML on a resolved alert, and ignores alerts without rollback="true"', async () => {
+    const w = await webhookApp();
+    try {
+      await w.send(payload([alert()]));
+      const resolved = await (await w.send(payload([alert({ status: 'resolved' })]))).json();
+      expect(resolved.results).toEqual([{ alertname: 'DelayModelMaeHigh', outcome: 'ignored' }]);
+      expect(rolloutOf(w.file).mlPercentage).toBe(0);
+
+      await w.rollout.setPercentage(30, { actor: 'test', action: 'enable' });
+      const warning = alert({ labels: { alertname: 'DelayModelMaeDegraded', severity: 'warning' } });
+      expect((await (await w.send(payload([warning]))).json()).results[0].outcome).toBe('ignored');
+      expect(rolloutOf(w.file).mlPercentage).toBe(30);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('does not exist without a token', async () => {
+    const t = await testApp();
+    try {
+      expect((await postJson(t.app, '/v1/webhooks/alertmanager', payload([alert()]))).status).toBe(404);
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('rollout without a database', () => {
+  it('still changes the file, and its history is empty', async () => {
+    const { file, flags } = await flagServiceOn({ mlWeight: 10 });
+    await flags.close();
+    const rollout = createRolloutService({ flagsFile: file, logger: silentLogger });
+    expect((await rollout.setPercentage(0, { actor: 'cli', action: 'disable' })).changed).toBe(true);
+    expect(await rollout.history()).toEqual([]);
+  });
+});
