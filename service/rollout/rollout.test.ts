@@ -7,7 +7,6 @@ import { freshPglite } from '../test-support/databases.js';
 import {
   eventually,
   flagServiceOn,
-  flagsDocument,
   postJson,
   silentLogger,
   testApp,
@@ -101,7 +100,10 @@ describe('rollback webhook', () => {
       rollout,
       send,
       metricValue: m.value,
-      close: async () => (await t.close(), await db.close()),
+      close: async () => {
+        await t.close();
+        await db.close();
+      },
     };
   }
 
