@@ -1,0 +1,119 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import { parseFlagConfig } from '../flags/flag-config.js';
+import { currentModelVersion, nextStep } from '../flags/flag-writer.js';
+import { createRolloutService } from '../rollout/rollout-service.js';
+import { type Database, openDatabase } from '../storage/database.js';
+import { createLogger } from '../telemetry/logger.js';
+import { startCli } from './cli.js';
+
+/*
+ * npm run rollout -- status | enable --percentage N | disable | promote | set-model VERSION | history
+ *   [--json] [--reason TEXT]
+ * Changes FLAGS_FILE through the same validated, atomic rewrite as the rollback webhook, and audits each change
+ * in the database named by DATABASE_URL. The embedded PGlite belongs to the running service and is not opened.
+ */
+const { command, values, config } = startCli(
+  'npm run rollout -- status | enable --percentage N | disable | promote | set-model VERSION | history [--json] [--reason TEXT]',
+  ['status', 'enable', 'disable', 'promote', 'set-model', 'history'],
+  { percentage: { type: 'string' }, json: { type: 'boolean', default: false }, reason: { type: 'string' } },
+);
+const argument = process.argv.slice(2).filter((a) => !a.startsWith('--'))[1];
+const file = resolve(config.flagsFile);
+const logger = createLogger('warn');
+const database: Database | undefined = config.database.url ? await openDatabase(config.database) : undefined;
+const rollout = createRolloutService({ flagsFile: file, db: database?.db, logger });
+const who = (action: 'enable' | 'disable' | 'promote' | 'set-model') => ({
+  actor: `cli:${userInfo().username}`,
+  action,
+  reason: values.reason,
+});
+
+function fail(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
+/** Whether the flag file differs from Git's HEAD, and the commands that bring the two in line. */
+function gitDrift() {
+  const git = (...args: string[]) => spawnSync('git', ['-C', dirname(file), ...args], { encoding: 'utf8' });
+  const top = git('rev-parse', '--show-toplevel');
+  if (top.status !== 0) return { tracked: false, differs_from_head: null, reconcile: null };
+  const path = join(dirname(file), basename(file));
+  const diff = git('diff', '--quiet', 'HEAD', '--', path);
+  const differs = diff.status === 1;
+  return {
+    tracked: true,
+    differs_from_head: differs,
+    reconcile: differs
+      ? {
+          keep_the_live_rollout: `git add ${path} && git commit -m "rollout: record the live delay-model split"`,
+          restore_git: `git checkout HEAD -- ${path}`,
+        }
+      : null,
+  };
+}
+
+async function status() {
+  const rolloutState = parseFlagConfig(readFileSync(file, 'utf8'));
+  return {
+    file,
+    ml_percentage: rolloutState.mlPercentage,
+    model_version: currentModelVersion(rolloutState),
+    split: rolloutState.split,
+    git: gitDrift(),
+    recent_changes: await rollout.history(5),
+    audit: database ? database.kind : 'not recorded (DATABASE_URL unset)',
+  };
+}
+
+let result: unknown;
+try {
+  if (command === 'status') result = await status();
+  else if (command === 'history') result = await rollout.history(50);
+  else if (command === 'enable') {
+    const percentage = Number(values.percentage);
+    if (values.percentage === undefined || !Number.isFinite(percentage))
+      fail('enable needs --percentage N (0..100)');
+    result = await rollout.setPercentage(percentage, who('enable'));
+  } else if (command === 'disable') result = await rollout.setPercentage(0, who('disable'));
+  else if (command === 'promote') {
+    const current = parseFlagConfig(readFileSync(file, 'utf8')).mlPercentage ?? 0;
+    const next = nextStep(current);
+    if (next === null) fail(`already at ${current}%: nothing to promote to`);
+    result = await rollout.setPercentage(next, who('promote'));
+  } else {
+    if (!argument) fail('set-model needs a VERSION');
+    const missing = ['onnx', 'json'].filter(
+      (ext) => !existsSync(join(config.modelsDir, `${argument}.${ext}`)),
+    );
+    if (missing.length > 0)
+      fail(`no model ${argument} in ${resolve(config.modelsDir)} (missing .${missing.join(', .')})`);
+    result = await rollout.setModel(argument, who('set-model'));
+  }
+} catch (err) {
+  fail((err as Error).message);
+} finally {
+  await database?.close();
+}
+
+if (values.json) console.log(JSON.stringify(result, null, 2));
+else if (result && typeof result === 'object' && 'next' in result) {
+  const change = result as {
+    changed: boolean;
+    previous: { mlPercentage: number | null };
+    next: { mlPercentage: number | null };
+  };
+  console.log(
+    change.changed
+      ? `delay-model: ML ${change.previous.mlPercentage}% -> ${change.next.mlPercentage}% (${file})`
+      : `delay-model: unchanged, ML ${change.next.mlPercentage}%`,
+  );
+  const drift = gitDrift();
+  if (drift.differs_from_head)
+    console.log(
+      `the file now differs from Git's HEAD; to record it: ${drift.reconcile?.keep_the_live_rollout}`,
+    );
+} else console.log(JSON.stringify(result, null, 2));
