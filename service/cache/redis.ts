@@ -2,8 +2,9 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 
 /**
- * A Redis client that fails fast instead of queueing: callers treat Redis as an optional layer (cache,
- * shared budget), so a slow or absent Redis must cost them milliseconds, not block them.
+ * A Redis client that fails instead of queueing: callers treat Redis as an optional layer (cache, lock,
+ * shared budget). An absent Redis fails at once; a slow one within a second, and weather lookups do not wait
+ * for it past their own timeout.
  */
 export function connectRedis(url: string, logger: Logger, options: { keyPrefix?: string } = {}): Redis {
   const log = logger.child({ component: 'redis' });
@@ -11,7 +12,7 @@ export function connectRedis(url: string, logger: Logger, options: { keyPrefix?:
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: 1000,
-    commandTimeout: 200,
+    commandTimeout: 1000,
     retryStrategy: (attempt) => Math.min(attempt * 200, 5000),
     ...options,
   });

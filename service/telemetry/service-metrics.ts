@@ -160,10 +160,22 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
   ]) {
     m.rejectedRequests.add(0, { reason });
   }
+  const feedbackCounters = [
+    m.feedbackCount,
+    m.feedbackAbsError,
+    m.feedbackSquaredError,
+    m.feedbackActualAboveFloor,
+    m.feedbackActualSquared,
+    m.feedbackIntervalHits,
+  ];
+  for (const counter of feedbackCounters) counter.add(0, { arm: 'heuristic', model_version: 'none' });
   for (const model_version of modelVersions) {
     for (const reason of ['model_unavailable', 'model_error', 'model_timeout'])
       m.fallbacks.add(0, { reason, model_version });
     m.modelLoadErrors.add(0, { model_version });
+    // A counter's first sample must be 0 for increase() to count the first feedback of a model.
+    for (const arm of ['ml', 'heuristic_shadow'])
+      for (const counter of feedbackCounters) counter.add(0, { arm, model_version });
   }
   for (const source of ['file', 'flagd']) m.flagConfigErrors.add(0, { source });
   for (const flag of ['delay-model', 'ml-fallback-on-error', 'weather-enrichment'])

@@ -183,12 +183,13 @@ describe.skipIf(!hasRedis)('weather shared through the real Redis', () => {
       const responses = await concurrentPredictions(apps, 200);
       expect(responses.every((r) => r.status === 200)).toBe(true);
       const bodies = await Promise.all(responses.map((r) => r.json()));
-      expect(new Set(bodies.map((b) => b.weather.source))).toEqual(new Set(['api', 'cache']));
+      const sources = bodies.map((b) => b.weather.source);
+      expect(new Set(sources), JSON.stringify(sources)).toEqual(new Set(['api', 'cache']));
       const perCell = new Map<string, number>();
       for (const c of fake.calls)
         perCell.set(`${c.lat}:${c.lon}`, (perCell.get(`${c.lat}:${c.lon}`) ?? 0) + 1);
       expect(perCell.size).toBe(20);
-      expect(Math.max(...perCell.values())).toBe(1);
+      expect(Math.max(...perCell.values()), JSON.stringify([...perCell])).toBe(1);
     } finally {
       await Promise.all(apps.map((a) => a.close()));
     }
