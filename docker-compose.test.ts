@@ -87,6 +87,8 @@ describe('docker-compose.yml', () => {
     );
     expect(webhook.http_config.authorization.credentials_file).toBe('/run/secrets/webhook_token');
     expect(services.alertmanager?.secrets).toContain('webhook_token');
+    expect(services.service?.secrets).toContain('webhook_token');
+    expect(services.service?.environment?.ALERTMANAGER_WEBHOOK_TOKEN_FILE).toBe('/run/secrets/webhook_token');
     expect(compose.secrets.webhook_token?.environment).toBe('ALERTMANAGER_WEBHOOK_TOKEN');
 
     const providers = parse(readFileSync('grafana/provisioning/dashboards/dashboards.yml', 'utf8')).providers;
