@@ -41,3 +41,24 @@ describe('loadConfig', () => {
     expect((error as Error).message).toContain('PORT');
   });
 });
+
+describe('webhook token', () => {
+  it('comes from the variable or from a file, and must be long enough', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tempDir } = await import('../test-support/harness.js');
+    expect(loadConfig({}).webhookToken).toBeUndefined();
+    expect(loadConfig({ ALERTMANAGER_WEBHOOK_TOKEN: 'a-token-of-24-characters' }).webhookToken).toBe(
+      'a-token-of-24-characters',
+    );
+    const file = join(tempDir(), 'token');
+    writeFileSync(file, 'from-a-secret-file-123\n');
+    expect(loadConfig({ ALERTMANAGER_WEBHOOK_TOKEN_FILE: file }).webhookToken).toBe('from-a-secret-file-123');
+    expect(() => loadConfig({ ALERTMANAGER_WEBHOOK_TOKEN: 'short' })).toThrow(
+      /ALERTMANAGER_WEBHOOK_TOKEN: at least 16 characters/,
+    );
+    expect(() => loadConfig({ ALERTMANAGER_WEBHOOK_TOKEN_FILE: '/nonexistent/token' })).toThrow(
+      /ALERTMANAGER_WEBHOOK_TOKEN_FILE: cannot read/,
+    );
+  });
+});
