@@ -1,13 +1,30 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { sql } from 'drizzle-orm';
+import { freshPostgres, postgresAvailable } from '../service/test-support/databases.js';
 import { dashboards, type Panel, prometheusQueries } from './dashboard-queries.js';
 
 const datasourceUids = (
   parse(readFileSync('grafana/provisioning/datasources/datasources.yml', 'utf8')).datasources as { uid: string }[]
 ).map((d) => d.uid);
 
+const hasPostgres = await postgresAvailable();
+
 describe('Grafana dashboards', () => {
+  it.skipIf(!hasPostgres)('runs every Postgres panel query against the migrated schema', async () => {
+    const database = await freshPostgres();
+    try {
+      const queries = dashboards.flatMap(({ json }) =>
+        (json.panels as Panel[]).flatMap((p) => p.targets.filter((t) => t.rawSql).map((t) => t.rawSql as string)),
+      );
+      expect(queries.length).toBe(3);
+      for (const query of queries) await database.db.execute(sql.raw(query));
+    } finally {
+      await database.close();
+    }
+  });
+
   it('covers rollout, model quality, drift, service, weather and recent predictions', () => {
     expect(dashboards.map((d) => d.json.uid).sort()).toEqual(
       ['delay-drift', 'delay-model-quality', 'delay-predictions', 'delay-rollout', 'delay-service', 'delay-weather'].sort(),
