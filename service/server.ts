@@ -9,6 +9,7 @@ import { FlagFileError, startFlagService } from './flags/flag-service.js';
 import { createModelRegistry } from './models/model-registry.js';
 import { loadOnnxModel } from './models/onnx-model.js';
 import { createReports } from './reports/reports.js';
+import { createAutoPromoter } from './rollout/auto-promoter.js';
 import { createRolloutService } from './rollout/rollout-service.js';
 import { openDatabase } from './storage/database.js';
 import { createPredictionLog } from './storage/prediction-log.js';
@@ -124,6 +125,19 @@ export async function runServer(config: Config, telemetry: Telemetry) {
   void purge();
   setInterval(purge, 86_400_000).unref();
 
+  const rollout = createRolloutService({ flagsFile: config.flagsFile, db: database.db, metrics, logger });
+  if (config.autoPromote) {
+    const { prometheusUrl, soakMs, intervalMs, minSamples } = config.autoPromote;
+    createAutoPromoter({
+      prometheusUrl,
+      rollout,
+      flagStatus: () => flags.status(),
+      logger,
+      soakMs,
+      minSamples,
+    }).start(intervalMs);
+    logger.info({ prometheus: prometheusUrl, soak_s: soakMs / 1000 }, 'automatic promotion on');
+  }
   if (!config.webhookToken) {
     logger.warn(
       'rollback webhook disabled: set ALERTMANAGER_WEBHOOK_TOKEN (or _FILE) to enable /v1/webhooks/alertmanager',
@@ -143,10 +157,7 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     storage: { feedback: createFeedbackService({ db: database.db, metrics, logger }), reports },
     ...(config.webhookToken
       ? {
-          rollback: {
-            token: config.webhookToken,
-            rollout: createRolloutService({ flagsFile: config.flagsFile, db: database.db, metrics, logger }),
-          },
+          rollback: { token: config.webhookToken, rollout },
         }
       : {}),
   });

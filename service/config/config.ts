@@ -40,6 +40,11 @@ const configSchema = z.object({
   RETENTION_DAYS: positiveInt.max(3650).default(90),
   ALERTMANAGER_WEBHOOK_TOKEN: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
   ALERTMANAGER_WEBHOOK_TOKEN_FILE: optionalString,
+  AUTO_PROMOTE: z.enum(['true', 'false']).default('false'),
+  PROMETHEUS_URL: optionalString.pipe(z.url().optional()),
+  AUTO_PROMOTE_SOAK_S: positiveInt.default(86_400),
+  AUTO_PROMOTE_INTERVAL_S: positiveInt.default(300),
+  AUTO_PROMOTE_MIN_SAMPLES: positiveInt.default(200),
   ML_TIMEOUT_MS: positiveInt.max(60_000).default(250),
   BODY_LIMIT_BYTES: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
   BATCH_MAX_BOOKINGS: positiveInt.max(10_000).default(1000),
@@ -61,6 +66,8 @@ export interface Config {
   flagsFile: string;
   modelsDir: string;
   mlTimeoutMs: number;
+  /** Optional automatic promotion along 10, 25, 50, 100 (off by default). */
+  autoPromote: { prometheusUrl: string; soakMs: number; intervalMs: number; minSamples: number } | null;
   /** The rollback webhook's bearer token; unset: the webhook route is not served. Never logged. */
   webhookToken: string | undefined;
   redisUrl: string | undefined;
@@ -121,6 +128,9 @@ export function loadConfig(
     );
   }
   const c = parsed.data;
+  if (c.AUTO_PROMOTE === 'true' && !c.PROMETHEUS_URL) {
+    throw new ConfigError([{ variable: 'PROMETHEUS_URL', message: 'required when AUTO_PROMOTE=true' }]);
+  }
   return {
     port: c.PORT,
     host: c.HOST,
@@ -131,6 +141,15 @@ export function loadConfig(
     flagsFile: c.FLAGS_FILE,
     modelsDir: c.MODELS_DIR,
     mlTimeoutMs: c.ML_TIMEOUT_MS,
+    autoPromote:
+      c.AUTO_PROMOTE === 'true' && c.PROMETHEUS_URL
+        ? {
+            prometheusUrl: c.PROMETHEUS_URL,
+            soakMs: c.AUTO_PROMOTE_SOAK_S * 1000,
+            intervalMs: c.AUTO_PROMOTE_INTERVAL_S * 1000,
+            minSamples: c.AUTO_PROMOTE_MIN_SAMPLES,
+          }
+        : null,
     webhookToken:
       c.ALERTMANAGER_WEBHOOK_TOKEN ??
       readSecret('ALERTMANAGER_WEBHOOK_TOKEN_FILE', c.ALERTMANAGER_WEBHOOK_TOKEN_FILE),

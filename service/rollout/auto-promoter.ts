@@ -1,0 +1,113 @@
+import type { Logger } from 'pino';
+import type { FlagStatus } from '../flags/flag-service.js';
+import { nextStep } from '../flags/flag-writer.js';
+import type { RolloutService } from './rollout-service.js';
+
+export interface AutoPromoterOptions {
+  prometheusUrl: string;
+  rollout: RolloutService;
+  flagStatus: () => FlagStatus;
+  logger: Logger;
+  /** How long a step must have been in force before the next one (24 h by default). */
+  soakMs: number;
+  minSamples: number;
+  now?: () => number;
+}
+
+/** The health a step must show over its soak to be promoted; the same thresholds as the alerts. */
+export const PROMOTION_CHECKS = {
+  samples: 'sum(arm_model_version:delay_feedback_scored:increase24h{arm="ml"})',
+  mae: 'max(arm_model_version:delay_feedback_mae_minutes:24h{arm="ml"})',
+  fallbackRatio: 'max(max_over_time(:delay_ml_fallback:ratio_rate5m[1h]))',
+  latencyP95: 'max(max_over_time(endpoint:delay_prediction_duration_seconds:p95_5m{endpoint="single"}[1h]))',
+} as const;
+export const LIMITS = { mae: 2.5, fallbackRatio: 0.2, latencyP95: 0.15 } as const;
+
+export type PromotionDecision =
+  | { action: 'promoted'; from: number; to: number }
+  | { action: 'held'; reason: string };
+
+/**
+ * Optional (AUTO_PROMOTE): moves the rollout to its next step once the current one has soaked with healthy
+ * MAE, fallback ratio and latency on enough samples. No data, too little data or a failing query holds the
+ * step; it never promotes from 0% (a rollback, or a rollout no person started) and never waits in the way of
+ * a rollback, which goes through the webhook.
+ */
+export function createAutoPromoter({
+  prometheusUrl,
+  rollout,
+  flagStatus,
+  logger,
+  soakMs,
+  minSamples,
+  now = Date.now,
+}: AutoPromoterOptions) {
+  const log = logger.child({ component: 'auto-promoter' });
+
+  async function scalar(expr: string): Promise<number | null> {
+    const res = await fetch(new URL(`/api/v1/query?query=${encodeURIComponent(expr)}`, prometheusUrl), {
+      signal: AbortSignal.timeout(5000),
+    });
+    const body = (await res.json()) as { status: string; data?: { result: { value: [number, string] }[] } };
+    const value = body.status === 'success' ? body.data?.result[0]?.value[1] : undefined;
+    const n = value === undefined ? Number.NaN : Number(value);
+    return Number.isFinite(n) ? n : null;
+  }
+
+  async function check(): Promise<PromotionDecision> {
+    const status = flagStatus();
+    const current = status.ml_percentage;
+    if (current === null) return { action: 'held', reason: 'the delay-model targeting is not a plain split' };
+    if (current === 0)
+      return { action: 'held', reason: 'ML is off: a person starts (or restarts) the rollout' };
+    const to = nextStep(current);
+    if (to === null) return { action: 'held', reason: 'the rollout is complete' };
+    const since = status.last_changed_at ? Date.parse(status.last_changed_at) : now();
+    if (now() - since < soakMs)
+      return { action: 'held', reason: `soaking until ${new Date(since + soakMs).toISOString()}` };
+
+    let values: Record<keyof typeof PROMOTION_CHECKS, number | null>;
+    try {
+      const entries = await Promise.all(
+        Object.entries(PROMOTION_CHECKS).map(async ([name, expr]) => [name, await scalar(expr)] as const),
+      );
+      values = Object.fromEntries(entries) as typeof values;
+    } catch (err) {
+      return { action: 'held', reason: `Prometheus did not answer: ${(err as Error).message}` };
+    }
+    const missing = Object.entries(values)
+      .filter(([, v]) => v === null)
+      .map(([name]) => name);
+    if (missing.length > 0) return { action: 'held', reason: `no data for ${missing.join(', ')}` };
+    if ((values.samples as number) < minSamples) {
+      return { action: 'held', reason: `${values.samples} scored ML bookings, ${minSamples} needed` };
+    }
+    for (const name of ['mae', 'fallbackRatio', 'latencyP95'] as const) {
+      if ((values[name] as number) > LIMITS[name]) {
+        return { action: 'held', reason: `${name} ${values[name]} above ${LIMITS[name]}` };
+      }
+    }
+    await rollout.setPercentage(to, {
+      actor: 'auto-promoter',
+      action: 'promote',
+      reason: `healthy over the soak: MAE ${values.mae}, fallback ratio ${values.fallbackRatio}, p95 ${values.latencyP95} s, ${values.samples} bookings`,
+    });
+    return { action: 'promoted', from: current, to };
+  }
+
+  return {
+    check,
+    /** Checks every `intervalMs`, logging each decision. */
+    start(intervalMs: number) {
+      const timer = setInterval(() => {
+        check().then(
+          (decision) =>
+            log.info(decision, decision.action === 'promoted' ? 'rollout promoted' : 'rollout held'),
+          (err) => log.error({ err: (err as Error).message }, 'auto-promotion check failed; the step holds'),
+        );
+      }, intervalMs);
+      timer.unref();
+      return () => clearInterval(timer);
+    },
+  };
+}
