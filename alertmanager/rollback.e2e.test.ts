@@ -1,29 +1,24 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { parseFlagConfig } from '../service/flags/flag-config.js';
 import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
 import {
-  freePort,
-  type ServiceProcess,
-  startService,
-  waitForReady,
-} from '../service/test-support/process.js';
+  monitoringBinaries,
+  promQuery,
+  startAlertmanager,
+  startPrometheus,
+} from '../service/test-support/monitoring.js';
+import { type ServiceProcess, startService, waitForReady } from '../service/test-support/process.js';
 
 /*
  * The proof of automatic rollback: the service, a real Prometheus and a real Alertmanager (Debian binaries)
  * with the repository's rules and routes. Test overrides only shorten intervals: 1 s scrape and evaluation,
  * `for:` 2 s, Alertmanager group_wait 1 s; and point the webhook at this service and its token.
  */
-const binaries = ['prometheus', 'prometheus-alertmanager'].every(
-  (b) => spawnSync(b, ['--version']).status === 0,
-);
-if (!binaries && process.env.CI === 'true')
-  throw new Error('prometheus and prometheus-alertmanager are required under CI=true');
-if (!binaries)
-  console.warn('skipping the rollback end-to-end test: prometheus or prometheus-alertmanager not found');
+const binaries = monitoringBinaries('prometheus', 'prometheus-alertmanager');
 
 const TOKEN = 'e2e-rollback-token-0123456789';
 const children: ChildProcess[] = [];
@@ -47,55 +42,20 @@ async function startStack() {
 
   const tokenFile = join(dir, 'webhook-token');
   writeFileSync(tokenFile, TOKEN);
-  const am = parse(readFileSync('alertmanager/alertmanager.yml', 'utf8'));
-  am.route.group_wait = '1s';
-  am.route.group_interval = '1s';
-  for (const route of am.route.routes) {
-    route.group_wait = '1s';
-    route.group_interval = '1s';
-  }
-  const webhook = am.receivers.find((r: { name: string }) => r.name === 'rollback-webhook')
-    .webhook_configs[0];
-  webhook.url = `http://127.0.0.1:${service.port}/v1/webhooks/alertmanager`;
-  webhook.http_config.authorization.credentials_file = tokenFile;
-  writeFileSync(join(dir, 'alertmanager.yml'), stringify(am));
-  const amPort = await freePort();
-  mkdirSync(join(dir, 'am-data'));
-  children.push(
-    spawn(
-      'prometheus-alertmanager',
-      [
-        `--config.file=${join(dir, 'alertmanager.yml')}`,
-        `--storage.path=${join(dir, 'am-data')}`,
-        `--web.listen-address=127.0.0.1:${amPort}`,
-        '--cluster.listen-address=',
-      ],
-      { stdio: 'ignore' },
-    ),
-  );
-
+  const alertmanager = await startAlertmanager({
+    webhookUrl: `http://127.0.0.1:${service.port}/v1/webhooks/alertmanager`,
+    tokenFile,
+  });
+  children.push(alertmanager.process);
   const alerts = parse(readFileSync('prometheus/rules/alerts.yml', 'utf8'));
   for (const group of alerts.groups) for (const rule of group.rules) rule.for = '2s';
   writeFileSync(join(dir, 'alerts.yml'), stringify(alerts));
-  const prom = parse(readFileSync('prometheus/prometheus.yml', 'utf8'));
-  prom.global = { scrape_interval: '1s', evaluation_interval: '1s' };
-  prom.rule_files = [resolve('prometheus/rules/recording.yml'), join(dir, 'alerts.yml')];
-  prom.scrape_configs[0].static_configs[0].targets = [`127.0.0.1:${service.metricsPort}`];
-  prom.alerting.alertmanagers[0].static_configs[0].targets = [`127.0.0.1:${amPort}`];
-  writeFileSync(join(dir, 'prometheus.yml'), stringify(prom));
-  const promPort = await freePort();
-  mkdirSync(join(dir, 'prom-data'));
-  children.push(
-    spawn(
-      'prometheus',
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'prom-data')}`,
-        `--web.listen-address=127.0.0.1:${promPort}`,
-      ],
-      { stdio: 'ignore' },
-    ),
-  );
+  const prometheus = await startPrometheus({
+    metricsPort: service.metricsPort,
+    alertmanagerUrl: alertmanager.url,
+    alertsFile: join(dir, 'alerts.yml'),
+  });
+  children.push(prometheus.process);
 
   const post = (path: string, body: unknown) =>
     fetch(`http://127.0.0.1:${service.port}${path}`, {
@@ -128,20 +88,13 @@ async function startStack() {
     return ml.length;
   };
   const mlShare = () => parseFlagConfig(readFileSync(flagsFile, 'utf8')).mlPercentage;
-  const promQuery = async (expr: string) =>
-    (
-      (await (
-        await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`)
-      ).json()) as {
-        data: { result: { value: [number, string] }[] };
-      }
-    ).data.result;
+  const query = (expr: string) => promQuery(prometheus.url, expr);
   // Counters start at 0 in the service; Prometheus must have seen them at 0 before the first feedback.
   await waitFor(
-    async () => (await promQuery('delay_feedback_scored_total{arm="ml"}').catch(() => [])).length > 0,
+    async () => (await query('delay_feedback_scored_total{arm="ml"}').catch(() => [])).length > 0,
     30_000,
   );
-  return { flagsFile, predict, feedbackOnMl, mlShare, promQuery };
+  return { flagsFile, predict, feedbackOnMl, mlShare, query };
 }
 
 const waitFor = async (check: () => Promise<boolean> | boolean, timeoutMs: number) => {
@@ -186,7 +139,7 @@ describe.skipIf(!binaries)('automatic rollback with real Prometheus and Alertman
     expect(
       await waitFor(
         async () =>
-          (await stack.promQuery('arm_model_version:delay_feedback_mae_minutes:30m{arm="ml"}')).length > 0,
+          (await stack.query('arm_model_version:delay_feedback_mae_minutes:30m{arm="ml"}')).length > 0,
         30_000,
       ),
     ).toBe(true);
@@ -203,8 +156,7 @@ describe.skipIf(!binaries)('automatic rollback with real Prometheus and Alertman
     expect(
       await waitFor(
         async () =>
-          (await stack.promQuery('arm_model_version:delay_feedback_mae_minutes:30m{arm="ml"} > 5')).length >
-          0,
+          (await stack.query('arm_model_version:delay_feedback_mae_minutes:30m{arm="ml"} > 5')).length > 0,
         30_000,
       ),
     ).toBe(true);

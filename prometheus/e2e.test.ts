@@ -1,17 +1,13 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
+import { parse } from 'yaml';
 import { prometheusQueries } from '../grafana/dashboard-queries.js';
 import { startFakeOpenWeatherMap } from '../service/test-support/fake-openweathermap.js';
 import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
-import {
-  freePort,
-  type ServiceProcess,
-  startService,
-  waitForReady,
-} from '../service/test-support/process.js';
+import { monitoringBinaries, promQuery, startPrometheus } from '../service/test-support/monitoring.js';
+import { type ServiceProcess, startService, waitForReady } from '../service/test-support/process.js';
 import { redisAvailable } from '../service/test-support/redis.js';
 
 /*
@@ -19,10 +15,7 @@ import { redisAvailable } from '../service/test-support/redis.js';
  * scrape and evaluation intervals shortened. Every dashboard query and every recording rule must return data,
  * and every metric they name must be in the scrape and in docs/metrics.md.
  */
-const hasPrometheus = spawnSync('prometheus', ['--version']).status === 0;
-if (!hasPrometheus && process.env.CI === 'true') throw new Error('prometheus is required under CI=true');
-if (!hasPrometheus)
-  console.warn('skipping the Prometheus end-to-end test: prometheus not found (apt install prometheus)');
+const hasPrometheus = monitoringBinaries('prometheus');
 const hasRedis = hasPrometheus && (await redisAvailable());
 
 let service: ServiceProcess;
@@ -30,12 +23,7 @@ let prometheus: ChildProcess;
 let promUrl = '';
 let fake: Awaited<ReturnType<typeof startFakeOpenWeatherMap>>;
 
-async function query(expr: string): Promise<unknown[]> {
-  const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
-  const body = (await res.json()) as { status: string; data: { result: unknown[] }; error?: string };
-  if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`);
-  return body.data.result;
-}
+const query = (expr: string) => promQuery(promUrl, expr);
 
 const post = (path: string, body: unknown) =>
   fetch(`http://127.0.0.1:${service.port}${path}`, {
@@ -58,25 +46,9 @@ describe.skipIf(!hasPrometheus || !hasRedis)('the service under a real Prometheu
     });
     await waitForReady(service);
 
-    const dir = tempDir('delay-prometheus-');
-    const config = parse(readFileSync('prometheus/prometheus.yml', 'utf8'));
-    config.global = { scrape_interval: '1s', evaluation_interval: '1s' };
-    config.rule_files = (config.rule_files as string[]).map((f) => resolve('prometheus', f));
-    config.scrape_configs[0].static_configs[0].targets = [`127.0.0.1:${service.metricsPort}`];
-    config.alerting = undefined;
-    writeFileSync(join(dir, 'prometheus.yml'), stringify(config));
-    mkdirSync(join(dir, 'data'));
-    const port = await freePort();
-    promUrl = `http://127.0.0.1:${port}`;
-    prometheus = spawn(
-      'prometheus',
-      [
-        `--config.file=${join(dir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-      ],
-      { stdio: 'ignore' },
-    );
+    const started = await startPrometheus({ metricsPort: service.metricsPort });
+    prometheus = started.process;
+    promUrl = started.url;
 
     // Traffic for a few scrapes: predictions (half on ML), feedback for each, one bad request. The cells are
     // new on every run, so the shared Redis holds no weather for them and the API is called.

@@ -66,8 +66,12 @@ describe('webhook token', () => {
 describe('automatic promotion', () => {
   it('is off by default and needs a Prometheus when on', () => {
     expect(loadConfig({}).autoPromote).toBeNull();
-    expect(() => loadConfig({ AUTO_PROMOTE: 'true' })).toThrow(/PROMETHEUS_URL: required when AUTO_PROMOTE=true/);
-    expect(loadConfig({ AUTO_PROMOTE: 'true', PROMETHEUS_URL: 'http://prometheus:9090' }).autoPromote).toEqual({
+    expect(() => loadConfig({ AUTO_PROMOTE: 'true' })).toThrow(
+      /PROMETHEUS_URL: required when AUTO_PROMOTE=true/,
+    );
+    expect(
+      loadConfig({ AUTO_PROMOTE: 'true', PROMETHEUS_URL: 'http://prometheus:9090' }).autoPromote,
+    ).toEqual({
       prometheusUrl: 'http://prometheus:9090',
       soakMs: 86_400_000,
       intervalMs: 300_000,

@@ -1,0 +1,104 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { tempDir } from './harness.js';
+import { freePort } from './process.js';
+
+/** Whether Debian's binaries are here; under CI=true their absence is a failure, not a skip. */
+export function monitoringBinaries(...binaries: string[]): boolean {
+  const found = binaries.every((b) => spawnSync(b, ['--version']).status === 0);
+  if (!found && process.env.CI === 'true')
+    throw new Error(`${binaries.join(' and ')} required under CI=true`);
+  if (!found)
+    console.warn(
+      `skipping: ${binaries.join(' or ')} not found (apt install prometheus prometheus-alertmanager)`,
+    );
+  return found;
+}
+
+export interface Monitor {
+  url: string;
+  process: ChildProcess;
+}
+
+/**
+ * The repository's prometheus.yml with test overrides only: 1 s scrape and evaluation, the service's metrics
+ * port as target, rule files by absolute path (`alerts` may replace alerts.yml), and an Alertmanager or none.
+ */
+export async function startPrometheus(options: {
+  metricsPort: number;
+  alertmanagerUrl?: string;
+  alertsFile?: string;
+}): Promise<Monitor> {
+  const dir = tempDir('delay-prometheus-');
+  const config = parse(readFileSync('prometheus/prometheus.yml', 'utf8'));
+  config.global = { scrape_interval: '1s', evaluation_interval: '1s' };
+  config.rule_files = [
+    resolve('prometheus/rules/recording.yml'),
+    options.alertsFile ?? resolve('prometheus/rules/alerts.yml'),
+  ];
+  config.scrape_configs[0].static_configs[0].targets = [`127.0.0.1:${options.metricsPort}`];
+  if (options.alertmanagerUrl)
+    config.alerting.alertmanagers[0].static_configs[0].targets = [new URL(options.alertmanagerUrl).host];
+  else config.alerting = undefined;
+  writeFileSync(join(dir, 'prometheus.yml'), stringify(config));
+  mkdirSync(join(dir, 'data'));
+  const port = await freePort();
+  const child = spawn(
+    'prometheus',
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    { stdio: 'ignore' },
+  );
+  return { url: `http://127.0.0.1:${port}`, process: child };
+}
+
+/** The repository's alertmanager.yml with 1 s grouping and the rollback webhook pointed at `webhookUrl`. */
+export async function startAlertmanager(options: {
+  webhookUrl: string;
+  tokenFile: string;
+}): Promise<Monitor> {
+  const dir = tempDir('delay-alertmanager-');
+  const config = parse(readFileSync('alertmanager/alertmanager.yml', 'utf8'));
+  for (const route of [config.route, ...config.route.routes]) {
+    route.group_wait = '1s';
+    route.group_interval = '1s';
+  }
+  const webhook = config.receivers.find((r: { name: string }) => r.name === 'rollback-webhook')
+    .webhook_configs[0];
+  webhook.url = options.webhookUrl;
+  webhook.http_config.authorization.credentials_file = options.tokenFile;
+  writeFileSync(join(dir, 'alertmanager.yml'), stringify(config));
+  mkdirSync(join(dir, 'data'));
+  const port = await freePort();
+  const child = spawn(
+    'prometheus-alertmanager',
+    [
+      `--config.file=${join(dir, 'alertmanager.yml')}`,
+      `--storage.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--cluster.listen-address=',
+    ],
+    { stdio: 'ignore' },
+  );
+  return { url: `http://127.0.0.1:${port}`, process: child };
+}
+
+/** An instant query's result vector. */
+export async function promQuery(
+  url: string,
+  expr: string,
+): Promise<{ metric: Record<string, string>; value: [number, string] }[]> {
+  const res = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`);
+  const body = (await res.json()) as {
+    status: string;
+    data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+    error?: string;
+  };
+  if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`);
+  return body.data.result;
+}
