@@ -223,8 +223,9 @@ export function createWeatherService(o: WeatherServiceOptions): WeatherService {
         await o.redis.del(lockKey).catch(() => undefined);
       }
     }
-    const deadline = now() + o.apiTimeoutMs + 500;
-    while (now() < deadline) {
+    // Real time, not the injectable clock: this bounds a wait, it does not judge freshness.
+    const deadline = Date.now() + o.apiTimeoutMs + 500;
+    while (Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, LOCK_POLL_MS));
       const entry = await l2Get(key);
       if (entry && now() - entry.fetchedAt < ttl) {
