@@ -157,6 +157,7 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
     'ml_unavailable',
     'unknown_booking',
     'storage_unavailable',
+    'unauthorized',
   ]) {
     m.rejectedRequests.add(0, { reason });
   }
