@@ -25,7 +25,7 @@ function registryWith(predict: (n: number) => Promise<PointEstimate[]>): ModelRe
     versions: () => ['gbt-v1'],
     lookup: (version) => ({
       ok: true,
-      model: { version, predict: (features) => predict(features.length) },
+      model: { version, predict: (vectors) => predict(vectors.length) },
     }),
   };
 }

@@ -1,7 +1,6 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { DriftBaseline } from '../drift/drift-monitor.js';
-import type { BookingFeatures } from '../features/booking-features.js';
 import type { PointEstimate } from '../predictors/heuristic.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 
@@ -10,7 +9,8 @@ export interface ModelPredictor {
   version: string;
   /** The training distribution the drift monitor compares live traffic with (from the model card). */
   driftBaseline?: DriftBaseline;
-  predict(features: BookingFeatures[]): Promise<PointEstimate[]>;
+  /** Scores feature vectors in FEATURE_SCHEMA order (`featureVector`), one call for the whole batch. */
+  predict(vectors: number[][]): Promise<PointEstimate[]>;
 }
 
 export type ModelLookup =

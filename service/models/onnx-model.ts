@@ -2,14 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { z } from 'zod';
-import {
-  type BookingFeatures,
-  FEATURE_NAMES,
-  FEATURE_SCHEMA,
-  featureVector,
-} from '../features/booking-features.js';
+import { FEATURE_NAMES, FEATURE_SCHEMA } from '../features/booking-features.js';
 import type { PointEstimate } from '../predictors/heuristic.js';
-import { NEUTRAL_WEATHER } from '../weather/weather.js';
 import type { ModelPredictor } from './model-registry.js';
 
 /** What the service reads of a model card; the rest (metrics, drift bins) is for people and Prometheus. */
@@ -108,12 +102,12 @@ export async function loadOnnxModel(dir: string, version: string): Promise<OnnxM
     card,
     ...(card.drift ? { driftBaseline: { model_version: version, features: card.drift.features } } : {}),
     score,
-    predict(features: BookingFeatures[]) {
-      const rows = new Float32Array(features.length * width);
-      features.forEach((f, i) => {
-        rows.set(featureVector(f, NEUTRAL_WEATHER), i * width);
+    predict(vectors: number[][]) {
+      const rows = new Float32Array(vectors.length * width);
+      vectors.forEach((vector, i) => {
+        rows.set(vector, i * width);
       });
-      return score(rows, features.length);
+      return score(rows, vectors.length);
     },
   };
 }

@@ -136,11 +136,7 @@ export function createPredictionService({
           tracer,
           'model.inference',
           { 'delay.model_version': version, 'delay.bookings': indexes.length },
-          () =>
-            Promise.race([
-              found.model.predict(indexes.map((i) => features[i] as (typeof features)[number])),
-              timeout,
-            ]),
+          () => Promise.race([found.model.predict(indexes.map((i) => vectors[i] as number[])), timeout]),
         );
         if (scored === 'timeout') {
           return {
