@@ -17,6 +17,13 @@ export const DRIFT_FEATURES: readonly FeatureName[] = [
   'visibility_km',
 ];
 
+/** Bin of `x` under the trainer's rule (models/trainer.py): bin k holds edges[k-1] < x <= edges[k]. */
+export function binOf(edges: number[], x: number): number {
+  let bin = 0;
+  while (bin < edges.length && (edges[bin] as number) < x) bin += 1;
+  return bin;
+}
+
 export interface DriftBaseline {
   model_version: string;
   features: { name: string; bin_edges: number[]; baseline_ratios: number[] }[];
@@ -62,10 +69,7 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
     observe(vectors: number[][]) {
       for (const f of bins) {
         for (const vector of vectors) {
-          const x = vector[f.index] as number;
-          let bin = 0;
-          while (bin < f.edges.length && (f.edges[bin] as number) < x) bin += 1;
-          metrics.featureObservations.add(1, f.labels[bin]);
+          metrics.featureObservations.add(1, f.labels[binOf(f.edges, vector[f.index] as number)]);
         }
       }
     },

@@ -6,7 +6,8 @@ import { bookingFeatures, FEATURE_NAMES, featureVector } from '../features/booki
 import { openDatabase } from '../storage/database.js';
 import { tempDir } from '../test-support/harness.js';
 import { NEUTRAL_WEATHER } from '../weather/weather.js';
-import { binOf, ksTest, psi } from './drift-report.js';
+import { binOf } from './drift-monitor.js';
+import { ksTest, psi } from './drift-report.js';
 
 describe('drift statistics', () => {
   it('PSI is 0 on the baseline and large when one bin takes everything', () => {

@@ -2,7 +2,7 @@ import { and, gte, lt } from 'drizzle-orm';
 import { predictions } from '../../db/schema.js';
 import { FEATURE_NAMES, type FeatureName } from '../features/booking-features.js';
 import type { Db } from '../storage/database.js';
-import { DRIFT_FEATURES, type DriftBaseline } from './drift-monitor.js';
+import { binOf, DRIFT_FEATURES, type DriftBaseline } from './drift-monitor.js';
 
 /** The same epsilon as the Prometheus rule: empty bins count as 1e-4 on both sides. */
 export const PSI_EPSILON = 1e-4;
@@ -19,13 +19,6 @@ export function psi(liveCounts: number[], baselineRatios: number[]): number {
     const b = Math.max(base, PSI_EPSILON);
     return sum + (live - b) * Math.log(live / b);
   }, 0);
-}
-
-/** Bin of `x` under the trainer's rule: bin k holds edges[k-1] < x <= edges[k]. */
-export function binOf(edges: number[], x: number): number {
-  let bin = 0;
-  while (bin < edges.length && (edges[bin] as number) < x) bin += 1;
-  return bin;
 }
 
 /** Two-sample Kolmogorov-Smirnov statistic and its asymptotic p-value. */
@@ -98,7 +91,10 @@ export async function driftReport({
     if (values.length < minSamples || !bins)
       return { feature, n: values.length, psi: null, ks_d: null, ks_p: null, drift: null };
     const counts = bins.baseline_ratios.map(() => 0);
-    for (const x of values) counts[binOf(bins.bin_edges, x)] = (counts[binOf(bins.bin_edges, x)] ?? 0) + 1;
+    for (const x of values) {
+      const bin = binOf(bins.bin_edges, x);
+      counts[bin] = (counts[bin] ?? 0) + 1;
+    }
     const featurePsi = psi(counts, bins.baseline_ratios);
     const refValues = ref.map((v) => v[index] as number);
     const ks = refValues.length >= minSamples ? ksTest(values, refValues) : null;

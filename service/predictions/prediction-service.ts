@@ -160,10 +160,15 @@ export function createPredictionService({
       }
     }
 
+    // One counter update per label set, not per booking: a batch of 1,000 has a handful of them.
+    const counts = new Map<string, { source: string; variant: string; n: number }>();
     const answered = bookings.map((booking, i) => {
       const r = routed[i] as Routed;
       const variant = (assignments[i] as { variant: string }).variant;
-      metrics.predictions.add(1, { source: r.source, variant, endpoint });
+      const key = `${r.source}\u0000${variant}`;
+      const count = counts.get(key);
+      if (count) count.n += 1;
+      else counts.set(key, { source: r.source, variant, n: 1 });
       const { delay_minutes, interval, contributing_factors } = r.estimate;
       return {
         booking_id: booking.booking_id,
@@ -179,6 +184,9 @@ export function createPredictionService({
         weather: { source: (lookups?.[i] ?? DISABLED_WEATHER).source },
       };
     });
+
+    for (const { source, variant, n } of counts.values())
+      metrics.predictions.add(n, { source, variant, endpoint });
 
     if (predictionLog) {
       const predictedAt = new Date();
