@@ -225,14 +225,22 @@ export function createWeatherService(o: WeatherServiceOptions): WeatherService {
     }
     // Real time, not the injectable clock: this bounds a wait, it does not judge freshness.
     const deadline = Date.now() + o.apiTimeoutMs + 500;
+    const written = async () => {
+      const entry = await l2Get(key);
+      if (!entry || now() - entry.fetchedAt >= ttl) return null;
+      l1.set(key, entry);
+      return { entry, fromCache: true };
+    };
     while (Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, LOCK_POLL_MS));
-      const entry = await l2Get(key);
-      if (entry && now() - entry.fetchedAt < ttl) {
-        l1.set(key, entry);
-        return { entry, fromCache: true };
+      const found = await written();
+      if (found) return found;
+      // The holder writes, then releases: a lock gone since the read above may have left its entry behind.
+      if (!(await o.redis.exists(lockKey).catch(() => 0))) {
+        const last = await written();
+        if (last) return last;
+        break;
       }
-      if (!(await o.redis.exists(lockKey).catch(() => 0))) break;
     }
     throw new CallRefused('lock_wait');
   }
