@@ -65,4 +65,24 @@ describe('the booking generator', () => {
     expect(above).toBeGreaterThan(0.48);
     expect(above).toBeLessThan(0.52);
   });
+
+  it('changes only what a season names: the same bookings, longer trips, more rain, a later rush', () => {
+    const base = generateBookings({ seed: 9, count: 5000 });
+    const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
+    const distance = (rows: typeof base) => mean(rows.map((r) => r.booking.distance_km ?? 0));
+    const wet = (rows: typeof base) => rows.filter((r) => r.weather.precipitation_mm_h > 0).length / rows.length;
+
+    const trips = generateBookings({ seed: 9, count: 5000, season: { tripFactor: 1.5 } });
+    expect(trips.map((r) => r.booking.priority)).toEqual(base.map((r) => r.booking.priority));
+    expect(distance(trips) / distance(base)).toBeCloseTo(1.5, 1);
+
+    const rain = generateBookings({ seed: 9, count: 5000, season: { rainFactor: 2 } });
+    expect(wet(rain)).toBeGreaterThan(2 * wet(base));
+
+    const later = generateBookings({ seed: 9, count: 5000, season: { rushShiftHours: 2 } });
+    const at = (rows: typeof base, h: number) =>
+      rows.filter((r) => Number(r.booking.scheduled_at.slice(11, 13)) === h).length;
+    expect(at(later, 10)).toBeGreaterThan(1.3 * at(base, 10));
+    expect(at(later, 8)).toBeLessThan(at(base, 8));
+  });
 });

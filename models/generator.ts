@@ -81,6 +81,7 @@ interface DayWeather {
  * driver load cost more than they assume, medical pickups are slower, not faster, and weather hurts more.
  */
 export function medianDelay(input: {
+  /** Local hour, moved back by the season's rush-hour shift when there is one: the clock the traffic follows. */
   hour: number;
   weekday: number;
   dayOfYear: number;
@@ -127,15 +128,31 @@ function conditionCode(w: Omit<WeatherConditions, 'condition_code'>, wetDay: boo
   return wetDay ? 803 : 800;
 }
 
+/**
+ * A changed world for drift and retraining tests. Every factor leaves the random draws as they are, so the
+ * same seed gives the same bookings, changed only where the season says.
+ */
+export interface Season {
+  /** Wet days, rain showers and their rates scale by this factor (1 = the training year). */
+  rainFactor?: number;
+  /** Hours by which the morning and evening peaks (demand, traffic, driver load) move later. */
+  rushShiftHours?: number;
+  /** Trip lengths scale by this factor. */
+  tripFactor?: number;
+}
+
 export function generateBookings({
   seed,
   count,
   year = 2025,
+  season = {},
 }: {
   seed: number;
   count: number;
   year?: number;
+  season?: Season;
 }) {
+  const { rainFactor = 1, rushShiftHours = 0, tripFactor = 1 } = season;
   const rng = rngFrom(seed);
   const days = (Date.UTC(year + 1, 0, 1) - Date.UTC(year, 0, 1)) / 86_400_000;
 
@@ -143,7 +160,7 @@ export function generateBookings({
   let wet = false;
   for (let d = 0; d < days; d++) {
     const winterness = Math.cos((2 * Math.PI * (d - 15)) / days); // 1 mid-January, -1 mid-July
-    const pWet = 0.3 + 0.1 * winterness;
+    const pWet = Math.min(0.9, (0.3 + 0.1 * winterness) * rainFactor);
     // Wet and dry spells persist: a Markov chain with the seasonal probability as its stationary share.
     wet = rng() < (wet ? pWet + 0.35 * (1 - pWet) : pWet * 0.65);
     dayWeather.push({
@@ -160,8 +177,9 @@ export function generateBookings({
     let hour = 0;
     for (;;) {
       hour = rng() * 24;
+      const clock = hour - rushShiftHours;
       const density =
-        0.25 + 0.75 * Math.max(bump(hour, 8.25, 1.5), bump(hour, 17.75, 1.8), 0.6 * bump(hour, 13, 2.5));
+        0.25 + 0.75 * Math.max(bump(clock, 8.25, 1.5), bump(clock, 17.75, 1.8), 0.6 * bump(clock, 13, 2.5));
       if (hour > 5.5 && hour < 23.5 ? rng() < density : rng() < 0.15) break;
     }
     const localMidnightGuess = Date.UTC(year, 0, 1 + day) - 3_600_000;
@@ -187,8 +205,8 @@ export function generateBookings({
     const dropoff = point(7);
     const dLat = (dropoff.lat - pickup.lat) * KM_PER_DEG_LAT;
     const dLon = (dropoff.lon - pickup.lon) * KM_PER_DEG_LAT * Math.cos((CENTER.lat * Math.PI) / 180);
-    const distanceKm = Math.max(0.3, Math.hypot(dLat, dLon) * (1.2 + 0.3 * rng()));
-    const rush = rushness(localHour, weekend);
+    const distanceKm = Math.max(0.3, Math.hypot(dLat, dLon) * (1.2 + 0.3 * rng()) * tripFactor);
+    const rush = rushness(localHour - rushShiftHours, weekend);
     const speedKmH = 28 - 10 * rush;
     const plannedMin = (distanceKm / speedKmH) * 60 * Math.exp(0.1 * normal(rng));
     const load = poisson(rng, 0.8 + 1.2 * rush);
@@ -197,8 +215,8 @@ export function generateBookings({
 
     const dw = dayWeather[day] as DayWeather;
     const temperature = dw.temperatureMean + 4 * Math.sin((2 * Math.PI * (localHour - 9)) / 24) + normal(rng);
-    const raining = dw.wet && rng() < 0.55;
-    const rate = raining ? exponential(rng, 1.4) : 0;
+    const raining = dw.wet && rng() < Math.min(1, 0.55 * rainFactor);
+    const rate = raining ? exponential(rng, 1.4) * rainFactor : 0;
     const snow = temperature < 0.5 ? rate : 0;
     const rain = temperature < 0.5 ? 0 : rate;
     const fog = !raining && temperature < 6 && localHour < 10 && rng() < 0.08;
@@ -213,7 +231,7 @@ export function generateBookings({
     const weather: WeatherConditions = { ...base, condition_code: conditionCode(base, dw.wet) };
 
     const median = medianDelay({
-      hour: localHour,
+      hour: localHour - rushShiftHours,
       weekday,
       dayOfYear: day + 1,
       distanceKm,

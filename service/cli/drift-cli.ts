@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { driftReport } from '../drift/drift-report.js';
+import { driftReport, PSI_LIMIT } from '../drift/drift-report.js';
 import { openDatabase } from '../storage/database.js';
 import { startCli } from './cli.js';
 
@@ -56,7 +56,9 @@ try {
 }
 if (values.json) console.log(JSON.stringify(report, null, 2));
 else {
-  console.log(`drift ${report.window.from} .. ${report.window.to} (PSI limit 0.25; KS p < 0.01 and D > 0.1)`);
+  console.log(
+    `drift ${report.window.from} .. ${report.window.to} (PSI limit ${PSI_LIMIT}; KS p < 0.01 and D > 0.1)`,
+  );
   console.log('feature                      n      PSI     KS D    KS p   drift');
   for (const f of report.features) {
     const cell = (x: number | null, width: number) => (x === null ? '-' : String(x)).padStart(width);

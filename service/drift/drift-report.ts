@@ -6,7 +6,7 @@ import { binOf, DRIFT_FEATURES, type DriftBaseline } from './drift-monitor.js';
 
 /** The same epsilon as the Prometheus rule: empty bins count as 1e-4 on both sides. */
 export const PSI_EPSILON = 1e-4;
-export const PSI_LIMIT = 0.25;
+export const PSI_LIMIT = 0.1;
 export const KS_P_LIMIT = 0.01;
 export const KS_D_LIMIT = 0.1;
 
@@ -64,7 +64,7 @@ async function vectors(db: Db, from: Date, to: Date, limit: number): Promise<num
 /**
  * Drift of the served feature vectors in a window: PSI against the model card's training bins (what the
  * alert computes), and a KS test against a reference window of served vectors. A feature drifts when PSI
- * exceeds 0.25, or when KS finds a difference both significant (p < 0.01) and material (D > 0.1); with fewer
+ * exceeds 0.1, or when KS finds a difference both significant (p < 0.01) and material (D > 0.1); with fewer
  * than `minSamples` observations there is no verdict.
  */
 export async function driftReport({
