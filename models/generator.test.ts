@@ -70,7 +70,8 @@ describe('the booking generator', () => {
     const base = generateBookings({ seed: 9, count: 5000 });
     const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
     const distance = (rows: typeof base) => mean(rows.map((r) => r.booking.distance_km ?? 0));
-    const wet = (rows: typeof base) => rows.filter((r) => r.weather.precipitation_mm_h > 0).length / rows.length;
+    const wet = (rows: typeof base) =>
+      rows.filter((r) => r.weather.precipitation_mm_h > 0).length / rows.length;
 
     const trips = generateBookings({ seed: 9, count: 5000, season: { tripFactor: 1.5 } });
     expect(trips.map((r) => r.booking.priority)).toEqual(base.map((r) => r.booking.priority));

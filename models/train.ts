@@ -1,11 +1,10 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FEATURE_SCHEMA, WEATHER_FEATURES } from '../service/features/booking-features.js';
 import { datasetCsv } from './dataset.js';
 import { generateBookings } from './generator.js';
+import { runTrainer } from './trainer-process.js';
 
 /*
  * npm run train -- [--train 50000] [--test 10000] [--seed 42] [--version gbt-v1] [--out models]
@@ -26,7 +25,6 @@ const { values: args } = parseArgs({
 });
 
 const seed = Number(args.seed);
-const python = args.python ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 const work = mkdtempSync(join(tmpdir(), 'delay-train-'));
 const outDir = resolve(args.out);
 mkdirSync(outDir, { recursive: true });
@@ -36,39 +34,22 @@ const train = datasetCsv(generateBookings({ seed, count: Number(args.train) }));
 const test = datasetCsv(generateBookings({ seed: seed + 1, count: Number(args.test) }));
 writeFileSync(join(work, 'train.csv'), train.csv);
 writeFileSync(join(work, 'test.csv'), test.csv);
-writeFileSync(
-  join(work, 'schema.json'),
-  JSON.stringify({ features: FEATURE_SCHEMA, weather_features: WEATHER_FEATURES }, null, 2),
-);
 console.error(
   `data: ${args.train} train / ${args.test} test rows, seed ${seed}, in ${Math.round(performance.now() - started)} ms`,
 );
 
-const trainer = spawnSync(
-  python,
-  [
-    resolve('models/trainer.py'),
-    '--train',
-    join(work, 'train.csv'),
-    '--test',
-    join(work, 'test.csv'),
-    '--schema',
-    join(work, 'schema.json'),
-    '--version',
-    String(args.version),
-    '--out-dir',
+try {
+  const trainer = runTrainer({
+    work,
+    version: String(args.version),
     outDir,
-    '--data-hash',
-    train.sha256,
-    '--seed',
-    String(seed),
-    '--estimators',
-    String(args.estimators),
-  ],
-  { stdio: 'inherit' },
-);
-if (trainer.error) {
-  console.error(`cannot run ${python}: ${trainer.error.message} (install python3-sklearn and python3-onnx)`);
+    dataHash: train.sha256,
+    seed,
+    estimators: Number(args.estimators),
+    ...(args.python ? { python: args.python } : {}),
+  });
+  process.exit(trainer.status);
+} catch (err) {
+  console.error((err as Error).message);
   process.exit(1);
 }
-process.exit(trainer.status ?? 1);

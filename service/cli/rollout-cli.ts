@@ -10,14 +10,15 @@ import { createLogger } from '../telemetry/logger.js';
 import { startCli } from './cli.js';
 
 /*
- * npm run rollout -- status | enable --percentage N | disable | promote | set-model VERSION | history
+ * npm run rollout -- status | enable --percentage N | disable | promote | set-model VERSION
+ *   | canary VERSION --percentage N | history
  *   [--json] [--reason TEXT]
  * Changes FLAGS_FILE through the same validated, atomic rewrite as the rollback webhook, and audits each change
  * in the database named by DATABASE_URL. The embedded PGlite belongs to the running service and is not opened.
  */
 const { command, values, config } = startCli(
-  'npm run rollout -- status | enable --percentage N | disable | promote | set-model VERSION | history [--json] [--reason TEXT]',
-  ['status', 'enable', 'disable', 'promote', 'set-model', 'history'],
+  'npm run rollout -- status | enable --percentage N | disable | promote | set-model VERSION | canary VERSION --percentage N | history [--json] [--reason TEXT]',
+  ['status', 'enable', 'disable', 'promote', 'set-model', 'canary', 'history'],
   { percentage: { type: 'string' }, json: { type: 'boolean', default: false }, reason: { type: 'string' } },
 );
 const argument = process.argv.slice(2).filter((a) => !a.startsWith('--'))[1];
@@ -25,10 +26,11 @@ const file = resolve(config.flagsFile);
 const logger = createLogger('warn');
 const database: Database | undefined = config.database.url ? await openDatabase(config.database) : undefined;
 const rollout = createRolloutService({ flagsFile: file, db: database?.db, logger });
-const who = (action: 'enable' | 'disable' | 'promote' | 'set-model') => ({
+const who = (action: 'enable' | 'disable' | 'promote' | 'set-model' | 'canary', modelVersion?: string) => ({
   actor: `cli:${userInfo().username}`,
   action,
   reason: values.reason,
+  modelVersion,
 });
 
 function fail(message: string): never {
@@ -85,13 +87,19 @@ try {
     if (next === null) fail(`already at ${current}%: nothing to promote to`);
     result = await rollout.setPercentage(next, who('promote'));
   } else {
-    if (!argument) fail('set-model needs a VERSION');
+    if (!argument) fail(`${command} needs a VERSION`);
     const missing = ['onnx', 'json'].filter(
       (ext) => !existsSync(join(config.modelsDir, `${argument}.${ext}`)),
     );
     if (missing.length > 0)
       fail(`no model ${argument} in ${resolve(config.modelsDir)} (missing .${missing.join(', .')})`);
-    result = await rollout.setModel(argument, who('set-model'));
+    if (command === 'set-model') result = await rollout.setModel(argument, who('set-model'));
+    else {
+      const percentage = Number(values.percentage);
+      if (values.percentage === undefined || !Number.isFinite(percentage))
+        fail('canary needs --percentage N');
+      result = await rollout.canary(argument, percentage, who('canary', argument));
+    }
   }
 } catch (err) {
   fail((err as Error).message);
@@ -104,12 +112,13 @@ else if (result && typeof result === 'object' && 'next' in result) {
   const change = result as {
     changed: boolean;
     previous: { mlPercentage: number | null };
-    next: { mlPercentage: number | null };
+    next: { mlPercentage: number | null; split: { variant: string; weight: number }[] | null };
   };
+  const split = change.next.split?.map((s) => `${s.variant} ${s.weight}%`).join(', ');
   console.log(
     change.changed
-      ? `delay-model: ML ${change.previous.mlPercentage}% -> ${change.next.mlPercentage}% (${file})`
-      : `delay-model: unchanged, ML ${change.next.mlPercentage}%`,
+      ? `delay-model: ML ${change.previous.mlPercentage}% -> ${change.next.mlPercentage}% (${split}; ${file})`
+      : `delay-model: unchanged, ML ${change.next.mlPercentage}% (${split})`,
   );
   const drift = gitDrift();
   if (drift.differs_from_head)

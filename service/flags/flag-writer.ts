@@ -58,7 +58,11 @@ export function rewriteFlags(
   return { previous, next, changed: true };
 }
 
-/** Sets the ML share of the delay-model flag to `percentage` (0..100), keeping the model listed first. */
+/**
+ * Sets the ML share of the delay-model flag to `percentage` (0..100). With a canary, the models keep their
+ * proportions (whole percents, the first model takes the rounding); at 0 every model loses its traffic and a
+ * later enable serves the model listed first only.
+ */
 export function setMlPercentage(file: string, percentage: number): FlagChange {
   if (!Number.isFinite(percentage) || percentage < 0 || percentage > 100) {
     throw new FlagConfigError(`the ML percentage must be between 0 and 100 (got ${percentage})`);
@@ -66,11 +70,60 @@ export function setMlPercentage(file: string, percentage: number): FlagChange {
   return rewriteFlags(file, (doc, current) => {
     const version = currentModelVersion(current);
     if (!version) throw new FlagConfigError(`flag '${FLAG_KEYS.model}' declares no model variant`);
+    const serving = (current.split ?? []).filter((s) => s.variant !== HEURISTIC_VARIANT && s.weight > 0);
+    const total = serving.reduce((sum, s) => sum + s.weight, 0);
+    const shares: [string, number][] =
+      serving.length > 1 && percentage > 0
+        ? serving.map((s) => [s.variant, Math.floor((percentage * s.weight) / total)])
+        : [[version, percentage]];
+    const first = shares[0] as [string, number];
+    first[1] += percentage - shares.reduce((sum, s) => sum + s[1], 0);
     const flag = doc.flags[FLAG_KEYS.model] as FlagDocument['flags'][string];
+    flag.targeting = { fractional: [...shares, [HEURISTIC_VARIANT, 100 - percentage]] };
+  });
+}
+
+/**
+ * Adds `version` as a canary beside the serving model: it takes `percentage` points of that model's share, so
+ * the heuristic arm and the total ML share stay as they are. `set-model` later makes it the only model.
+ */
+export function addCanary(file: string, version: string, percentage: number): FlagChange {
+  if (!Number.isInteger(percentage) || percentage < 1 || percentage > 100) {
+    throw new FlagConfigError(
+      `the canary percentage must be a whole number from 1 to 100 (got ${percentage})`,
+    );
+  }
+  return rewriteFlags(file, (doc, current) => {
+    const champion = currentModelVersion(current);
+    if (version === HEURISTIC_VARIANT) throw new FlagConfigError('the heuristic cannot be a canary');
+    if (!champion || champion === version) {
+      throw new FlagConfigError(
+        `a canary needs another model serving first (the flag serves ${champion ?? 'none'})`,
+      );
+    }
+    const weightOf = (variant: string) => current.split?.find((s) => s.variant === variant)?.weight ?? 0;
+    const championShare = weightOf(champion);
+    const otherModels = current.modelVariants.filter(
+      (v) => v !== champion && v !== version && weightOf(v) > 0,
+    );
+    if (otherModels.length > 0) {
+      throw new FlagConfigError(
+        `${otherModels.join(', ')} already takes traffic beside ${champion}; one canary at a time`,
+      );
+    }
+    const canaryShare = weightOf(version) + percentage;
+    if (championShare + weightOf(version) < canaryShare) {
+      throw new FlagConfigError(
+        `${champion} serves ${championShare}%: a canary of ${percentage}% must come out of it (enable more first)`,
+      );
+    }
+    const flag = doc.flags[FLAG_KEYS.model] as FlagDocument['flags'][string];
+    flag.variants = { ...flag.variants, [version]: version };
     flag.targeting = {
       fractional: [
-        [version, percentage],
-        [HEURISTIC_VARIANT, 100 - percentage],
+        [champion, championShare - percentage],
+        [version, canaryShare],
+        [HEURISTIC_VARIANT, weightOf(HEURISTIC_VARIANT)],
       ],
     };
   });

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { flagChanges } from '../../db/schema.js';
 import { FLAG_KEYS } from '../flags/flag-config.js';
 import {
+  addCanary,
   currentModelVersion,
   type FlagChange,
   setMlPercentage,
@@ -13,8 +14,10 @@ import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 
 export interface Actor {
   actor: string;
-  action: 'rollback' | 'enable' | 'disable' | 'promote' | 'set-model';
+  action: 'rollback' | 'enable' | 'disable' | 'promote' | 'set-model' | 'canary';
   reason?: string | undefined;
+  /** The version the change is about when it is not the first model (a canary). */
+  modelVersion?: string | undefined;
   alertName?: string | undefined;
   fingerprint?: string | undefined;
   labels?: Record<string, string> | undefined;
@@ -45,7 +48,7 @@ export function createRolloutService({
   };
 
   async function audit(change: FlagChange, who: Actor) {
-    const version = currentModelVersion(change.next);
+    const version = who.modelVersion ?? currentModelVersion(change.next);
     log.info(
       {
         actor: who.actor,
@@ -83,6 +86,8 @@ export function createRolloutService({
     setPercentage: (percentage: number, who: Actor) =>
       apply(who, () => setMlPercentage(flagsFile, percentage)),
     setModel: (version: string, who: Actor) => apply(who, () => setModelVersion(flagsFile, version)),
+    canary: (version: string, percentage: number, who: Actor) =>
+      apply(who, () => addCanary(flagsFile, version, percentage)),
     history: (limit = 20) =>
       db
         ? db.select().from(flagChanges).orderBy(desc(flagChanges.at), desc(flagChanges.id)).limit(limit)

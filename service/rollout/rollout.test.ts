@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseFlagConfig } from '../flags/flag-config.js';
-import { nextStep, setMlPercentage, setModelVersion } from '../flags/flag-writer.js';
+import { addCanary, nextStep, setMlPercentage, setModelVersion } from '../flags/flag-writer.js';
 import { freshPglite } from '../test-support/databases.js';
 import {
   eventually,
@@ -53,6 +53,44 @@ describe('flag writer', () => {
       activeModelVersions: ['gbt-v2'],
       modelVariants: ['gbt-v2'],
     });
+  });
+
+  it("adds a canary out of the serving model's share, keeps proportions on enable, and drops it on rollback", async () => {
+    const { file, flags } = await flagServiceOn({ mlWeight: 20 });
+    await flags.close();
+    const change = addCanary(file, 'gbt-v2', 5);
+    expect(change.next).toMatchObject({ mlPercentage: 20, activeModelVersions: ['gbt-v1', 'gbt-v2'] });
+    expect(change.next.split).toEqual([
+      { variant: 'gbt-v1', weight: 15 },
+      { variant: 'gbt-v2', weight: 5 },
+      { variant: 'heuristic', weight: 80 },
+    ]);
+    expect(addCanary(file, 'gbt-v2', 5).next.split?.[1]).toEqual({ variant: 'gbt-v2', weight: 10 });
+
+    setMlPercentage(file, 40);
+    expect(rolloutOf(file).split).toEqual([
+      { variant: 'gbt-v1', weight: 20 },
+      { variant: 'gbt-v2', weight: 20 },
+      { variant: 'heuristic', weight: 60 },
+    ]);
+    setMlPercentage(file, 0);
+    expect(rolloutOf(file)).toMatchObject({ mlPercentage: 0, activeModelVersions: [] });
+    setMlPercentage(file, 10);
+    expect(rolloutOf(file).activeModelVersions).toEqual(['gbt-v1']);
+  });
+
+  it('refuses a canary without room, of the serving model itself, or beside another canary', async () => {
+    const { file, flags } = await flagServiceOn({ mlWeight: 10 });
+    await flags.close();
+    const before = readFileSync(file, 'utf8');
+    expect(() => addCanary(file, 'gbt-v2', 11)).toThrow(/serves 10%.*enable more first/);
+    expect(() => addCanary(file, 'gbt-v1', 5)).toThrow(/another model serving first/);
+    expect(() => addCanary(file, 'gbt-v2', 2.5)).toThrow(/whole number/);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+    addCanary(file, 'gbt-v2', 5);
+    expect(() => addCanary(file, 'gbt-v3', 1)).toThrow(/gbt-v2 already takes traffic/);
+    setModelVersion(file, 'gbt-v2');
+    expect(rolloutOf(file)).toMatchObject({ mlPercentage: 10, activeModelVersions: ['gbt-v2'] });
   });
 
   it('promotes along 10, 25, 50, 100', () => {

@@ -1,0 +1,181 @@
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { and, desc, eq, gte, lt } from 'drizzle-orm';
+import { feedback, predictions } from '../../db/schema.js';
+import { runTrainer } from '../../models/trainer-process.js';
+import { FEATURE_NAMES } from '../features/booking-features.js';
+import { loadOnnxModel } from '../models/onnx-model.js';
+import type { Db } from '../storage/database.js';
+
+/** A booking as production saw it: the vector the model was given, and what really happened. */
+export interface ServedRow {
+  bookingId: string;
+  predictedAt: Date;
+  features: number[];
+  actual: number;
+  heuristic: number;
+}
+
+/**
+ * The served feature vectors with the actual delays from feedback, one row per booking (its latest prediction
+ * in the window), oldest first. Vectors of another width (an older feature schema) are left out and counted.
+ */
+export async function exportServedRows(db: Db, window: { from: Date; to: Date }) {
+  const rows = await db
+    .selectDistinctOn([predictions.bookingId], {
+      bookingId: predictions.bookingId,
+      predictedAt: predictions.predictedAt,
+      features: predictions.features,
+      heuristic: predictions.shadowHeuristicDelay,
+      actual: feedback.actualDelayMinutes,
+    })
+    .from(predictions)
+    .innerJoin(feedback, eq(feedback.bookingId, predictions.bookingId))
+    .where(and(gte(predictions.predictedAt, window.from), lt(predictions.predictedAt, window.to)))
+    .orderBy(predictions.bookingId, desc(predictions.predictedAt));
+  const usable = rows.filter((r) => Array.isArray(r.features) && r.features.length === FEATURE_NAMES.length);
+  usable.sort(
+    (a, b) => a.predictedAt.getTime() - b.predictedAt.getTime() || a.bookingId.localeCompare(b.bookingId),
+  );
+  return { rows: usable as ServedRow[], skippedOtherSchema: rows.length - usable.length };
+}
+
+function csvOf(rows: ServedRow[]) {
+  const lines = [[...FEATURE_NAMES, 'actual_delay_minutes', 'heuristic_delay'].join(',')];
+  for (const r of rows)
+    lines.push([...r.features, r.actual, r.heuristic].map((v) => Number(v.toFixed(6))).join(','));
+  return `${lines.join('\n')}\n`;
+}
+
+/** MAE and 80% interval coverage of a model version on rows, through the service's own ONNX inference. */
+async function scoreOn(dir: string, version: string, rows: ServedRow[]) {
+  const model = await loadOnnxModel(dir, version);
+  const estimates = await model.predict(rows.map((r) => r.features));
+  let absolute = 0;
+  let covered = 0;
+  estimates.forEach((e, i) => {
+    const actual = (rows[i] as ServedRow).actual;
+    absolute += Math.abs(actual - e.delay_minutes);
+    if (actual >= e.interval.low && actual <= e.interval.high) covered += 1;
+  });
+  const round = (x: number) => Math.round(x * 10_000) / 10_000;
+  return { version, mae: round(absolute / rows.length), coverage_80: round(covered / rows.length) };
+}
+
+/** The next free version after the champion's: gbt-v1 -> gbt-v2 (-> gbt-v3 when gbt-v2 exists). */
+export function nextVersion(champion: string, modelsDir: string): string {
+  const match = /^(.*?)(\d+)$/.exec(champion);
+  const stem = match ? (match[1] as string) : `${champion}-r`;
+  let n = match ? Number(match[2]) + 1 : 1;
+  while (existsSync(join(modelsDir, `${stem}${n}.json`))) n += 1;
+  return `${stem}${n}`;
+}
+
+export interface RetrainOptions {
+  db: Db;
+  modelsDir: string;
+  champion: string;
+  version: string;
+  window: { from: Date; to: Date };
+  /** Share of the most recent bookings held out to score both models. */
+  holdoutShare: number;
+  /** The challenger's MAE must be at most (1 - margin) x the champion's on the held-out bookings. */
+  margin: number;
+  minRows: number;
+  estimators: number;
+  seed?: number;
+  python?: string;
+}
+
+export class RetrainError extends Error {}
+
+/** Coverage the challenger's 80% interval must keep on the held-out bookings (the trainer's bar). */
+const COVERAGE_RANGE = [0.76, 0.84] as const;
+
+/**
+ * Trains a challenger on production rows with the same trainer as the first model, scores champion and
+ * challenger on the same most recent bookings, and writes the challenger into the models folder, with its
+ * card, only when it beats the champion by the margin and keeps its interval honest.
+ */
+export async function retrain(options: RetrainOptions) {
+  const { modelsDir, champion, version } = options;
+  if (!existsSync(join(modelsDir, `${champion}.json`))) {
+    throw new RetrainError(`no champion ${champion} in ${modelsDir}`);
+  }
+  if (existsSync(join(modelsDir, `${version}.json`))) {
+    throw new RetrainError(`${version} already exists in ${modelsDir}; choose another --version`);
+  }
+  const { rows, skippedOtherSchema } = await exportServedRows(options.db, options.window);
+  if (rows.length < options.minRows) {
+    throw new RetrainError(
+      `${rows.length} bookings with feedback between ${options.window.from.toISOString()} and ` +
+        `${options.window.to.toISOString()}; at least ${options.minRows} are needed (widen --days)`,
+    );
+  }
+  const holdoutSize = Math.max(1, Math.round(rows.length * options.holdoutShare));
+  const train = rows.slice(0, rows.length - holdoutSize);
+  const holdout = rows.slice(rows.length - holdoutSize);
+
+  const work = mkdtempSync(join(tmpdir(), 'delay-retrain-'));
+  try {
+    const trainCsv = csvOf(train);
+    writeFileSync(join(work, 'train.csv'), trainCsv);
+    writeFileSync(join(work, 'test.csv'), csvOf(holdout));
+    const period = `${options.window.from.toISOString()}..${options.window.to.toISOString()}`;
+    const trainer = runTrainer({
+      work,
+      version,
+      outDir: work,
+      dataHash: createHash('sha256').update(trainCsv).digest('hex'),
+      seed: options.seed ?? 42,
+      estimators: options.estimators,
+      dataSource: `production predictions with feedback, ${period}`,
+      stdio: 'pipe',
+      ...(options.python ? { python: options.python } : {}),
+    });
+    if (trainer.status !== 0) throw new RetrainError(`the trainer failed:\n${trainer.stderr.slice(-2000)}`);
+
+    const championScore = await scoreOn(modelsDir, champion, holdout);
+    const challengerScore = await scoreOn(work, version, holdout);
+    const heuristicMae = holdout.reduce((s, r) => s + Math.abs(r.actual - r.heuristic), 0) / holdout.length;
+    const requiredMae = Math.round(championScore.mae * (1 - options.margin) * 10_000) / 10_000;
+    const beats = challengerScore.mae <= requiredMae;
+    const honestInterval =
+      challengerScore.coverage_80 >= COVERAGE_RANGE[0] && challengerScore.coverage_80 <= COVERAGE_RANGE[1];
+    const candidate = beats && honestInterval;
+    const reason = candidate
+      ? `MAE ${challengerScore.mae} <= ${requiredMae} (${champion} ${championScore.mae} less ${options.margin * 100}%)`
+      : !beats
+        ? `MAE ${challengerScore.mae} is not at most ${requiredMae} (${champion} ${championScore.mae} less ${options.margin * 100}%)`
+        : `80% interval coverage ${challengerScore.coverage_80} is outside ${COVERAGE_RANGE.join('..')}`;
+
+    const retraining = {
+      window: { from: options.window.from.toISOString(), to: options.window.to.toISOString() },
+      rows: {
+        with_feedback: rows.length,
+        train: train.length,
+        holdout: holdout.length,
+        skipped_other_schema: skippedOtherSchema,
+      },
+      holdout_from: holdout[0]?.predictedAt.toISOString(),
+      champion: championScore,
+      challenger: challengerScore,
+      heuristic_mae: Math.round(heuristicMae * 10_000) / 10_000,
+      margin: options.margin,
+      required_mae: requiredMae,
+      candidate,
+      reason,
+    };
+    const files = [`${version}.onnx`, `${version}.json`, `${version}.parity.json`];
+    if (candidate) {
+      const card = JSON.parse(readFileSync(join(work, `${version}.json`), 'utf8'));
+      writeFileSync(join(work, `${version}.json`), `${JSON.stringify({ ...card, retraining }, null, 2)}\n`);
+      for (const file of files) copyFileSync(join(work, file), join(modelsDir, file));
+    }
+    return { ...retraining, files: candidate ? files.map((f) => join(modelsDir, f)) : [] };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
