@@ -11,7 +11,8 @@ import { startCli } from './cli.js';
  *                        [--min-rows 2000] [--estimators 300] [--json]
  * Trains a challenger on the feature vectors served in the last --days with their feedback, scores it and the
  * champion (default: the model the flag serves) on the most recent --holdout share, and writes it to MODELS_DIR
- * as a candidate only when its MAE beats the champion's by --margin. Exit 0: a candidate; 1: none; 2: errors.
+ * as a candidate only when its MAE beats the champion's by --margin and its 80% interval is no further from 80%
+ * coverage than the champion's. Exit 0: a candidate; 1: none; 2: errors.
  */
 const usage =
   'npm run retrain -- run [--days 30] [--champion VERSION] [--version VERSION] [--holdout 0.2] [--margin 0.05] [--min-rows 2000] [--estimators 300] [--json]';
@@ -91,6 +92,7 @@ else {
     `    challenger ${n.version.padEnd(14)}${String(n.mae).padStart(7)}${String(n.coverage_80).padStart(9)}`,
   );
   console.log(`    heuristic  ${''.padEnd(14)}${String(report.heuristic_mae).padStart(7)}`);
+  for (const warning of report.warnings) console.log(`warning: ${warning}`);
   if (report.candidate) {
     console.log(`${version} is a candidate: ${report.reason}`);
     console.log(`  written: ${report.files.join(', ')}`);

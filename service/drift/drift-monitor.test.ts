@@ -9,7 +9,7 @@ describe('drift monitor', () => {
   it("counts served values into the baseline's training bins, with the trainer's edge rule", async () => {
     const m = testMetrics();
     const drift = createDriftMonitor(m.metrics);
-    drift.observe([vectorWith({ distance_km: 5 })]); // no baseline yet: nothing counted
+    drift.observe([vectorWith({ distance_km: 5 })], ['api']); // no baseline yet: nothing counted
     drift.setBaseline({
       model_version: 'gbt-v1',
       features: [
@@ -17,13 +17,35 @@ describe('drift monitor', () => {
         { name: 'hour_local', bin_edges: [12], baseline_ratios: [0.5, 0.5] },
       ],
     });
-    drift.observe([1, 2, 2.5, 6, 6.1, 40].map((d) => vectorWith({ distance_km: d, hour_local: 8 })));
+    drift.observe(
+      [1, 2, 2.5, 6, 6.1, 40].map((d) => vectorWith({ distance_km: d, hour_local: 8 })),
+      ['api', 'cache', 'default', 'disabled', 'api', 'api'],
+    );
     expect(await m.value('delay.features.observations', { feature: 'distance_km', bin: '0' })).toBe(2);
     expect(await m.value('delay.features.observations', { feature: 'distance_km', bin: '1' })).toBe(2);
     expect(await m.value('delay.features.observations', { feature: 'distance_km', bin: '2' })).toBe(2);
     expect(await m.value('delay.features.observations', { feature: 'hour_local' })).toBe(0);
     expect(await m.value('delay.features.baseline_ratio', { feature: 'distance_km', bin: '1' })).toBe(0.4);
     expect(drift.baselineVersion()).toBe('gbt-v1');
+  });
+
+  it('counts weather features only where the weather was measured, not where defaults stood in', async () => {
+    const m = testMetrics();
+    const drift = createDriftMonitor(m.metrics);
+    drift.setBaseline({
+      model_version: 'gbt-v1',
+      features: [
+        { name: 'distance_km', bin_edges: [6], baseline_ratios: [0.5, 0.5] },
+        { name: 'temperature_c', bin_edges: [10], baseline_ratios: [0.5, 0.5] },
+      ],
+    });
+    drift.observe(
+      [5, 20, 12, 12].map((t) => vectorWith({ distance_km: 3, temperature_c: t })),
+      ['api', 'cache', 'default', 'disabled'],
+    );
+    expect(await m.value('delay.features.observations', { feature: 'distance_km' })).toBe(4);
+    expect(await m.value('delay.features.observations', { feature: 'temperature_c', bin: '0' })).toBe(1);
+    expect(await m.value('delay.features.observations', { feature: 'temperature_c', bin: '1' })).toBe(1);
   });
 
   it('leaves calendar features out', () => {

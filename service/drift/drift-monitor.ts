@@ -1,5 +1,6 @@
-import { FEATURE_NAMES, type FeatureName } from '../features/booking-features.js';
+import { FEATURE_NAMES, type FeatureName, WEATHER_FEATURES } from '../features/booking-features.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import type { WeatherSource } from '../weather/weather.js';
 
 /**
  * Features whose live distribution is compared with training (PSI, computed by Prometheus). Calendar features
@@ -16,6 +17,12 @@ export const DRIFT_FEATURES: readonly FeatureName[] = [
   'wind_speed_m_s',
   'visibility_km',
 ];
+
+/**
+ * Weather features count only where the weather was measured (API or cache). Defaults stand in for an
+ * outage or a missing key: that is the weather alerts' business, and as drift it would page for the wrong cause.
+ */
+export const measuredWeather = (source: WeatherSource) => source === 'api' || source === 'cache';
 
 /** Bin of `x` under the trainer's rule (models/trainer.py): bin k holds edges[k-1] < x <= edges[k]. */
 export function binOf(edges: number[], x: number): number {
@@ -35,8 +42,13 @@ export interface DriftBaseline {
  * edges[k-1] < x <= edges[k], the trainer's rule.
  */
 export function createDriftMonitor(metrics: ServiceMetrics) {
-  let bins: { index: number; name: string; edges: number[]; labels: { feature: string; bin: string }[] }[] =
-    [];
+  let bins: {
+    index: number;
+    name: string;
+    edges: number[];
+    labels: { feature: string; bin: string }[];
+    weather: boolean;
+  }[] = [];
   let baseline: DriftBaseline | null = null;
 
   metrics.featureBaselineRatio.addCallback((result) => {
@@ -60,17 +72,20 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
           name: f.name,
           edges: f.bin_edges,
           labels: f.baseline_ratios.map((_, bin) => ({ feature: f.name, bin: String(bin) })),
+          weather: WEATHER_FEATURES.includes(f.name as FeatureName),
         }))
         .filter((f) => f.index >= 0);
     },
 
     baselineVersion: () => baseline?.model_version ?? null,
 
-    observe(vectors: number[][]) {
+    /** `weatherSources[i]` says where vector i's weather came from (see `measuredWeather`). */
+    observe(vectors: number[][], weatherSources: readonly WeatherSource[]) {
       for (const f of bins) {
-        for (const vector of vectors) {
+        vectors.forEach((vector, i) => {
+          if (f.weather && !measuredWeather(weatherSources[i] ?? 'disabled')) return;
           metrics.featureObservations.add(1, f.labels[binOf(f.edges, vector[f.index] as number)]);
-        }
+        });
       }
     },
   };

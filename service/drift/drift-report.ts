@@ -1,8 +1,9 @@
 import { and, gte, lt } from 'drizzle-orm';
 import { predictions } from '../../db/schema.js';
-import { FEATURE_NAMES, type FeatureName } from '../features/booking-features.js';
+import { FEATURE_NAMES, type FeatureName, WEATHER_FEATURES } from '../features/booking-features.js';
 import type { Db } from '../storage/database.js';
-import { binOf, DRIFT_FEATURES, type DriftBaseline } from './drift-monitor.js';
+import type { WeatherSource } from '../weather/weather.js';
+import { binOf, DRIFT_FEATURES, type DriftBaseline, measuredWeather } from './drift-monitor.js';
 
 /** The same epsilon as the Prometheus rule: empty bins count as 1e-4 on both sides. */
 export const PSI_EPSILON = 1e-4;
@@ -52,13 +53,22 @@ export interface FeatureDrift {
   drift: boolean | null;
 }
 
-async function vectors(db: Db, from: Date, to: Date, limit: number): Promise<number[][]> {
+async function vectors(db: Db, from: Date, to: Date, limit: number) {
   const rows = await db
-    .select({ features: predictions.features })
+    .select({ features: predictions.features, weatherSource: predictions.weatherSource })
     .from(predictions)
     .where(and(gte(predictions.predictedAt, from), lt(predictions.predictedAt, to)))
     .limit(limit);
-  return rows.map((r) => r.features).filter((f) => Array.isArray(f) && f.length === FEATURE_NAMES.length);
+  return rows.filter((r) => Array.isArray(r.features) && r.features.length === FEATURE_NAMES.length);
+}
+
+/** A feature's served values; weather features only where the weather was measured, as the monitor counts. */
+function valuesOf(rows: Awaited<ReturnType<typeof vectors>>, feature: FeatureName) {
+  const index = FEATURE_NAMES.indexOf(feature);
+  const weather = WEATHER_FEATURES.includes(feature);
+  return rows
+    .filter((r) => !weather || measuredWeather(r.weatherSource as WeatherSource))
+    .map((r) => r.features[index] as number);
 }
 
 /**
@@ -85,9 +95,8 @@ export async function driftReport({
   const live = await vectors(db, window.from, window.to, limit);
   const ref = reference ? await vectors(db, reference.from, reference.to, limit) : [];
   const features = DRIFT_FEATURES.map((feature): FeatureDrift => {
-    const index = FEATURE_NAMES.indexOf(feature);
     const bins = baseline.features.find((f) => f.name === feature);
-    const values = live.map((v) => v[index] as number);
+    const values = valuesOf(live, feature);
     if (values.length < minSamples || !bins)
       return { feature, n: values.length, psi: null, ks_d: null, ks_p: null, drift: null };
     const counts = bins.baseline_ratios.map(() => 0);
@@ -96,7 +105,7 @@ export async function driftReport({
       counts[bin] = (counts[bin] ?? 0) + 1;
     }
     const featurePsi = psi(counts, bins.baseline_ratios);
-    const refValues = ref.map((v) => v[index] as number);
+    const refValues = valuesOf(ref, feature);
     const ks = refValues.length >= minSamples ? ksTest(values, refValues) : null;
     const drift = featurePsi > PSI_LIMIT || (ks !== null && ks.p < KS_P_LIMIT && ks.d > KS_D_LIMIT);
     const round = (x: number) => Math.round(x * 10_000) / 10_000;

@@ -91,7 +91,10 @@ export function createPredictionService({
       : null;
     const features = bookings.map((b, i) => bookingFeatures(b, lookups?.[i]?.conditions ?? null));
     const vectors = features.map((f) => featureVector(f, NEUTRAL_WEATHER));
-    drift?.observe(vectors);
+    drift?.observe(
+      vectors,
+      bookings.map((_, i) => (lookups?.[i] ?? DISABLED_WEATHER).source),
+    );
 
     // The heuristic answers every booking: as the fallback, and as the shadow an ML answer is compared with.
     const heuristics = features.map(heuristicEstimate);

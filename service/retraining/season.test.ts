@@ -1,0 +1,221 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
+import { afterAll, describe, expect, it } from 'vitest';
+import { feedback, predictions } from '../../db/schema.js';
+import { generateBookings, type RawBooking, type Season } from '../../models/generator.js';
+import { driftReport } from '../drift/drift-report.js';
+import { createFeedbackService } from '../feedback/feedback-service.js';
+import { createModelRegistry } from '../models/model-registry.js';
+import { loadOnnxModel } from '../models/onnx-model.js';
+import type { Booking } from '../predictions/schemas.js';
+import { createReports } from '../reports/reports.js';
+import { createRolloutService } from '../rollout/rollout-service.js';
+import type { Database } from '../storage/database.js';
+import { createPredictionLog } from '../storage/prediction-log.js';
+import { freshPglite } from '../test-support/databases.js';
+import {
+  eventually,
+  flagServiceOn,
+  postJson,
+  silentLogger,
+  tempDir,
+  testApp,
+  testMetrics,
+} from '../test-support/harness.js';
+import { RetrainError, retrain } from './retraining.js';
+
+const hasTrainer =
+  spawnSync('/usr/bin/python3', ['-c', 'import sklearn, onnx'], { stdio: 'ignore' }).status === 0;
+if (!hasTrainer && process.env.CI === 'true')
+  throw new Error('the trainer needs python3-sklearn and python3-onnx under CI=true');
+if (!hasTrainer) console.warn('skipping the simulated season: /usr/bin/python3 lacks scikit-learn or onnx');
+
+/** Later rush hours and longer trips: what the committed model never saw. */
+const SEASON: Season = { rushShiftHours: 2, tripFactor: 1.5 };
+const open: { close(): Promise<void> }[] = [];
+afterAll(async () => {
+  for (const x of open.reverse()) await x.close();
+});
+
+async function seasonService(db: Database, mlWeight: number) {
+  const modelsDir = tempDir('delay-season-models-');
+  for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v1.${ext}`, join(modelsDir, `gbt-v1.${ext}`));
+  const m = testMetrics();
+  const { flags, file } = await flagServiceOn({ mlWeight }, m.metrics);
+  const models = createModelRegistry({
+    dir: modelsDir,
+    load: loadOnnxModel,
+    logger: silentLogger,
+    metrics: m.metrics,
+  });
+  await models.preload(['gbt-v1']);
+  // The weather each generated booking had: the weather service's answer for that booking.
+  const weatherOf = new Map<string, RawBooking['weather']>();
+  const predictionLog = createPredictionLog({
+    db: db.db,
+    metrics: m.metrics,
+    logger: silentLogger,
+    flushIntervalMs: 10,
+  });
+  const t = await testApp({
+    deps: {
+      flags,
+      models,
+      predictionLog,
+      weather: {
+        lookup: async (b: Booking) => ({
+          source: 'api' as const,
+          conditions: weatherOf.get(b.booking_id) ?? null,
+        }),
+      },
+      storage: {
+        feedback: createFeedbackService({ db: db.db, metrics: m.metrics, logger: silentLogger }),
+        reports: createReports(db.db),
+      },
+    },
+  });
+  open.push({
+    close: async () => {
+      await predictionLog.drain(1000);
+      await t.close();
+    },
+  });
+
+  async function serve(rows: RawBooking[]) {
+    for (const r of rows) weatherOf.set(r.booking.booking_id, r.weather);
+    const answered: { booking_id: string; source: string; variant: string }[] = [];
+    for (let i = 0; i < rows.length; i += 500) {
+      const res = await postJson(t.app, '/v1/predictions/batch', {
+        bookings: rows.slice(i, i + 500).map((r) => r.booking),
+      });
+      expect(res.status).toBe(200);
+      answered.push(...((await res.json()).predictions as typeof answered));
+    }
+    return answered;
+  }
+
+  async function sendFeedback(rows: RawBooking[]) {
+    for (let i = 0; i < rows.length; i += 500) {
+      const res = await postJson(t.app, '/v1/feedback/batch', {
+        feedback: rows
+          .slice(i, i + 500)
+          .map((r) => ({ booking_id: r.booking.booking_id, actual_delay_minutes: r.actual_delay_minutes })),
+      });
+      expect(res.status).toBe(200);
+    }
+  }
+
+  return { modelsDir, file, serve, sendFeedback, metricValue: m.value };
+}
+
+const count = async (db: Database, table: typeof predictions | typeof feedback) =>
+  Number((await db.db.select({ n: sql<number>`count(*)::int` }).from(table))[0]?.n);
+
+describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', () => {
+  it('drifts, is retrained from production feedback, and the challenger beats the champion and is canaried', async () => {
+    const db = await freshPglite();
+    open.push(db);
+    const service = await seasonService(db, 50);
+    const startedAt = new Date(Date.now() - 1000);
+
+    const season = generateBookings({ seed: 2026, count: 6000, season: SEASON });
+    const answered = await service.serve(season);
+    expect(answered.filter((p) => p.variant === 'gbt-v1').length).toBeGreaterThan(2500);
+    await eventually(
+      () => count(db, predictions),
+      (n) => n === season.length,
+    );
+    await service.sendFeedback(season);
+    expect(await count(db, feedback)).toBe(season.length);
+
+    // The cron check sees the season in the vectors as served: longer trips and durations.
+    const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8'));
+    const drift = await driftReport({
+      db: db.db,
+      baseline: { model_version: 'gbt-v1', features: card.drift.features },
+      window: { from: startedAt, to: new Date() },
+      reference: { from: new Date(0), to: startedAt },
+      minSamples: 500,
+    });
+    expect(drift.drift).toBe(true);
+    expect(drift.features.filter((f) => f.drift).map((f) => f.feature)).toContain('distance_km');
+
+    const report = await retrain({
+      db: db.db,
+      modelsDir: service.modelsDir,
+      champion: 'gbt-v1',
+      version: 'gbt-v2',
+      window: { from: startedAt, to: new Date() },
+      holdoutShare: 0.2,
+      margin: 0.05,
+      minRows: 2000,
+      estimators: 150,
+    });
+    expect(report.rows).toMatchObject({ with_feedback: 6000, train: 4800, holdout: 1200 });
+    expect(report.challenger.mae).toBeLessThan(0.95 * report.champion.mae);
+    expect(report.candidate).toBe(true);
+    expect(Math.abs(report.challenger.coverage_80 - 0.8)).toBeLessThan(
+      Math.abs(report.champion.coverage_80 - 0.8),
+    );
+    expect(existsSync(join(service.modelsDir, 'gbt-v2.onnx'))).toBe(true);
+    const challengerCard = JSON.parse(readFileSync(join(service.modelsDir, 'gbt-v2.json'), 'utf8'));
+    expect(challengerCard.training_data.source).toMatch(/^production predictions with feedback/);
+    expect(challengerCard.retraining).toMatchObject({ candidate: true, champion: { version: 'gbt-v1' } });
+
+    // Canary: gbt-v2 takes 10 of gbt-v1's 50 points; the running service loads it and serves it.
+    const rollout = createRolloutService({
+      flagsFile: service.file as string,
+      db: db.db,
+      logger: silentLogger,
+    });
+    const change = await rollout.canary('gbt-v2', 10, {
+      actor: 'test',
+      action: 'canary',
+      modelVersion: 'gbt-v2',
+    });
+    expect(change.next.split).toEqual([
+      { variant: 'gbt-v1', weight: 40 },
+      { variant: 'gbt-v2', weight: 10 },
+      { variant: 'heuristic', weight: 50 },
+    ]);
+    const next = generateBookings({ seed: 2027, count: 1000, season: SEASON });
+    await eventually(
+      async () =>
+        (await service.serve(next)).filter((p) => p.variant === 'gbt-v2' && p.source === 'ml').length,
+      (n) => n > 50,
+    );
+    expect((await rollout.history(1))[0]).toMatchObject({ action: 'canary', modelVersion: 'gbt-v2' });
+
+    // Retraining again on the same window: the new challenger does not beat gbt-v2 by 5%, nothing is written.
+    const again = await retrain({
+      db: db.db,
+      modelsDir: service.modelsDir,
+      champion: 'gbt-v2',
+      version: 'gbt-v3',
+      window: { from: startedAt, to: new Date() },
+      holdoutShare: 0.2,
+      margin: 0.05,
+      minRows: 2000,
+      estimators: 150,
+    });
+    expect(again.candidate).toBe(false);
+    expect(again.reason).toMatch(/is not at most/);
+    expect(existsSync(join(service.modelsDir, 'gbt-v3.json'))).toBe(false);
+
+    await expect(
+      retrain({
+        db: db.db,
+        modelsDir: service.modelsDir,
+        champion: 'gbt-v2',
+        version: 'gbt-v3',
+        window: { from: new Date(0), to: new Date(1000) },
+        holdoutShare: 0.2,
+        margin: 0.05,
+        minRows: 2000,
+        estimators: 150,
+      }),
+    ).rejects.toThrow(RetrainError);
+  }, 300_000);
+});
