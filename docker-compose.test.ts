@@ -90,6 +90,8 @@ describe('docker-compose.yml', () => {
     expect(services.service?.secrets).toContain('webhook_token');
     expect(services.service?.environment?.ALERTMANAGER_WEBHOOK_TOKEN_FILE).toBe('/run/secrets/webhook_token');
     expect(compose.secrets.webhook_token?.environment).toBe('ALERTMANAGER_WEBHOOK_TOKEN');
+    expect(services.service?.environment?.FEEDBACK_TOKEN_FILE).toBe('/run/secrets/feedback_token');
+    expect(compose.secrets.feedback_token?.environment).toBe('FEEDBACK_TOKEN');
 
     const providers = parse(readFileSync('grafana/provisioning/dashboards/dashboards.yml', 'utf8')).providers;
     expect(services.grafana?.volumes).toContain(`./grafana/dashboards:${providers[0].options.path}:ro`);

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { DriftMonitor } from './drift/drift-monitor.js';
 import type { FeedbackService } from './feedback/feedback-service.js';
 import type { FlagService } from './flags/flag-service.js';
-import { bearerTokenMatches } from './http/bearer.js';
+import { requireBearer } from './http/bearer.js';
 import { bodyLimit } from './http/body-limit.js';
 import { type Problem, ProblemError, problemResponse, validationProblem } from './http/problem.js';
 import type { ModelRegistry } from './models/model-registry.js';
@@ -39,6 +39,8 @@ export interface AppDeps {
   /** Persistence: without it predictions are not kept and feedback and reports answer 503. */
   predictionLog?: PredictionLog;
   storage?: { feedback: FeedbackService; reports: Reports };
+  /** Bearer token the feedback endpoints require; absent, they are open (the embedded default, warned at start). */
+  feedbackToken?: string;
   /** The rollback webhook; absent (no token configured) the route does not exist. */
   rollback?: { token: string; rollout: RolloutService };
 }
@@ -181,6 +183,17 @@ export function createApp(deps: AppDeps) {
     ...problemResponses,
   });
 
+  if (deps.feedbackToken) {
+    app.use('/v1/feedback', requireBearer(deps.feedbackToken));
+    app.use('/v1/feedback/batch', requireBearer(deps.feedbackToken));
+  }
+  const unauthorized = {
+    401: {
+      description: 'Missing or wrong bearer token (when FEEDBACK_TOKEN is set)',
+      content: problemContent,
+    },
+  };
+
   app.openapi(
     createRoute({
       method: 'post',
@@ -191,6 +204,7 @@ export function createApp(deps: AppDeps) {
       responses: {
         ...json(FeedbackResultSchema, 'recorded, unchanged (a repeat) or corrected'),
         404: { description: 'No prediction was stored for this booking', content: problemContent },
+        ...unauthorized,
       },
     }),
     async (c) => {
@@ -221,7 +235,10 @@ export function createApp(deps: AppDeps) {
           content: { 'application/json': { schema: feedbackBatchSchema(limits.batchMaxBookings) } },
         },
       },
-      responses: json(z.object({ results: z.array(FeedbackResultSchema) }), 'One result per item, in order'),
+      responses: {
+        ...json(z.object({ results: z.array(FeedbackResultSchema) }), 'One result per item, in order'),
+        ...unauthorized,
+      },
     }),
     async (c) => c.json({ results: await storage().feedback.submit(c.req.valid('json').feedback) }, 200),
   );
@@ -285,6 +302,7 @@ export function createApp(deps: AppDeps) {
 
   if (deps.rollback) {
     const { token, rollout } = deps.rollback;
+    app.use('/v1/webhooks/alertmanager', requireBearer(token));
     const AlertSchema = z.object({
       status: z.enum(['firing', 'resolved']),
       labels: z.record(z.string(), z.string()),
@@ -324,18 +342,6 @@ export function createApp(deps: AppDeps) {
         },
       }),
       async (c) => {
-        if (!bearerTokenMatches(c.req.valid('header').authorization, token)) {
-          throw new ProblemError(
-            {
-              type: '/problems/unauthorized',
-              title: 'Unauthorized',
-              status: 401,
-              detail: 'A valid bearer token is required.',
-            },
-            'unauthorized',
-            { 'www-authenticate': 'Bearer' },
-          );
-        }
         const results: { alertname: string; outcome: string }[] = [];
         let percentage: number | null = null;
         for (const alert of c.req.valid('json').alerts) {

@@ -77,13 +77,15 @@ describe('the service as a process', () => {
     expect(await service.exited).toBe(0);
   });
 
-  it('enriches with OpenWeatherMap through Redis when configured, and never logs the key', async () => {
+  it('enriches with OpenWeatherMap through Redis when configured, and never logs the key or the tokens', async () => {
     const { startFakeOpenWeatherMap } = await import('./test-support/fake-openweathermap.js');
     const fake = await startFakeOpenWeatherMap();
     fake.setMode({ kind: 'ok', rainMmH: 3 });
     try {
       const service = await start({
         OPENWEATHER_API_KEY: 'do-not-log-me',
+        ALERTMANAGER_WEBHOOK_TOKEN: 'webhook-token-do-not-log',
+        FEEDBACK_TOKEN: 'feedback-token-do-not-log',
         OPENWEATHER_BASE_URL: fake.url,
         REDIS_URL: 'redis://127.0.0.1:6379',
         LOG_LEVEL: 'debug',
@@ -103,8 +105,21 @@ describe('the service as a process', () => {
       const first = await predict();
       expect(['api', 'cache']).toContain(first.weather.source);
       expect((await predict()).weather.source).toBe('cache');
+      for (const [path, token] of [
+        ['/v1/feedback', 'feedback-token-do-not-log'],
+        ['/v1/feedback', 'feedback-token-do-not-log-wrong'],
+        ['/v1/webhooks/alertmanager', 'webhook-token-do-not-log-wrong'],
+      ] as const) {
+        await fetch(`http://127.0.0.1:${service.port}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify({ booking_id: first.booking_id, actual_delay_minutes: 3 }),
+        });
+      }
       expect(await service.stop('SIGTERM')).toBe(0);
-      expect(service.output()).not.toContain('do-not-log-me');
+      for (const secret of ['do-not-log-me', 'webhook-token-do-not-log', 'feedback-token-do-not-log']) {
+        expect(service.output()).not.toContain(secret);
+      }
     } finally {
       await fake.close();
     }

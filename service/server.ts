@@ -143,6 +143,11 @@ export async function runServer(config: Config, telemetry: Telemetry) {
       'rollback webhook disabled: set ALERTMANAGER_WEBHOOK_TOKEN (or _FILE) to enable /v1/webhooks/alertmanager',
     );
   }
+  if (!config.feedbackToken) {
+    logger.warn(
+      'feedback endpoints open to any caller: set FEEDBACK_TOKEN (or _FILE) to require a bearer token',
+    );
+  }
   const app = createApp({
     flags,
     models,
@@ -155,6 +160,7 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     drift,
     predictionLog,
     storage: { feedback: createFeedbackService({ db: database.db, metrics, logger }), reports },
+    ...(config.feedbackToken ? { feedbackToken: config.feedbackToken } : {}),
     ...(config.webhookToken
       ? {
           rollback: { token: config.webhookToken, rollout },

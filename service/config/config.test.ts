@@ -42,6 +42,19 @@ describe('loadConfig', () => {
   });
 });
 
+describe('feedback token', () => {
+  it('comes from the variable or from a file, and must be long enough', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tempDir } = await import('../test-support/harness.js');
+    expect(loadConfig({}).feedbackToken).toBeUndefined();
+    const file = join(tempDir(), 'token');
+    writeFileSync(file, 'feedback-secret-file-123\n');
+    expect(loadConfig({ FEEDBACK_TOKEN_FILE: file }).feedbackToken).toBe('feedback-secret-file-123');
+    expect(() => loadConfig({ FEEDBACK_TOKEN: 'short' })).toThrow(/FEEDBACK_TOKEN: at least 16 characters/);
+  });
+});
+
 describe('webhook token', () => {
   it('comes from the variable or from a file, and must be long enough', async () => {
     const { writeFileSync } = await import('node:fs');

@@ -40,6 +40,8 @@ const configSchema = z.object({
   RETENTION_DAYS: positiveInt.max(3650).default(90),
   ALERTMANAGER_WEBHOOK_TOKEN: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
   ALERTMANAGER_WEBHOOK_TOKEN_FILE: optionalString,
+  FEEDBACK_TOKEN: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  FEEDBACK_TOKEN_FILE: optionalString,
   AUTO_PROMOTE: z.enum(['true', 'false']).default('false'),
   PROMETHEUS_URL: optionalString.pipe(z.url().optional()),
   AUTO_PROMOTE_SOAK_S: positiveInt.default(86_400),
@@ -70,6 +72,8 @@ export interface Config {
   autoPromote: { prometheusUrl: string; soakMs: number; intervalMs: number; minSamples: number } | null;
   /** The rollback webhook's bearer token; unset: the webhook route is not served. Never logged. */
   webhookToken: string | undefined;
+  /** The bearer token of the feedback endpoints; unset: they are open (warned at start). Never logged. */
+  feedbackToken: string | undefined;
   redisUrl: string | undefined;
   database: { url: string | undefined; dataDir: string; retentionDays: number };
   weather: WeatherSettings & {
@@ -153,6 +157,7 @@ export function loadConfig(
     webhookToken:
       c.ALERTMANAGER_WEBHOOK_TOKEN ??
       readSecret('ALERTMANAGER_WEBHOOK_TOKEN_FILE', c.ALERTMANAGER_WEBHOOK_TOKEN_FILE),
+    feedbackToken: c.FEEDBACK_TOKEN ?? readSecret('FEEDBACK_TOKEN_FILE', c.FEEDBACK_TOKEN_FILE),
     redisUrl: c.REDIS_URL,
     database: { url: c.DATABASE_URL, dataDir: c.DATA_DIR, retentionDays: c.RETENTION_DAYS },
     weather: {

@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { createFeedbackService } from '../feedback/feedback-service.js';
+import { createReports } from '../reports/reports.js';
+import { createPredictionLog } from '../storage/prediction-log.js';
+import { freshPglite } from '../test-support/databases.js';
+import { booking, silentLogger, testApp, testMetrics } from '../test-support/harness.js';
+import { bearerTokenMatches } from './bearer.js';
+
+const TOKEN = 'feedback-token-0123456789abcdef';
+
+describe('bearer token', () => {
+  it('matches only the exact token, in any scheme case', () => {
+    expect(bearerTokenMatches(`Bearer ${TOKEN}`, TOKEN)).toBe(true);
+    expect(bearerTokenMatches(`bearer ${TOKEN}`, TOKEN)).toBe(true);
+    expect(bearerTokenMatches(`Bearer ${TOKEN}x`, TOKEN)).toBe(false);
+    expect(bearerTokenMatches(TOKEN, TOKEN)).toBe(false);
+    expect(bearerTokenMatches(undefined, TOKEN)).toBe(false);
+  });
+});
+
+describe('feedback endpoints with FEEDBACK_TOKEN', () => {
+  it('refuse a missing or wrong token before reading the body, count it, and accept the right one', async () => {
+    const db = await freshPglite();
+    const m = testMetrics();
+    const predictionLog = createPredictionLog({
+      db: db.db,
+      metrics: m.metrics,
+      logger: silentLogger,
+      flushIntervalMs: 10,
+    });
+    const t = await testApp({
+      flags: { mlWeight: 0 },
+      deps: {
+        feedbackToken: TOKEN,
+        predictionLog,
+        storage: {
+          feedback: createFeedbackService({ db: db.db, metrics: m.metrics, logger: silentLogger }),
+          reports: createReports(db.db),
+        },
+      },
+    });
+    try {
+      const post = (path: string, body: string, authorization?: string) =>
+        t.app.request(path, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
+          body,
+        });
+      const item = JSON.stringify({ booking_id: 'tok-1', actual_delay_minutes: 4 });
+      for (const [path, body] of [
+        ['/v1/feedback', item],
+        ['/v1/feedback/batch', JSON.stringify({ feedback: [JSON.parse(item)] })],
+        ['/v1/feedback', '{not json'],
+      ] as const) {
+        for (const authorization of [undefined, 'Bearer wrong-token-0123456789', `Basic ${TOKEN}`]) {
+          const res = await post(path, body, authorization);
+          expect(res.status, `${path} ${authorization}`).toBe(401);
+          expect(res.headers.get('www-authenticate')).toBe('Bearer');
+          expect((await res.json()).type).toBe('/problems/unauthorized');
+        }
+      }
+      expect(await t.metricValue('delay.http.rejected_requests', { reason: 'unauthorized' })).toBe(9);
+
+      expect((await post('/v1/predictions', JSON.stringify(booking({ booking_id: 'tok-1' })))).status).toBe(
+        200,
+      );
+      await predictionLog.drain(2000);
+      const ok = await post('/v1/feedback', item, `Bearer ${TOKEN}`);
+      expect(ok.status).toBe(200);
+      expect(await ok.json()).toEqual({ booking_id: 'tok-1', outcome: 'recorded' });
+      expect((await post('/v1/feedback', '{not json', `Bearer ${TOKEN}`)).status).toBe(400);
+    } finally {
+      await t.close();
+      await db.close();
+    }
+  });
+});
