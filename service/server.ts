@@ -15,6 +15,7 @@ import { openDatabase } from './storage/database.js';
 import { createPredictionLog } from './storage/prediction-log.js';
 import { createLogger } from './telemetry/logger.js';
 import type { Telemetry } from './telemetry/otel.js';
+import { startRuntimeMetrics } from './telemetry/runtime-metrics.js';
 import { createServiceMetrics, initializeCounters } from './telemetry/service-metrics.js';
 import { openWeatherMapClient } from './weather/openweathermap.js';
 import { neutralWeatherProvider, type WeatherProvider } from './weather/weather.js';
@@ -29,6 +30,7 @@ function fail(message: string): never {
 export async function runServer(config: Config, telemetry: Telemetry) {
   const logger = createLogger(config.logLevel);
   const metrics = createServiceMetrics(telemetry.meter);
+  startRuntimeMetrics(telemetry.meter);
 
   let flags: Awaited<ReturnType<typeof startFlagService>>;
   try {
