@@ -1,75 +1,104 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
+import { sql } from 'drizzle-orm';
+import { Redis } from 'ioredis';
+import { predictions } from '../db/schema.js';
 import { loadOnnxModel } from '../service/models/onnx-model.js';
 import { freshPostgres, postgresAvailable } from '../service/test-support/databases.js';
+import { startFakeOpenWeatherMap } from '../service/test-support/fake-openweathermap.js';
 import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
 import { freePort, startService, waitForReady } from '../service/test-support/process.js';
+import { type LoadResult, load, median } from './load.js';
+import { startOtlpSink } from './otlp-sink.js';
 
 /*
- * ONNX inference per row (single rows and batches of 1,000, in process), then throughput and latency of
- * the heuristic prediction path against a bare Hono handler parsing the same JSON, measured in the same run,
- * alternating rounds so machine noise hits both. Prints JSON.
- *   BENCH_DURATION_S (default 10) per round, BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 32).
+ * npm run bench             ONNX inference per row; the full prediction path (flags, cached weather through
+ *                           Redis, ONNX for every booking, metrics, OTLP tracing, the database log) against a
+ *                           bare Hono handler parsing the same JSON, in alternating rounds; then the batch
+ *                           endpoint. Prints JSON.
+ *   BENCH_DURATION_S (10) per round, BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_BATCH_CONNECTIONS (2).
+ * npm run bench -- --soak   the same service at a fixed rate: BENCH_SOAK_MINUTES (10) at BENCH_SOAK_RATE (200)
+ *                           predictions/s after a 1-minute warm-up; RSS over time, and every prediction answered
+ *                           found in the database after SIGTERM.
  */
-const durationS = Number(process.env.BENCH_DURATION_S ?? 10);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
-const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const durationS = env('BENCH_DURATION_S', 10);
+const rounds = env('BENCH_ROUNDS', 3);
+const connections = env('BENCH_CONNECTIONS', 32);
+const batchConnections = env('BENCH_BATCH_CONNECTIONS', 2);
+const soak = process.argv.includes('--soak');
 
-interface Round {
-  requests_per_s: number;
-  p50_ms: number;
-  p99_ms: number;
-  non_2xx: number;
-  errors: number;
-}
-
-async function load(port: number): Promise<Round> {
-  let n = 0;
-  const result = await autocannon({
-    url: `http://127.0.0.1:${port}/v1/predictions`,
-    connections,
-    duration: durationS,
-    requests: [
-      {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        setupRequest: (req) => {
-          n += 1;
-          return {
-            ...req,
-            body: JSON.stringify(
-              booking({ booking_id: `bench-${n}`, driver_active_bookings: n % 4, distance_km: n % 25 }),
-            ),
-          };
-        },
-      },
-    ],
+/** Bookings due within the hour (current weather) in eight 0.1° cells: after the first calls, cache hits. */
+const scheduledAt = new Date(Date.now() + 30 * 60_000).toISOString();
+const bookingBody = (n: number) =>
+  booking({
+    booking_id: `bench-${n}`,
+    scheduled_at: scheduledAt,
+    pickup: { lat: 48.81 + (n % 8) * 0.1, lon: 2.35 },
+    driver_active_bookings: n % 4,
+    distance_km: n % 25,
   });
+
+async function startFullService() {
+  const fake = await startFakeOpenWeatherMap();
+  const sink = await startOtlpSink();
+  const database = (await postgresAvailable()) ? await freshPostgres() : undefined;
+  // Redis database 13, emptied: the weather cache and budget start cold and shared with nothing else.
+  const redis = new Redis('redis://127.0.0.1:6379/13', { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const redisUrl = await redis
+    .connect()
+    .then(() => redis.flushdb())
+    .then(() => 'redis://127.0.0.1:6379/13')
+    .catch(() => undefined);
+  redis.disconnect();
+  const flagsFile = join(tempDir('delay-bench-'), 'flags.json');
+  writeFlags(flagsFile, flagsDocument({ mlWeight: 100 }));
+  const service = await startService({
+    FLAGS_FILE: flagsFile,
+    LOG_LEVEL: 'warn',
+    OPENWEATHER_API_KEY: 'bench-key-0123456789',
+    OPENWEATHER_BASE_URL: fake.url,
+    OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+    ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
+    ...(database ? { DATABASE_URL: database.url } : {}),
+  });
+  await waitForReady(service);
   return {
-    requests_per_s: result.requests.average,
-    p50_ms: result.latency.p50,
-    p99_ms: result.latency.p99,
-    non_2xx: result.non2xx,
-    errors: result.errors + result.timeouts,
+    service,
+    parts: {
+      prediction_log: database ? 'postgres' : 'pglite',
+      weather_l2: redisUrl ? 'redis' : 'none (Redis not reachable)',
+      traces: 'OTLP/HTTP to a local sink',
+      model: 'gbt-v1 for every booking (ML at 100%)',
+    },
+    sink,
+    async rowsWritten() {
+      if (!database) return null;
+      const [r] = await database.db.select({ n: sql<number>`count(*)::int` }).from(predictions);
+      return Number(r?.n);
+    },
+    async close() {
+      if (service.child.exitCode === null) await service.stop('SIGTERM');
+      await Promise.all([fake.close(), sink.close(), database?.close()]);
+    },
   };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-};
-
-function summary(rs: Round[]) {
+/** Gauges and counters of the service's own /metrics. */
+async function scrape(metricsPort: number) {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const value = (pattern: RegExp) => {
+    const m = pattern.exec(text);
+    return m ? Number(m[1]) : null;
+  };
   return {
-    requests_per_s: Math.round(median(rs.map((r) => r.requests_per_s))),
-    p50_ms: median(rs.map((r) => r.p50_ms)),
-    p99_ms: median(rs.map((r) => r.p99_ms)),
-    non_2xx: rs.reduce((s, r) => s + r.non_2xx, 0),
-    errors: rs.reduce((s, r) => s + r.errors, 0),
-    rounds: rs,
+    event_loop_delay_p99_ms:
+      Math.round((value(/delay_process_event_loop_delay\{stat="p99"[^}]*\} (\S+)/) ?? 0) * 1e5) / 100,
+    event_loop_delay_max_ms:
+      Math.round((value(/delay_process_event_loop_delay\{stat="max"[^}]*\} (\S+)/) ?? 0) * 1e5) / 100,
+    rss_mb: Math.round((value(/delay_process_resident_memory\{[^}]*\} (\S+)/) ?? 0) / 1e5) / 10,
+    log_dropped: value(/delay_prediction_log_dropped_total\{[^}]*\} (\S+)/) ?? 0,
   };
 }
 
@@ -90,63 +119,18 @@ async function inferenceMicrosPerRow(batch: number, calls: number) {
   return Math.round(median(runs) * 100) / 100;
 }
 
-const inference = {
-  single_row_us: await inferenceMicrosPerRow(1, 2000),
-  batch_1000_us_per_row: await inferenceMicrosPerRow(1000, 20),
-};
-
-const flagsFile = join(tempDir('delay-bench-'), 'flags.json');
-writeFlags(flagsFile, flagsDocument({ mlWeight: 0 }));
-// The prediction log writes to a fresh database on the machine's Postgres (production's engine) when it
-// answers, else to PGlite (the embedded default).
-const postgresDb = (await postgresAvailable()) ? await freshPostgres() : undefined;
-const service = await startService({
-  FLAGS_FILE: flagsFile,
-  LOG_LEVEL: 'warn',
-  ...(postgresDb ? { DATABASE_URL: postgresDb.url } : {}),
-});
-await waitForReady(service);
-const barePort = await freePort();
-const bare = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)], {
-  stdio: 'inherit',
-});
-await waitForPort(barePort);
-
-const serviceRounds: Round[] = [];
-const bareRounds: Round[] = [];
-try {
-  await load(service.port);
-  await load(barePort); // warm-up of both, discarded
-  for (let i = 0; i < rounds; i++) {
-    bareRounds.push(await load(barePort));
-    serviceRounds.push(await load(service.port));
-  }
-} finally {
-  bare.kill('SIGTERM');
-  await service.stop('SIGTERM');
-  await postgresDb?.close();
+function summary<T extends LoadResult>(rs: T[]) {
+  const pick = (key: 'requests_per_s' | 'p50_ms' | 'p95_ms' | 'p99_ms') => median(rs.map((r) => r[key]));
+  return {
+    requests_per_s: Math.round(pick('requests_per_s')),
+    p50_ms: pick('p50_ms'),
+    p95_ms: pick('p95_ms'),
+    p99_ms: pick('p99_ms'),
+    non_2xx: rs.reduce((s, r) => s + r.non_2xx, 0),
+    errors: rs.reduce((s, r) => s + r.errors, 0),
+    rounds: rs,
+  };
 }
-
-const serviceSummary = summary(serviceRounds);
-const bareSummary = summary(bareRounds);
-console.log(
-  JSON.stringify(
-    {
-      node: process.version,
-      connections,
-      duration_s_per_round: durationS,
-      rounds,
-      onnx_inference: inference,
-      prediction_log_database: postgresDb ? 'postgres' : 'pglite',
-      service_heuristic: serviceSummary,
-      bare_hono: bareSummary,
-      throughput_ratio:
-        Math.round((serviceSummary.requests_per_s / bareSummary.requests_per_s) * 1000) / 1000,
-    },
-    null,
-    2,
-  ),
-);
 
 async function waitForPort(port: number) {
   for (let i = 0; i < 100; i++) {
@@ -159,3 +143,131 @@ async function waitForPort(port: number) {
   }
   throw new Error(`bare server did not start on ${port}`);
 }
+
+async function throughput() {
+  const inference = {
+    single_row_us: await inferenceMicrosPerRow(1, 2000),
+    batch_1000_us_per_row: await inferenceMicrosPerRow(1000, 20),
+  };
+  const full = await startFullService();
+  const barePort = await freePort();
+  const bare = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)], {
+    stdio: 'inherit',
+  });
+  await waitForPort(barePort);
+  const single = (port: number) =>
+    load({
+      url: `http://127.0.0.1:${port}/v1/predictions`,
+      connections,
+      durationS,
+      body: (n) => JSON.stringify(bookingBody(n)),
+    });
+  const serviceRounds: (LoadResult & Awaited<ReturnType<typeof scrape>>)[] = [];
+  const bareRounds: LoadResult[] = [];
+  let batch: Record<string, unknown> = {};
+  try {
+    await single(full.service.port);
+    await single(barePort); // warm-up of both, discarded
+    for (let i = 0; i < rounds; i++) {
+      bareRounds.push(await single(barePort));
+      const round = await single(full.service.port);
+      serviceRounds.push({ ...round, ...(await scrape(full.service.metricsPort)) });
+    }
+    const batchBody = JSON.stringify({ bookings: Array.from({ length: 1000 }, (_, i) => bookingBody(i)) });
+    const droppedBefore = (await scrape(full.service.metricsPort)).log_dropped;
+    const batchRound = await load({
+      url: `http://127.0.0.1:${full.service.port}/v1/predictions/batch`,
+      connections: batchConnections,
+      durationS,
+      body: () => batchBody,
+    });
+    const after = await scrape(full.service.metricsPort);
+    batch = {
+      bookings_per_request: 1000,
+      connections: batchConnections,
+      predictions_per_s: batchRound.requests_per_s * 1000,
+      ...batchRound,
+      event_loop_delay_p99_ms: after.event_loop_delay_p99_ms,
+      rss_mb: after.rss_mb,
+      prediction_log_dropped: after.log_dropped - droppedBefore,
+    };
+  } finally {
+    bare.kill('SIGTERM');
+    await full.close();
+  }
+  const service = summary(serviceRounds);
+  const bareSummary = summary(bareRounds);
+  return {
+    node: process.version,
+    connections,
+    duration_s_per_round: durationS,
+    rounds,
+    onnx_inference: inference,
+    service_full_path: {
+      parts: full.parts,
+      ...service,
+      event_loop_delay_p99_ms: median(serviceRounds.map((r) => r.event_loop_delay_p99_ms)),
+      rss_mb: Math.max(...serviceRounds.map((r) => r.rss_mb)),
+      traces_exported: full.sink.stats(),
+    },
+    bare_hono: bareSummary,
+    throughput_ratio: Math.round((service.requests_per_s / bareSummary.requests_per_s) * 1000) / 1000,
+    batch_endpoint: batch,
+  };
+}
+
+async function soakRun() {
+  const minutes = env('BENCH_SOAK_MINUTES', 10);
+  const rate = env('BENCH_SOAK_RATE', 200);
+  const full = await startFullService();
+  const samples: { at_s: number; rss_mb: number; event_loop_delay_p99_ms: number }[] = [];
+  const started = Date.now();
+  const sampler = setInterval(() => {
+    scrape(full.service.metricsPort)
+      .then((s) => samples.push({ at_s: Math.round((Date.now() - started) / 1000), ...s }))
+      .catch(() => undefined);
+  }, 30_000);
+  let answered = 0;
+  let failed = 0;
+  try {
+    const run = (durationS: number, offset: number) =>
+      load({
+        url: `http://127.0.0.1:${full.service.port}/v1/predictions`,
+        connections: 8,
+        durationS,
+        overallRate: rate,
+        body: (n) => JSON.stringify(bookingBody(offset + n)),
+      });
+    const warmUp = await run(60, 0);
+    const atStart = await scrape(full.service.metricsPort);
+    const steady = await run(minutes * 60, 10_000_000);
+    const atEnd = await scrape(full.service.metricsPort);
+    clearInterval(sampler);
+    answered = warmUp.ok + steady.ok;
+    failed = warmUp.non_2xx + warmUp.errors + steady.non_2xx + steady.errors;
+    const exitCode = await full.service.stop('SIGTERM');
+    const rows = await full.rowsWritten();
+    return {
+      node: process.version,
+      parts: full.parts,
+      rate_per_s: rate,
+      minutes,
+      steady: { ...steady, ok: undefined },
+      rss_mb_after_warm_up: atStart.rss_mb,
+      rss_mb_at_end: atEnd.rss_mb,
+      rss_growth_pct: Math.round(((atEnd.rss_mb - atStart.rss_mb) / atStart.rss_mb) * 1000) / 10,
+      rss_samples: samples,
+      predictions_answered: answered,
+      predictions_failed: failed,
+      rows_in_database_after_sigterm: rows,
+      prediction_log_dropped: atEnd.log_dropped,
+      lost: rows === null ? null : answered - rows - atEnd.log_dropped,
+      service_exit_code: exitCode,
+    };
+  } finally {
+    clearInterval(sampler);
+    await full.close();
+  }
+}
+
+console.log(JSON.stringify(soak ? await soakRun() : await throughput(), null, 2));
