@@ -1,9 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createFeedbackService } from '../feedback/feedback-service.js';
-import { createReports } from '../reports/reports.js';
-import { createPredictionLog } from '../storage/prediction-log.js';
-import { freshPglite } from '../test-support/databases.js';
-import { booking, silentLogger, testApp, testMetrics } from '../test-support/harness.js';
+import { freshPglite, persistence } from '../test-support/databases.js';
+import { booking, testApp, testMetrics } from '../test-support/harness.js';
 import { bearerTokenMatches } from './bearer.js';
 
 const TOKEN = 'feedback-token-0123456789abcdef';
@@ -22,21 +19,13 @@ describe('feedback endpoints with FEEDBACK_TOKEN', () => {
   it('refuse a missing or wrong token before reading the body, count it, and accept the right one', async () => {
     const db = await freshPglite();
     const m = testMetrics();
-    const predictionLog = createPredictionLog({
-      db: db.db,
-      metrics: m.metrics,
-      logger: silentLogger,
-      flushIntervalMs: 10,
-    });
+    const { predictionLog, storage } = persistence(db.db, m.metrics);
     const t = await testApp({
       flags: { mlWeight: 0 },
       deps: {
         feedbackToken: TOKEN,
         predictionLog,
-        storage: {
-          feedback: createFeedbackService({ db: db.db, metrics: m.metrics, logger: silentLogger }),
-          reports: createReports(db.db),
-        },
+        storage,
       },
     });
     try {

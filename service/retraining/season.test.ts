@@ -6,15 +6,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
 import { generateBookings, type RawBooking, type Season } from '../../models/generator.js';
 import { driftReport } from '../drift/drift-report.js';
-import { createFeedbackService } from '../feedback/feedback-service.js';
 import { createModelRegistry } from '../models/model-registry.js';
 import { loadOnnxModel } from '../models/onnx-model.js';
 import type { Booking } from '../predictions/schemas.js';
-import { createReports } from '../reports/reports.js';
 import { createRolloutService } from '../rollout/rollout-service.js';
 import type { Database } from '../storage/database.js';
-import { createPredictionLog } from '../storage/prediction-log.js';
-import { freshPglite } from '../test-support/databases.js';
+import { freshPglite, persistence } from '../test-support/databases.js';
 import {
   eventually,
   flagServiceOn,
@@ -53,12 +50,7 @@ async function seasonService(db: Database, mlWeight: number) {
   await models.preload(['gbt-v1']);
   // The weather each generated booking had: the weather service's answer for that booking.
   const weatherOf = new Map<string, RawBooking['weather']>();
-  const predictionLog = createPredictionLog({
-    db: db.db,
-    metrics: m.metrics,
-    logger: silentLogger,
-    flushIntervalMs: 10,
-  });
+  const { predictionLog, storage } = persistence(db.db, m.metrics);
   const t = await testApp({
     deps: {
       flags,
@@ -70,10 +62,7 @@ async function seasonService(db: Database, mlWeight: number) {
           conditions: weatherOf.get(b.booking_id) ?? null,
         }),
       },
-      storage: {
-        feedback: createFeedbackService({ db: db.db, metrics: m.metrics, logger: silentLogger }),
-        reports: createReports(db.db),
-      },
+      storage,
     },
   });
   open.push({
@@ -142,17 +131,19 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
     expect(drift.drift).toBe(true);
     expect(drift.features.filter((f) => f.drift).map((f) => f.feature)).toContain('distance_km');
 
-    const report = await retrain({
-      db: db.db,
-      modelsDir: service.modelsDir,
-      champion: 'gbt-v1',
-      version: 'gbt-v2',
-      window: { from: startedAt, to: new Date() },
-      holdoutShare: 0.2,
-      margin: 0.05,
-      minRows: 2000,
-      estimators: 150,
-    });
+    const retrainOn = (champion: string, version: string, window = { from: startedAt, to: new Date() }) =>
+      retrain({
+        db: db.db,
+        modelsDir: service.modelsDir,
+        champion,
+        version,
+        window,
+        holdoutShare: 0.2,
+        margin: 0.05,
+        minRows: 2000,
+        estimators: 150,
+      });
+    const report = await retrainOn('gbt-v1', 'gbt-v2');
     expect(report.rows).toMatchObject({ with_feedback: 6000, train: 4800, holdout: 1200 });
     expect(report.challenger.mae).toBeLessThan(0.95 * report.champion.mae);
     expect(report.candidate).toBe(true);
@@ -189,33 +180,13 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
     expect((await rollout.history(1))[0]).toMatchObject({ action: 'canary', modelVersion: 'gbt-v2' });
 
     // Retraining again on the same window: the new challenger does not beat gbt-v2 by 5%, nothing is written.
-    const again = await retrain({
-      db: db.db,
-      modelsDir: service.modelsDir,
-      champion: 'gbt-v2',
-      version: 'gbt-v3',
-      window: { from: startedAt, to: new Date() },
-      holdoutShare: 0.2,
-      margin: 0.05,
-      minRows: 2000,
-      estimators: 150,
-    });
+    const again = await retrainOn('gbt-v2', 'gbt-v3');
     expect(again.candidate).toBe(false);
     expect(again.reason).toMatch(/is not at most/);
     expect(existsSync(join(service.modelsDir, 'gbt-v3.json'))).toBe(false);
 
-    await expect(
-      retrain({
-        db: db.db,
-        modelsDir: service.modelsDir,
-        champion: 'gbt-v2',
-        version: 'gbt-v3',
-        window: { from: new Date(0), to: new Date(1000) },
-        holdoutShare: 0.2,
-        margin: 0.05,
-        minRows: 2000,
-        estimators: 150,
-      }),
-    ).rejects.toThrow(RetrainError);
+    await expect(retrainOn('gbt-v2', 'gbt-v3', { from: new Date(0), to: new Date(1000) })).rejects.toThrow(
+      RetrainError,
+    );
   }, 300_000);
 });

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
 import { createFeedbackService } from '../feedback/feedback-service.js';
 import { createReports, pairedComparison } from '../reports/reports.js';
-import { freshPglite, freshPostgres, postgresAvailable } from '../test-support/databases.js';
+import { freshPglite, freshPostgres, persistence, postgresAvailable } from '../test-support/databases.js';
 import {
   booking,
   eventually,
@@ -227,17 +227,8 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
     async () => {
       const d = await database();
       const m = testMetrics();
-      const predictionLog = createPredictionLog({
-        db: d.db,
-        metrics: m.metrics,
-        logger: silentLogger,
-        flushIntervalMs: 10,
-      });
-      const storage = {
-        feedback: createFeedbackService({ db: d.db, metrics: m.metrics, logger: silentLogger }),
-        reports: createReports(d.db),
-      };
-      const t = await testApp({ flags: { mlWeight: 0 }, deps: { predictionLog, storage } });
+      const deps = persistence(d.db, m.metrics);
+      const t = await testApp({ flags: { mlWeight: 0 }, deps });
       open.push(t);
       await postJson(t.app, '/v1/predictions/batch', {
         bookings: [booking({ booking_id: 'h-1' }), booking({ booking_id: 'h-2' })],
@@ -287,7 +278,7 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
       ]) {
         expect((await t.app.request(path)).status, path).toBe(400);
       }
-      await predictionLog.drain(1000);
+      await deps.predictionLog.drain(1000);
     },
   );
 });
