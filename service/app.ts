@@ -344,10 +344,15 @@ export function createApp(deps: AppDeps) {
       async (c) => {
         const results: { alertname: string; outcome: string }[] = [];
         let percentage: number | null = null;
+        // One rollback per post: once ML is at 0%, the other firing alerts of the post cannot change it, and
+        // re-reading the flag file for each of up to 1,000 alerts would hold the event loop for seconds.
+        let rolledBack = false;
         for (const alert of c.req.valid('json').alerts) {
           const alertname = alert.labels.alertname ?? 'unknown';
           let outcome = 'ignored';
-          if (alert.status === 'firing' && alert.labels.rollback === 'true') {
+          if (alert.status === 'firing' && alert.labels.rollback === 'true' && rolledBack) {
+            outcome = 'already_rolled_back';
+          } else if (alert.status === 'firing' && alert.labels.rollback === 'true') {
             const change = await rollout.setPercentage(0, {
               actor: 'alertmanager',
               action: 'rollback',
@@ -358,6 +363,7 @@ export function createApp(deps: AppDeps) {
             });
             outcome = change.changed ? 'rolled_back' : 'already_rolled_back';
             percentage = change.next.mlPercentage;
+            rolledBack = percentage === 0;
           }
           metrics.webhookAlerts.add(1, { outcome });
           results.push({ alertname, outcome });

@@ -1,6 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { resolve } from 'node:path';
+import {
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  unwatchFile,
+  watchFile,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
 import { FlagdProvider } from '@openfeature/flagd-provider';
 import {
   type Client,
@@ -91,6 +100,10 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
   };
 
   let stopWatching = () => {};
+  let removeCopy = () => {};
+  // In file mode the provider reads a copy holding only the files this service accepted: reading the file
+  // itself, it would apply a file flagd's schema refuses (it parses without strict validation).
+  let providerFile: string | undefined;
   if (flags.kind === 'file') {
     const file = resolve(flags.file);
     let text: string;
@@ -100,6 +113,15 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     } catch (err) {
       throw new FlagFileError(file, (err as Error).message);
     }
+    const copyDir = mkdtempSync(join(tmpdir(), 'delay-flags-accepted-'));
+    const copy = join(copyDir, basename(file));
+    providerFile = copy;
+    removeCopy = () => rmSync(copyDir, { recursive: true, force: true });
+    const publish = (accepted: string) => {
+      writeFileSync(`${copy}.tmp`, accepted);
+      renameSync(`${copy}.tmp`, copy);
+    };
+    publish(text);
     lastText = text;
     lastChangedAt = new Date();
     const onChange = () => {
@@ -113,6 +135,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
       if (next === lastText) return;
       try {
         rollout = parseFlagConfig(next);
+        publish(next);
         lastText = next;
         lastChangedAt = new Date();
         lastError = null;
@@ -125,16 +148,23 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
         refuse(`${file}: ${err instanceof FlagConfigError ? err.message : String(err)}`);
       }
     };
-    // Registered before the provider's own watcher: Node shares one stat poller per file, so this interval
-    // also paces the provider's reloads.
-    watchFile(file, { interval: flags.pollIntervalMs, persistent: false }, onChange);
-    stopWatching = () => unwatchFile(file, onChange);
+    // A change goes through two polls, the file's then the copy's: half the interval each keeps it applied
+    // within FLAGS_POLL_INTERVAL_MS. The copy's is registered before the provider's own watcher: Node shares
+    // one stat poller per file, so this interval also paces the provider's reloads.
+    const interval = Math.max(1, Math.floor(flags.pollIntervalMs / 2));
+    const pace = () => {};
+    watchFile(file, { interval, persistent: false }, onChange);
+    watchFile(copy, { interval, persistent: false }, pace);
+    stopWatching = () => {
+      unwatchFile(file, onChange);
+      unwatchFile(copy, pace);
+    };
   }
 
   const providerLogger = log.child({ component: 'flagd-provider' });
   const provider = new FlagdProvider(
     flags.kind === 'file'
-      ? { resolverType: 'in-process', offlineFlagSourcePath: resolve(flags.file) }
+      ? { resolverType: 'in-process', offlineFlagSourcePath: providerFile as string }
       : { resolverType: 'in-process', host: flags.host, port: flags.port },
     {
       error: (...args: unknown[]) => providerLogger.error(args.map(String).join(' ')),
@@ -157,6 +187,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     await OpenFeature.setProviderAndWait(domain, provider);
   } catch (err) {
     stopWatching();
+    removeCopy();
     const where = flags.kind === 'file' ? resolve(flags.file) : `flagd at ${flags.host}:${flags.port}`;
     throw new FlagFileError(where, `flag provider did not start: ${(err as Error).message}`);
   }
@@ -234,6 +265,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
       closed = true;
       stopWatching();
       await provider.onClose();
+      removeCopy();
       OpenFeature.setProvider(domain, NOOP_PROVIDER);
     },
   };

@@ -177,14 +177,19 @@ export function createWeatherService(o: WeatherServiceOptions): WeatherService {
       return await breaker.fire(kind, lat, lon);
     } catch (err) {
       if (err instanceof WeatherApiError && err.kind === 'auth') {
+        // Calls in flight together all meet the same 401 or 429: the first one logs it, the others only count it.
+        const alreadyBlocked = now() < authBlockedUntil;
         authBlockedUntil = now() + o.authRetryMs;
-        log.error(
-          { status: err.status },
-          'weather API rejected the key: no calls until it is retried or replaced',
-        );
+        if (!alreadyBlocked)
+          log.error(
+            { status: err.status },
+            'weather API rejected the key: no calls until it is retried or replaced',
+          );
       } else if (err instanceof WeatherApiError && err.kind === 'rate_limited') {
+        const alreadyBackingOff = now() < rateLimitedUntil;
         rateLimitedUntil = now() + (err.retryAfterS ?? 60) * 1000;
-        log.warn({ retry_after_s: err.retryAfterS ?? 60 }, 'weather API rate limit: backing off');
+        if (!alreadyBackingOff)
+          log.warn({ retry_after_s: err.retryAfterS ?? 60 }, 'weather API rate limit: backing off');
       }
       throw err;
     }
