@@ -63,6 +63,7 @@ describe('docker-compose.yml', () => {
     expect(flagdCommand).toContain('file:/etc/flagd/flags.json');
     expect(services.flagd?.volumes).toContain('./flagd:/etc/flagd:ro');
     expect(services.service?.volumes).toContain('./flagd:/app/flagd');
+    expect(services.service?.volumes).toContain('./models:/app/models:ro');
     expect(services.service?.environment).toMatchObject({
       FLAGD_HOST: 'flagd',
       FLAGS_FILE: '/app/flagd/flags.json',

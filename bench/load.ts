@@ -60,7 +60,8 @@ export function load(options: LoadOptions): Promise<LoadResult> {
           p99_ms: round2(percentile(latencies, 99)),
           ok,
           non_2xx: result.non2xx,
-          errors: result.errors + result.timeouts,
+          // autocannon's errors include its timeouts.
+          errors: result.errors,
         });
       },
     );

@@ -129,8 +129,9 @@ function conditionCode(w: Omit<WeatherConditions, 'condition_code'>, wetDay: boo
 }
 
 /**
- * A changed world for drift and retraining tests. Every factor leaves the random draws as they are, so the
- * same seed gives the same bookings, changed only where the season says.
+ * A changed world for drift and retraining tests. With every factor at 1 (the default) the output is the
+ * training year's, byte for byte; a trip factor keeps every draw, a rain factor or a moved rush hour changes
+ * which draws follow (more rainy bookings, other hours), so those bookings differ beyond the season's change.
  */
 export interface Season {
   /** Wet days, rain showers and their rates scale by this factor (1 = the training year). */

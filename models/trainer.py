@@ -212,17 +212,22 @@ def contributions_of(per_tree, model, X):
     return total
 
 
-def drift_bins(X, feature_names):
-    """Per feature: inner bin edges at training deciles (deduplicated) and the share of rows in each bin."""
+def drift_bins(X, feature_names, weather_features, measured=None):
+    """Per feature: inner bin edges at training deciles (deduplicated) and the share of rows in each bin.
+    Weather features use only the rows whose weather was measured when `measured` is given (production rows):
+    the service counts them the same way, and default weather would pull the baseline to neutral values."""
     out = []
     for j, name in enumerate(feature_names):
-        edges = np.unique(np.quantile(X[:, j], np.linspace(0, 1, DRIFT_BINS + 1)[1:-1]))
+        values = X[:, j]
+        if measured is not None and name in weather_features and measured.any():
+            values = values[measured]
+        edges = np.unique(np.quantile(values, np.linspace(0, 1, DRIFT_BINS + 1)[1:-1]))
         # Bin k holds edges[k-1] < x <= edges[k]: the same rule the service's bin counter uses.
-        counts = np.bincount(np.searchsorted(edges, X[:, j], side="left"), minlength=len(edges) + 1)
+        counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
         out.append({
             "name": name,
             "bin_edges": [round(float(e), 6) for e in edges],
-            "baseline_ratios": [round(float(c) / X.shape[0], 6) for c in counts],
+            "baseline_ratios": [round(float(c) / values.shape[0], 6) for c in counts],
         })
     return out
 
@@ -296,7 +301,9 @@ def main():
         "expected_value": round(expected_value, 6),
         "holdout_metrics": report,
         "bar": bar,
-        "drift": {"bins": DRIFT_BINS, "features": drift_bins(X, feature_names)},
+        "drift": {"bins": DRIFT_BINS, "features": drift_bins(
+            X, feature_names, schema["weather_features"],
+            train[:, col["weather_measured"]] == 1 if "weather_measured" in col else None)},
     }
     with open(f"{out}/{args.version}.json", "w") as f:
         json.dump(card, f, indent=2, sort_keys=False)

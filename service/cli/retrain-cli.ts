@@ -71,11 +71,11 @@ try {
     estimators,
   });
 } catch (err) {
-  if (err instanceof RetrainError) fail(err.message);
-  throw err;
-} finally {
   await database.close();
+  // Exit 1 means "no candidate": every failure, expected or not, is exit 2.
+  fail(err instanceof RetrainError ? err.message : `retrain failed: ${(err as Error).stack ?? err}`);
 }
+await database.close();
 
 if (values.json) console.log(JSON.stringify({ version, ...report }, null, 2));
 else {

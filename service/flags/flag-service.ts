@@ -134,8 +134,9 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
       }
       if (next === lastText) return;
       try {
-        rollout = parseFlagConfig(next);
+        const accepted = parseFlagConfig(next);
         publish(next);
+        rollout = accepted;
         lastText = next;
         lastChangedAt = new Date();
         lastError = null;
@@ -144,8 +145,9 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
           'flag file changed',
         );
       } catch (err) {
-        lastText = next;
-        refuse(`${file}: ${err instanceof FlagConfigError ? err.message : String(err)}`);
+        // A refused file is refused once; a failed write of the accepted copy is tried again next poll.
+        if (err instanceof FlagConfigError) lastText = next;
+        refuse(`${file}: ${err instanceof FlagConfigError ? err.message : `cannot apply: ${String(err)}`}`);
       }
     };
     // A change goes through two polls, the file's then the copy's: half the interval each keeps it applied

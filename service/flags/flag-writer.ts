@@ -112,9 +112,10 @@ export function addCanary(file: string, version: string, percentage: number): Fl
       );
     }
     const canaryShare = weightOf(version) + percentage;
-    if (championShare + weightOf(version) < canaryShare) {
+    // The champion keeps some traffic: a canary is a comparison, and `set-model` is the way to replace it.
+    if (championShare <= percentage) {
       throw new FlagConfigError(
-        `${champion} serves ${championShare}%: a canary of ${percentage}% must come out of it (enable more first)`,
+        `${champion} serves ${championShare}%: a canary of ${percentage}% must come out of it and leave it some (enable more first)`,
       );
     }
     const flag = doc.flags[FLAG_KEYS.model] as FlagDocument['flags'][string];

@@ -5,9 +5,11 @@ import { join } from 'node:path';
 import { and, desc, eq, gte, lt } from 'drizzle-orm';
 import { feedback, predictions } from '../../db/schema.js';
 import { runTrainer } from '../../models/trainer-process.js';
+import { measuredWeather } from '../drift/drift-monitor.js';
 import { FEATURE_NAMES } from '../features/booking-features.js';
 import { loadOnnxModel } from '../models/onnx-model.js';
 import type { Db } from '../storage/database.js';
+import type { WeatherSource } from '../weather/weather.js';
 
 /** A booking as production saw it: the vector the model was given, and what really happened. */
 export interface ServedRow {
@@ -16,6 +18,7 @@ export interface ServedRow {
   features: number[];
   actual: number;
   heuristic: number;
+  weatherSource: string;
 }
 
 /**
@@ -29,6 +32,7 @@ export async function exportServedRows(db: Db, window: { from: Date; to: Date })
       predictedAt: predictions.predictedAt,
       features: predictions.features,
       heuristic: predictions.shadowHeuristicDelay,
+      weatherSource: predictions.weatherSource,
       actual: feedback.actualDelayMinutes,
     })
     .from(predictions)
@@ -42,10 +46,13 @@ export async function exportServedRows(db: Db, window: { from: Date; to: Date })
   return { rows: usable as ServedRow[], skippedOtherSchema: rows.length - usable.length };
 }
 
+/** Feature columns, the labels, and whether the weather was measured (the trainer's drift bins use only those). */
 function csvOf(rows: ServedRow[]) {
-  const lines = [[...FEATURE_NAMES, 'actual_delay_minutes', 'heuristic_delay'].join(',')];
-  for (const r of rows)
-    lines.push([...r.features, r.actual, r.heuristic].map((v) => Number(v.toFixed(6))).join(','));
+  const lines = [[...FEATURE_NAMES, 'actual_delay_minutes', 'heuristic_delay', 'weather_measured'].join(',')];
+  for (const r of rows) {
+    const measured = measuredWeather(r.weatherSource as WeatherSource) ? 1 : 0;
+    lines.push([...r.features, r.actual, r.heuristic, measured].map((v) => Number(v.toFixed(6))).join(','));
+  }
   return `${lines.join('\n')}\n`;
 }
 

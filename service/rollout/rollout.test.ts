@@ -84,6 +84,7 @@ describe('flag writer', () => {
     await flags.close();
     const before = readFileSync(file, 'utf8');
     expect(() => addCanary(file, 'gbt-v2', 11)).toThrow(/serves 10%.*enable more first/);
+    expect(() => addCanary(file, 'gbt-v2', 10)).toThrow(/leave it some/);
     expect(() => addCanary(file, 'gbt-v1', 5)).toThrow(/another model serving first/);
     expect(() => addCanary(file, 'gbt-v2', 2.5)).toThrow(/whole number/);
     expect(readFileSync(file, 'utf8')).toBe(before);
