@@ -8,14 +8,14 @@ import { startCli } from './cli.js';
 
 /*
  * npm run retrain -- run [--days 30] [--champion VERSION] [--version VERSION] [--holdout 0.2] [--margin 0.05]
- *                        [--min-rows 2000] [--estimators 300] [--json]
+ *                        [--min-rows 2000] [--max-rows 200000] [--estimators 300] [--json]
  * Trains a challenger on the feature vectors served in the last --days with their feedback, scores it and the
  * champion (default: the model the flag serves) on the most recent --holdout share, and writes it to MODELS_DIR
  * as a candidate only when its MAE beats the champion's by --margin and its 80% interval is no further from 80%
  * coverage than the champion's. Exit 0: a candidate; 1: none; 2: errors.
  */
 const usage =
-  'npm run retrain -- run [--days 30] [--champion VERSION] [--version VERSION] [--holdout 0.2] [--margin 0.05] [--min-rows 2000] [--estimators 300] [--json]';
+  'npm run retrain -- run [--days 30] [--champion VERSION] [--version VERSION] [--holdout 0.2] [--margin 0.05] [--min-rows 2000] [--max-rows 200000] [--estimators 300] [--json]';
 const { values, config } = startCli(usage, ['run'], {
   days: { type: 'string', default: '30' },
   champion: { type: 'string' },
@@ -23,6 +23,7 @@ const { values, config } = startCli(usage, ['run'], {
   holdout: { type: 'string', default: '0.2' },
   margin: { type: 'string', default: '0.05' },
   'min-rows': { type: 'string', default: '2000' },
+  'max-rows': { type: 'string', default: '200000' },
   estimators: { type: 'string', default: '300' },
   json: { type: 'boolean', default: false },
 });
@@ -36,11 +37,14 @@ const days = Number(values.days);
 const holdoutShare = Number(values.holdout);
 const margin = Number(values.margin);
 const minRows = Number(values['min-rows']);
+const maxRows = Number(values['max-rows']);
 const estimators = Number(values.estimators);
 if (!(days > 0)) fail('--days must be a positive number');
 if (!(holdoutShare > 0 && holdoutShare < 1)) fail('--holdout must be between 0 and 1');
 if (!(margin >= 0 && margin < 1)) fail('--margin must be between 0 and 1');
 if (!(Number.isInteger(minRows) && minRows > 0)) fail('--min-rows must be a positive integer');
+if (!(Number.isInteger(maxRows) && maxRows >= minRows))
+  fail('--max-rows must be an integer of at least --min-rows');
 if (!(Number.isInteger(estimators) && estimators > 0)) fail('--estimators must be a positive integer');
 
 const modelsDir = resolve(config.modelsDir);
@@ -68,6 +72,7 @@ try {
     holdoutShare,
     margin,
     minRows,
+    maxRows,
     estimators,
   });
 } catch (err) {

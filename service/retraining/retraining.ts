@@ -23,10 +23,11 @@ export interface ServedRow {
 
 /**
  * The served feature vectors with the actual delays from feedback, one row per booking (its latest prediction
- * in the window), oldest first. Vectors of another width (an older feature schema) are left out and counted.
+ * in the window), the most recent `maxRows` at most, oldest first. Vectors of another width (an older feature
+ * schema) are left out and counted.
  */
-export async function exportServedRows(db: Db, window: { from: Date; to: Date }) {
-  const rows = await db
+export async function exportServedRows(db: Db, window: { from: Date; to: Date }, maxRows: number) {
+  const latest = db
     .selectDistinctOn([predictions.bookingId], {
       bookingId: predictions.bookingId,
       predictedAt: predictions.predictedAt,
@@ -38,7 +39,9 @@ export async function exportServedRows(db: Db, window: { from: Date; to: Date })
     .from(predictions)
     .innerJoin(feedback, eq(feedback.bookingId, predictions.bookingId))
     .where(and(gte(predictions.predictedAt, window.from), lt(predictions.predictedAt, window.to)))
-    .orderBy(predictions.bookingId, desc(predictions.predictedAt));
+    .orderBy(predictions.bookingId, desc(predictions.predictedAt))
+    .as('latest');
+  const rows = await db.select().from(latest).orderBy(desc(latest.predictedAt)).limit(maxRows);
   const usable = rows.filter((r) => Array.isArray(r.features) && r.features.length === FEATURE_NAMES.length);
   usable.sort(
     (a, b) => a.predictedAt.getTime() - b.predictedAt.getTime() || a.bookingId.localeCompare(b.bookingId),
@@ -91,6 +94,8 @@ export interface RetrainOptions {
   /** The challenger's MAE must be at most (1 - margin) x the champion's on the held-out bookings. */
   margin: number;
   minRows: number;
+  /** The most recent bookings kept when the window holds more: bounds memory and training time. */
+  maxRows: number;
   estimators: number;
   seed?: number;
   python?: string;
@@ -117,7 +122,7 @@ export async function retrain(options: RetrainOptions) {
   if (existsSync(join(modelsDir, `${version}.json`))) {
     throw new RetrainError(`${version} already exists in ${modelsDir}; choose another --version`);
   }
-  const { rows, skippedOtherSchema } = await exportServedRows(options.db, options.window);
+  const { rows, skippedOtherSchema } = await exportServedRows(options.db, options.window, options.maxRows);
   if (rows.length < options.minRows) {
     throw new RetrainError(
       `${rows.length} bookings with feedback between ${options.window.from.toISOString()} and ` +

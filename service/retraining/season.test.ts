@@ -21,7 +21,7 @@ import {
   testApp,
   testMetrics,
 } from '../test-support/harness.js';
-import { RetrainError, retrain } from './retraining.js';
+import { exportServedRows, RetrainError, retrain } from './retraining.js';
 
 const hasTrainer =
   spawnSync('/usr/bin/python3', ['-c', 'import sklearn, onnx'], { stdio: 'ignore' }).status === 0;
@@ -147,8 +147,14 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
         holdoutShare: 0.2,
         margin: 0.05,
         minRows: 2000,
+        maxRows: 200_000,
         estimators: 150,
       });
+    const window = { from: startedAt, to: new Date() };
+    const all = await exportServedRows(db.db, window, 200_000);
+    const capped = await exportServedRows(db.db, window, 1000);
+    expect(capped.rows.map((r) => r.bookingId)).toEqual(all.rows.slice(-1000).map((r) => r.bookingId));
+
     const report = await retrainOn('gbt-v1', 'gbt-v2');
     expect(report.rows).toMatchObject({ with_feedback: 6000, train: 4800, holdout: 1200 });
     expect(report.challenger.mae).toBeLessThan(0.95 * report.champion.mae);
