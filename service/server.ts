@@ -104,7 +104,7 @@ export async function runServer(config: Config, telemetry: Telemetry) {
   logger.info({ database: database.kind }, 'database migrated');
   // PGlite runs inside this process: smaller batches keep each write's pause of the event loop near 10 ms.
   const predictionLog = createPredictionLog({
-    db: database.db,
+    insert: database.insertPredictions,
     tracer: telemetry.tracer,
     metrics,
     logger,

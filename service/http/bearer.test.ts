@@ -19,7 +19,7 @@ describe('feedback endpoints with FEEDBACK_TOKEN', () => {
   it('refuse a missing or wrong token before reading the body, count it, and accept the right one', async () => {
     const db = await freshPglite();
     const m = testMetrics();
-    const { predictionLog, storage } = persistence(db.db, m.metrics);
+    const { predictionLog, storage } = persistence(db, m.metrics);
     const t = await testApp({
       flags: { mlWeight: 0 },
       deps: {

@@ -50,7 +50,7 @@ async function seasonService(db: Database, mlWeight: number) {
   await models.preload(['gbt-v1']);
   // The weather each generated booking had: the weather service's answer for that booking.
   const weatherOf = new Map<string, RawBooking['weather']>();
-  const { predictionLog, storage } = persistence(db.db, m.metrics);
+  const { predictionLog, storage } = persistence(db, m.metrics);
   const t = await testApp({
     deps: {
       flags,

@@ -1,14 +1,14 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import { predictions } from '../../db/schema.js';
+import type { predictions } from '../../db/schema.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 import { inSpan } from '../telemetry/spans.js';
-import type { Db } from './database.js';
 
 export type PredictionRow = typeof predictions.$inferInsert;
 
 export interface PredictionLogOptions {
-  db: Db;
+  /** One batch insert (`Database.insertPredictions`). */
+  insert: (rows: PredictionRow[]) => Promise<void>;
   /** postgres-js has no OpenTelemetry instrumentation: each batch write gets its own database span. */
   tracer?: Tracer;
   metrics: ServiceMetrics;
@@ -35,7 +35,7 @@ export interface PredictionLog {
  * absorbs new rows up to its capacity; writing resumes by itself when the database answers again.
  */
 export function createPredictionLog({
-  db,
+  insert,
   tracer,
   metrics,
   logger,
@@ -57,11 +57,7 @@ export function createPredictionLog({
     const batch = queue.slice(0, batchSize);
     if (batch.length === 0) return true;
     try {
-      const write = () =>
-        db
-          .insert(predictions)
-          .values(batch)
-          .then(() => undefined);
+      const write = () => insert(batch);
       await (tracer
         ? inSpan(
             tracer,

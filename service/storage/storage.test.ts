@@ -72,6 +72,30 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
   }
 
   it.skipIf(!available)(
+    'stores every column of a prediction as given, nulls and the feature vector included',
+    async () => {
+      const d = await database();
+      const at = new Date('2026-11-25T08:15:00.123Z');
+      await d.insertPredictions([
+        row('col-1', { predictedAt: at, traceId: 'ab'.repeat(16), modelVersion: 'gbt-v1', source: 'ml' }),
+        row('col-2', { predictedAt: at, features: [1.5, -2, 0, 1e-7, 12, 0, 0, 0, 0, 0, 0, 0, 10] }),
+      ]);
+      const stored = await d.db.select().from(predictions).orderBy(predictions.bookingId);
+      expect(stored.map(({ id: _id, ...rest }) => rest)).toEqual([
+        {
+          ...row('col-1', {
+            predictedAt: at,
+            traceId: 'ab'.repeat(16),
+            modelVersion: 'gbt-v1',
+            source: 'ml',
+          }),
+        },
+        { ...row('col-2', { predictedAt: at, features: [1.5, -2, 0, 1e-7, 12, 0, 0, 0, 0, 0, 0, 0, 10] }) },
+      ]);
+    },
+  );
+
+  it.skipIf(!available)(
     'writes queued predictions in batches, off the caller, each batch a database span',
     async () => {
       const d = await database();
@@ -81,7 +105,7 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
         'test',
       );
       const log = createPredictionLog({
-        db: d.db,
+        insert: d.insertPredictions,
         tracer,
         metrics: m.metrics,
         logger: silentLogger,
@@ -108,7 +132,7 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
     const d = await database();
     const m = testMetrics();
     const log = createPredictionLog({
-      db: d.db,
+      insert: d.insertPredictions,
       metrics: m.metrics,
       logger: silentLogger,
       capacity: 10,
@@ -227,7 +251,7 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
     async () => {
       const d = await database();
       const m = testMetrics();
-      const deps = persistence(d.db, m.metrics);
+      const deps = persistence(d, m.metrics);
       const t = await testApp({ flags: { mlWeight: 0 }, deps });
       open.push(t);
       await postJson(t.app, '/v1/predictions/batch', {
@@ -326,7 +350,7 @@ describe.skipIf(!hasPostgres)('Postgres outage', () => {
     });
     const m = testMetrics();
     const log = createPredictionLog({
-      db: d.db,
+      insert: d.insertPredictions,
       metrics: m.metrics,
       logger: silentLogger,
       flushIntervalMs: 20,

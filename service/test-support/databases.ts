@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import postgres from 'postgres';
 import { createFeedbackService } from '../feedback/feedback-service.js';
 import { createReports } from '../reports/reports.js';
-import { type Database, type Db, openDatabase } from '../storage/database.js';
+import { type Database, openDatabase } from '../storage/database.js';
 import { createPredictionLog } from '../storage/prediction-log.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 import { silentLogger, tempDir } from './harness.js';
@@ -51,14 +51,19 @@ export async function freshPglite(): Promise<Database> {
 
 /**
  * What an app needs to keep predictions and take feedback, on `db`: the prediction log (flushing every 10 ms)
- * and the storage services, for `testApp({ deps: { ...persistence(db, metrics) } })`.
+ * and the storage services, for `testApp({ deps: { ...persistence(database, metrics) } })`.
  */
-export function persistence(db: Db, metrics: ServiceMetrics) {
+export function persistence(database: Database, metrics: ServiceMetrics) {
   return {
-    predictionLog: createPredictionLog({ db, metrics, logger: silentLogger, flushIntervalMs: 10 }),
+    predictionLog: createPredictionLog({
+      insert: database.insertPredictions,
+      metrics,
+      logger: silentLogger,
+      flushIntervalMs: 10,
+    }),
     storage: {
-      feedback: createFeedbackService({ db, metrics, logger: silentLogger }),
-      reports: createReports(db),
+      feedback: createFeedbackService({ db: database.db, metrics, logger: silentLogger }),
+      reports: createReports(database.db),
     },
   };
 }
