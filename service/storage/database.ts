@@ -24,8 +24,8 @@ export interface Database {
 
 /**
  * Postgres: postgres-js's own multi-row insert, about three times the rows per second of drizzle's insert
- * builder on the same batch (about 30,000 vs 8,200 rows/s for the log alone on the development machine), which decides
- * whether the prediction log keeps up with the batch endpoint. Columns follow the drizzle schema.
+ * builder on the same batches (about 30,000 vs 8,200 rows/s for the log alone on the development machine),
+ * which decides whether the prediction log keeps up with the batch endpoint. Columns follow the drizzle schema.
  */
 function nativePredictionInsert(client: postgres.Sql) {
   const columns = Object.entries(getTableColumns(schema.predictions)).filter(([key]) => key !== 'id');
