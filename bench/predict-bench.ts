@@ -8,7 +8,7 @@ import { loadOnnxModel } from '../service/models/onnx-model.js';
 import { freshPostgres, postgresAvailable } from '../service/test-support/databases.js';
 import { startFakeOpenWeatherMap } from '../service/test-support/fake-openweathermap.js';
 import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
-import { freePort, startService, waitForReady } from '../service/test-support/process.js';
+import { freePort, scrapeMetrics, startService, waitForReady } from '../service/test-support/process.js';
 import { type LoadResult, load, median } from './load.js';
 import { startOtlpSink } from './otlp-sink.js';
 
@@ -85,20 +85,15 @@ async function startFullService() {
   };
 }
 
-/** Gauges and counters of the service's own /metrics. */
+/** The gauges and counters the benchmark reports, from the service's own /metrics. */
 async function scrape(metricsPort: number) {
-  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-  const value = (pattern: RegExp) => {
-    const m = pattern.exec(text);
-    return m ? Number(m[1]) : null;
-  };
+  const metric = await scrapeMetrics(metricsPort);
+  const ms = (seconds: number) => Math.round(seconds * 1e5) / 100;
   return {
-    event_loop_delay_p99_ms:
-      Math.round((value(/delay_process_event_loop_delay\{stat="p99"[^}]*\} (\S+)/) ?? 0) * 1e5) / 100,
-    event_loop_delay_max_ms:
-      Math.round((value(/delay_process_event_loop_delay\{stat="max"[^}]*\} (\S+)/) ?? 0) * 1e5) / 100,
-    rss_mb: Math.round((value(/delay_process_resident_memory\{[^}]*\} (\S+)/) ?? 0) / 1e5) / 10,
-    log_dropped: value(/delay_prediction_log_dropped_total\{[^}]*\} (\S+)/) ?? 0,
+    event_loop_delay_p99_ms: ms(metric('delay_process_event_loop_delay', { stat: 'p99' })),
+    event_loop_delay_max_ms: ms(metric('delay_process_event_loop_delay', { stat: 'max' })),
+    rss_mb: Math.round(metric('delay_process_resident_memory') / 1e5) / 10,
+    log_dropped: metric('delay_prediction_log_dropped_total'),
   };
 }
 

@@ -11,7 +11,13 @@ import { startFakeOpenWeatherMap } from './test-support/fake-openweathermap.js';
 import { booking, eventually, flagsDocument, tempDir, writeFlags } from './test-support/harness.js';
 import { privatePostgresAvailable, startPrivatePostgres } from './test-support/private-postgres.js';
 import { redisServerAvailable, startPrivateRedis } from './test-support/private-redis.js';
-import { type ServiceProcess, startService, waitForReady } from './test-support/process.js';
+import {
+  type MetricReading,
+  type ServiceProcess,
+  scrapeMetrics,
+  startService,
+  waitForReady,
+} from './test-support/process.js';
 
 /*
  * Faults under load, on the real process: each case runs concurrent prediction requests while a dependency
@@ -49,31 +55,7 @@ async function start(env: Record<string, string>) {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// ---------------------------------------------------------------------------------------------------------
-// Prometheus text format, read from the process's own /metrics.
-
-type Metric = (name: string, labels?: Record<string, string>) => number;
-
-/** Sums the series of `name` whose labels include `labels`; throws on a name the process does not export. */
-async function scrape(service: ServiceProcess): Promise<Metric> {
-  const text = await (await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`)).text();
-  const series: { name: string; labels: Record<string, string>; value: number }[] = [];
-  for (const line of text.split('\n')) {
-    const m = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m) continue;
-    const labels: Record<string, string> = {};
-    for (const [, key, value] of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g))
-      labels[key as string] = value as string;
-    series.push({ name: m[1] as string, labels, value: Number(m[3]) });
-  }
-  return (name, labels = {}) => {
-    const named = series.filter((s) => s.name === name);
-    if (named.length === 0) throw new Error(`${name} is not exported`);
-    return named
-      .filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v))
-      .reduce((sum, s) => sum + s.value, 0);
-  };
-}
+const scrape = (service: ServiceProcess) => scrapeMetrics(service.metricsPort);
 
 // ---------------------------------------------------------------------------------------------------------
 // The load: concurrent loops of single predictions and batches, each answer tagged with the phase in which its
@@ -257,7 +239,7 @@ describe('faults under load, on the real process', () => {
       const end = await scrape(service);
 
       expect(load.failures).toEqual([]);
-      const cacheErrors = (m: Metric) => m('delay_weather_cache_errors_total');
+      const cacheErrors = (m: MetricReading) => m('delay_weather_cache_errors_total');
       expect(cacheErrors(atStart)).toBe(0);
       expect(cacheErrors(killed)).toBeGreaterThan(0);
       // Once reconnected, Redis answers again: no new errors.
@@ -267,7 +249,7 @@ describe('faults under load, on the real process', () => {
       expect([...new Set(killedSources)].sort()).toEqual(expect.arrayContaining(['api', 'cache']));
       expect(killedSources.filter((s) => !['api', 'cache', 'default'].includes(s))).toEqual([]);
       // A default is only a lookup that gave up on WEATHER_TIMEOUT_MS (a starved CPU), never a Redis error.
-      const timeouts = (m: Metric) => m('delay_weather_calls_refused_total', { reason: 'timeout' });
+      const timeouts = (m: MetricReading) => m('delay_weather_calls_refused_total', { reason: 'timeout' });
       expect(killedSources.filter((s) => s === 'default').length).toBeLessThanOrEqual(
         timeouts(end) - timeouts(atStart),
       );
@@ -370,8 +352,8 @@ describe('faults under load, on the real process', () => {
       WEATHER_AUTH_RETRY_S: '5',
     });
     const load = startLoad(service, { makeBooking: weatherBooking });
-    const calls = (m: Metric, status: string) => m('delay_weather_api_calls_total', { status });
-    const refused = (m: Metric, reason: string) => m('delay_weather_calls_refused_total', { reason });
+    const calls = (m: MetricReading, status: string) => m('delay_weather_api_calls_total', { status });
+    const refused = (m: MetricReading, reason: string) => m('delay_weather_calls_refused_total', { reason });
 
     await load.phase('ok', { minRequests: 200 });
     const m0 = await scrape(service);

@@ -1,13 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import {
-  mkdtempSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  unwatchFile,
-  watchFile,
-  writeFileSync,
-} from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unwatchFile, watchFile } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { FlagdProvider } from '@openfeature/flagd-provider';
@@ -28,6 +20,7 @@ import {
   parseFlagConfig,
   type RolloutState,
 } from './flag-config.js';
+import { replaceFile } from './flag-writer.js';
 
 export interface FlagStatus {
   source: { kind: 'file'; file: string } | { kind: 'flagd'; host: string; port: number };
@@ -117,10 +110,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     const copy = join(copyDir, basename(file));
     providerFile = copy;
     removeCopy = () => rmSync(copyDir, { recursive: true, force: true });
-    const publish = (accepted: string) => {
-      writeFileSync(`${copy}.tmp`, accepted);
-      renameSync(`${copy}.tmp`, copy);
-    };
+    const publish = (accepted: string) => replaceFile(copy, accepted);
     publish(text);
     lastText = text;
     lastChangedAt = new Date();

@@ -30,8 +30,8 @@ export function currentModelVersion(rollout: RolloutState): string | null {
 
 /**
  * Rewrites the flag file through `edit`, refusing any result that flagd or this service would refuse, and
- * replacing the file atomically: a temporary file in the same folder, fsynced, renamed over the original,
- * and the folder fsynced, so a reader (flagd, the service's watcher) sees the old file or the new one.
+ * replacing the file atomically (`replaceFile`), so a reader (flagd, the service's watcher) sees the old file
+ * or the new one.
  */
 export function rewriteFlags(
   file: string,
@@ -46,8 +46,17 @@ export function rewriteFlags(
   if (JSON.stringify(JSON.parse(text)) === JSON.stringify(doc)) {
     return { previous, next, changed: false };
   }
+  replaceFile(file, nextText);
+  return { previous, next, changed: true };
+}
+
+/**
+ * Replaces `file` with `text` atomically: a temporary file in the same folder, fsynced, renamed over the
+ * original, and the folder fsynced, so a reader sees the old file or the new one, never a part.
+ */
+export function replaceFile(file: string, text: string) {
   const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  writeFileSync(tmp, nextText);
+  writeFileSync(tmp, text);
   const fd = openSync(tmp, 'r');
   fsyncSync(fd);
   closeSync(fd);
@@ -55,7 +64,6 @@ export function rewriteFlags(
   const dir = openSync(dirname(file), 'r');
   fsyncSync(dir);
   closeSync(dir);
-  return { previous, next, changed: true };
 }
 
 /**

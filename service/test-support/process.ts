@@ -74,3 +74,27 @@ export async function waitForReady(service: ServiceProcess, timeoutMs = 15_000) 
   }
   throw new Error(`service not ready after ${timeoutMs} ms:\n${service.output()}`);
 }
+
+/** A reader of one `/metrics` scrape: `metric(name, labels)` sums the series of `name` whose labels include `labels`. */
+export type MetricReading = (name: string, labels?: Record<string, string>) => number;
+
+/** Scrapes a process's Prometheus endpoint; reading a name the process does not export throws. */
+export async function scrapeMetrics(metricsPort: number): Promise<MetricReading> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const series: { name: string; labels: Record<string, string>; value: number }[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^([A-Za-z_:][\w:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const [, key, value] of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g))
+      labels[key as string] = value as string;
+    series.push({ name: m[1] as string, labels, value: Number(m[3]) });
+  }
+  return (name, labels = {}) => {
+    const named = series.filter((s) => s.name === name);
+    if (named.length === 0) throw new Error(`${name} is not exported`);
+    return named
+      .filter((s) => Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+      .reduce((sum, s) => sum + s.value, 0);
+  };
+}
