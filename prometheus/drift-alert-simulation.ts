@@ -120,12 +120,14 @@ function parseGot(output: string): Sample[] {
   );
 }
 
+const minutesOf = (scenario: Scenario) => scenario.phases.reduce((s, p) => s + p.minutes, 0);
+
 export function simulateDriftAlert(options: SimulationOptions): ScenarioResult[] {
   const { scrapeSeconds = 15, promtool = 'promtool' } = options;
   const work = mkdtempSync(join(tmpdir(), 'drift-alert-'));
   try {
     const tests = options.scenarios.map((scenario, i) => {
-      const minutes = scenario.phases.reduce((s, p) => s + p.minutes, 0);
+      const minutes = minutesOf(scenario);
       const query = (kind: string, expr: string, at = minutes) => ({
         expr: `label_replace(label_replace(${expr}, "scenario", "${i}", "", ""), "query", "${kind}", "", "")`,
         eval_time: `${at}m`,
@@ -197,7 +199,7 @@ export function simulateDriftAlert(options: SimulationOptions): ScenarioResult[]
         }
         return out;
       };
-      const minutes = scenario.phases.reduce((s, p) => s + p.minutes, 0);
+      const minutes = minutesOf(scenario);
       return {
         name: scenario.name,
         minutes,

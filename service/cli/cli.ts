@@ -1,6 +1,12 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config/config.js';
 
+/** The tools' exit for bad input and errors: the message on stderr, exit code 2. */
+export function fail(message: string): never {
+  console.error(message);
+  process.exit(2);
+}
+
 /**
  * What every command-line tool starts with: its subcommand (one of `commands`, else usage and exit 2),
  * its options, and the service's configuration (a bad variable: its message and exit 2).
@@ -12,17 +18,13 @@ export function startCli<C extends string, O extends NonNullable<ParseArgsConfig
 ) {
   const { positionals, values } = parseArgs({ allowPositionals: true, options });
   const command = positionals[0] as C;
-  if (!commands.includes(command)) {
-    console.error(`usage: ${usage}`);
-    process.exit(2);
-  }
+  if (!commands.includes(command)) fail(`usage: ${usage}`);
   let config: Config;
   try {
     config = loadConfig();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    console.error(err.message);
-    process.exit(2);
+    fail(err.message);
   }
   return { command, values, config };
 }

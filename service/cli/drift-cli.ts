@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { driftReport, PSI_LIMIT } from '../drift/drift-report.js';
 import { openDatabase } from '../storage/database.js';
-import { startCli } from './cli.js';
+import { fail, startCli } from './cli.js';
 
 /*
  * npm run drift -- check [--hours 1] [--reference-days 7] [--model gbt-v1] [--min-samples 500] [--json]
@@ -23,21 +23,15 @@ const { values, config } = startCli(
 const hours = Number(values.hours);
 const referenceDays = Number(values['reference-days']);
 const minSamples = Number(values['min-samples']);
-if (![hours, referenceDays, minSamples].every((n) => Number.isFinite(n) && n > 0)) {
-  console.error('--hours, --reference-days and --min-samples must be positive numbers');
-  process.exit(2);
-}
+if (![hours, referenceDays, minSamples].every((n) => Number.isFinite(n) && n > 0))
+  fail('--hours, --reference-days and --min-samples must be positive numbers');
 let card: { drift?: { features: { name: string; bin_edges: number[]; baseline_ratios: number[] }[] } };
 try {
   card = JSON.parse(readFileSync(join(config.modelsDir, `${values.model}.json`), 'utf8'));
 } catch (err) {
-  console.error(`cannot read the model card of ${values.model}: ${(err as Error).message}`);
-  process.exit(2);
+  fail(`cannot read the model card of ${values.model}: ${(err as Error).message}`);
 }
-if (!card.drift) {
-  console.error(`the model card of ${values.model} has no drift bins`);
-  process.exit(2);
-}
+if (!card.drift) fail(`the model card of ${values.model} has no drift bins`);
 
 const now = Date.now();
 const windowFrom = new Date(now - hours * 3_600_000);

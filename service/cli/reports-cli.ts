@@ -1,6 +1,6 @@
 import { createReports } from '../reports/reports.js';
 import { openDatabase } from '../storage/database.js';
-import { startCli } from './cli.js';
+import { fail, startCli } from './cli.js';
 
 /*
  * npm run report -- ab [--days 30]        the A/B report (the same JSON as GET /v1/ab-report)
@@ -13,10 +13,8 @@ const { command, values, config } = startCli(
   { days: { type: 'string' } },
 );
 const days = Number(values.days ?? (command === 'ab' ? 30 : config.database.retentionDays));
-if (!Number.isInteger(days) || days < 1) {
-  console.error(`--days must be a positive whole number of days (got ${values.days})`);
-  process.exit(2);
-}
+if (!Number.isInteger(days) || days < 1)
+  fail(`--days must be a positive whole number of days (got ${values.days})`);
 const database = await openDatabase(config.database);
 try {
   const reports = createReports(database.db);

@@ -4,7 +4,7 @@ import { parseFlagConfig } from '../flags/flag-config.js';
 import { currentModelVersion } from '../flags/flag-writer.js';
 import { nextVersion, RetrainError, retrain } from '../retraining/retraining.js';
 import { openDatabase } from '../storage/database.js';
-import { startCli } from './cli.js';
+import { fail, startCli } from './cli.js';
 
 /*
  * npm run retrain -- run [--days 30] [--champion VERSION] [--version VERSION] [--holdout 0.2] [--margin 0.05]
@@ -27,11 +27,6 @@ const { values, config } = startCli(usage, ['run'], {
   estimators: { type: 'string', default: '300' },
   json: { type: 'boolean', default: false },
 });
-
-function fail(message: string): never {
-  console.error(message);
-  process.exit(2);
-}
 
 const days = Number(values.days);
 const holdoutShare = Number(values.holdout);

@@ -7,7 +7,7 @@ import { currentModelVersion, nextStep } from '../flags/flag-writer.js';
 import { createRolloutService } from '../rollout/rollout-service.js';
 import { type Database, openDatabase } from '../storage/database.js';
 import { createLogger } from '../telemetry/logger.js';
-import { startCli } from './cli.js';
+import { fail, startCli } from './cli.js';
 
 /*
  * npm run rollout -- status | enable --percentage N | disable | promote | set-model VERSION
@@ -32,11 +32,6 @@ const who = (action: 'enable' | 'disable' | 'promote' | 'set-model' | 'canary', 
   reason: values.reason,
   modelVersion,
 });
-
-function fail(message: string): never {
-  console.error(message);
-  process.exit(2);
-}
 
 /** Whether the flag file differs from Git's HEAD, and the commands that bring the two in line. */
 function gitDrift() {

@@ -4,7 +4,7 @@ import { createLogger } from '../telemetry/logger.js';
 import { createServiceMetrics } from '../telemetry/service-metrics.js';
 import { openWeatherMapClient, WeatherApiError } from '../weather/openweathermap.js';
 import { createWeatherService } from '../weather/weather-service.js';
-import { startCli } from './cli.js';
+import { fail, startCli } from './cli.js';
 
 /*
  * npm run weather -- check [--lat 48.8566 --lon 2.3522]   one API call: is the key accepted? (exit 1 if not)
@@ -17,10 +17,7 @@ const { command, values, config } = startCli(
   { lat: { type: 'string', default: '48.8566' }, lon: { type: 'string', default: '2.3522' } },
 );
 const { apiKey, baseUrl, ...options } = config.weather;
-if (!apiKey) {
-  console.error('OPENWEATHER_API_KEY is not set: the service uses neutral weather defaults');
-  process.exit(2);
-}
+if (!apiKey) fail('OPENWEATHER_API_KEY is not set: the service uses neutral weather defaults');
 const logger = createLogger('warn');
 const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : undefined;
 if (redis) await redisReady(redis, 2000);
