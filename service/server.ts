@@ -39,7 +39,12 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     if (err instanceof FlagFileError) fail(err.message);
     throw err;
   }
-  const models = createModelRegistry({ dir: config.modelsDir, load: loadOnnxModel, logger, metrics });
+  const models = createModelRegistry({
+    dir: config.modelsDir,
+    load: (dir, version) => loadOnnxModel(dir, version, { inferenceRows: metrics.inferenceRows }),
+    logger,
+    metrics,
+  });
   // The versions the flag names are loaded before traffic; in flagd mode the flag's variants are not known
   // here, and each version loads on the first booking routed to it.
   const declaredModels = () => flags.status().model_variants ?? [];

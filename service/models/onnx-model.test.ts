@@ -2,7 +2,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FEATURE_NAMES } from '../features/booking-features.js';
-import { tempDir } from '../test-support/harness.js';
+import { tempDir, testMetrics } from '../test-support/harness.js';
 import { expectParity } from '../test-support/parity.js';
 import { loadOnnxModel } from './onnx-model.js';
 
@@ -29,6 +29,50 @@ describe('the committed model gbt-v1', () => {
       expect(row.contributing_factors.length).toBe(5);
       expect(row.contributing_factors[0]?.label).toMatch(/^[a-z_]+ -?[\d.]+ \S+: [+-]\d+\.\d min$/);
     }
+  });
+});
+
+describe('concurrent predictions', () => {
+  it('share one ONNX Runtime call and get the answers of their own rows', async () => {
+    const { metrics, value } = testMetrics();
+    const model = await loadOnnxModel('models', 'gbt-v1', { inferenceRows: metrics.inferenceRows });
+    const { scored, fixture } = await expectParity('models', 'gbt-v1');
+    const requests = [[0], [1, 2, 3], [4], [5, 6]].map((rows) =>
+      rows.map((i) => fixture.features[i] as number[]),
+    );
+
+    const answers = await Promise.all(requests.map((vectors) => model.predict(vectors)));
+
+    expect(await value('delay.models.inference_rows', { model_version: 'gbt-v1' })).toBe(1);
+    expect(answers.map((a) => a.length)).toEqual([1, 3, 1, 2]);
+    answers.flat().forEach((answer, i) => {
+      expect(answer.delay_minutes).toBeCloseTo((scored[i] as { delay_minutes: number }).delay_minutes, 5);
+      expect(answer.contributing_factors).toEqual(scored[i]?.contributing_factors);
+    });
+    await model.predict([fixture.features[7] as number[]]);
+    expect(await value('delay.models.inference_rows', { model_version: 'gbt-v1' })).toBe(2);
+  });
+
+  it('fail alone when their row has the wrong width, beside rows that are answered', async () => {
+    const model = await loadOnnxModel('models', 'gbt-v1');
+    const { scored, fixture } = await expectParity('models', 'gbt-v1');
+    const [before, wrong, after] = await Promise.allSettled([
+      model.predict([fixture.features[0] as number[]]),
+      model.predict([[1, 2]]),
+      model.predict([fixture.features[1] as number[]]),
+    ]);
+    expect(wrong).toMatchObject({
+      status: 'rejected',
+      reason: { message: 'gbt-v1 expects 13 features per row, got 2' },
+    });
+    expect(before).toMatchObject({
+      status: 'fulfilled',
+      value: [{ contributing_factors: scored[0]?.contributing_factors }],
+    });
+    expect(after).toMatchObject({
+      status: 'fulfilled',
+      value: [{ contributing_factors: scored[1]?.contributing_factors }],
+    });
   });
 });
 

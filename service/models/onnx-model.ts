@@ -1,5 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Histogram } from '@opentelemetry/api';
+import DataLoader from 'dataloader';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { z } from 'zod';
 import { FEATURE_NAMES, FEATURE_SCHEMA } from '../features/booking-features.js';
@@ -22,6 +24,9 @@ const ModelCardSchema = z.object({
     .optional(),
 });
 export type ModelCard = z.infer<typeof ModelCardSchema>;
+
+/** Rows in one ONNX Runtime call at most when concurrent predictions are coalesced (a full batch request). */
+const MAX_ROWS_PER_CALL = 1000;
 
 /** How many of a prediction's contributions the API returns, largest first. */
 export const TOP_CONTRIBUTIONS = 5;
@@ -46,7 +51,8 @@ export function readableFactor(index: number, value: number, minutes: number) {
 
 /**
  * One model version: its card and one ONNX Runtime session, created once with a single intra-op thread
- * (the service scales by processes, not by threads inside one prediction). One `run` scores a whole batch.
+ * (the service scales by processes, not by threads inside one prediction). One `run` scores a whole batch,
+ * and `predict` calls made in the same turn of the event loop share one `run`.
  */
 export interface OnnxModel extends ModelPredictor {
   card: ModelCard;
@@ -54,7 +60,16 @@ export interface OnnxModel extends ModelPredictor {
   score(rows: Float32Array, n: number): Promise<ScoredRow[]>;
 }
 
-export async function loadOnnxModel(dir: string, version: string): Promise<OnnxModel> {
+export interface OnnxModelOptions {
+  /** Records the rows of each ONNX Runtime call (`delay_models_inference_rows`). */
+  inferenceRows?: Histogram;
+}
+
+export async function loadOnnxModel(
+  dir: string,
+  version: string,
+  { inferenceRows }: OnnxModelOptions = {},
+): Promise<OnnxModel> {
   const cardPath = join(dir, `${version}.json`);
   const card = ModelCardSchema.parse(JSON.parse(await readFile(cardPath, 'utf8')));
   if (card.version !== version) throw new Error(`${cardPath} describes ${card.version}, not ${version}`);
@@ -72,7 +87,9 @@ export async function loadOnnxModel(dir: string, version: string): Promise<OnnxM
   });
   const width = FEATURE_NAMES.length;
 
+  const attributes = { model_version: version };
   async function score(rows: Float32Array, n: number): Promise<ScoredRow[]> {
+    inferenceRows?.record(n, attributes);
     const out = await session.run({ features: new Tensor('float32', rows, [n, width]) });
     const [delay, low, high, contributions] = (['delay', 'low', 'high', 'contributions'] as const).map(
       (name) => (out[name] as Tensor).data as Float32Array,
@@ -97,17 +114,32 @@ export async function loadOnnxModel(dir: string, version: string): Promise<OnnxM
     return scored;
   }
 
+  // A run's fixed cost is most of a one-row call: scoring concurrent requests' rows together doubles what
+  // one core answers (docs/performance.md). A failed run fails every prediction that shared it; a vector of
+  // the wrong width fails alone instead of shifting its neighbours' rows.
+  const coalesced = new DataLoader<number[], ScoredRow>(
+    async (vectors) => {
+      const valid = vectors.filter((vector) => vector.length === width);
+      const rows = new Float32Array(valid.length * width);
+      valid.forEach((vector, i) => {
+        rows.set(vector, i * width);
+      });
+      const scored = valid.length > 0 ? await score(rows, valid.length) : [];
+      let next = 0;
+      return vectors.map((vector) =>
+        vector.length === width
+          ? (scored[next++] as ScoredRow)
+          : new Error(`${version} expects ${width} features per row, got ${vector.length}`),
+      );
+    },
+    { cache: false, maxBatchSize: MAX_ROWS_PER_CALL, batchScheduleFn: (run) => setImmediate(run) },
+  );
+
   return {
     version,
     card,
     ...(card.drift ? { driftBaseline: { model_version: version, features: card.drift.features } } : {}),
     score,
-    predict(vectors: number[][]) {
-      const rows = new Float32Array(vectors.length * width);
-      vectors.forEach((vector, i) => {
-        rows.set(vector, i * width);
-      });
-      return score(rows, vectors.length);
-    },
+    predict: (vectors: number[][]) => Promise.all(vectors.map((vector) => coalesced.load(vector))),
   };
 }

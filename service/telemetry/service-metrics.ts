@@ -33,6 +33,11 @@ export function createServiceMetrics(meter: Meter) {
       description: 'Model versions that failed to load, by model_version; their bookings fall back',
       unit: '{error}',
     }),
+    inferenceRows: meter.createHistogram('delay.models.inference_rows', {
+      description: 'Rows scored per ONNX Runtime call, by model_version: concurrent predictions share a call',
+      unit: '{row}',
+      advice: { explicitBucketBoundaries: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000] },
+    }),
     weatherLookups: meter.createCounter('delay.weather.lookups', {
       description: 'Weather lookups by outcome: l1_hit, l2_hit, miss (fetched), stale, default',
       unit: '{lookup}',
