@@ -46,11 +46,25 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
     index: number;
     name: string;
     edges: number[];
-    labels: { feature: string; bin: string }[];
+    counts: { labels: { feature: string; bin: string }; n: number }[];
     weather: boolean;
   }[] = [];
   let baseline: DriftBaseline | null = null;
+  // Cumulative per (feature, bin) across baselines, as the exported counter must be.
+  const counts = new Map<string, { labels: { feature: string; bin: string }; n: number }>();
+  const countOf = (feature: string, bin: number) => {
+    const key = `${feature}\u0000${bin}`;
+    let count = counts.get(key);
+    if (!count) {
+      count = { labels: { feature, bin: String(bin) }, n: 0 };
+      counts.set(key, count);
+    }
+    return count;
+  };
 
+  metrics.featureObservations.addCallback((result) => {
+    for (const { labels, n } of counts.values()) result.observe(n, labels);
+  });
   metrics.featureBaselineRatio.addCallback((result) => {
     if (!baseline) return;
     for (const f of baseline.features) {
@@ -71,7 +85,7 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
           index: FEATURE_NAMES.indexOf(f.name as FeatureName),
           name: f.name,
           edges: f.bin_edges,
-          labels: f.baseline_ratios.map((_, bin) => ({ feature: f.name, bin: String(bin) })),
+          counts: f.baseline_ratios.map((_, bin) => countOf(f.name, bin)),
           weather: WEATHER_FEATURES.includes(f.name as FeatureName),
         }))
         .filter((f) => f.index >= 0);
@@ -84,7 +98,7 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
       for (const f of bins) {
         vectors.forEach((vector, i) => {
           if (f.weather && !measuredWeather(weatherSources[i] ?? 'disabled')) return;
-          metrics.featureObservations.add(1, f.labels[binOf(f.edges, vector[f.index] as number)]);
+          (f.counts[binOf(f.edges, vector[f.index] as number)] as { n: number }).n += 1;
         });
       }
     },

@@ -88,6 +88,15 @@ describe('loading a model', () => {
     );
   });
 
+  it('refuses a card whose drift bins and baseline ratios disagree', async () => {
+    const dir = tempDir();
+    copyFileSync('models/gbt-v1.onnx', join(dir, 'gbt-v1.onnx'));
+    const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8'));
+    card.drift.features[0].baseline_ratios.pop();
+    writeFileSync(join(dir, 'gbt-v1.json'), JSON.stringify(card));
+    await expect(loadOnnxModel(dir, 'gbt-v1')).rejects.toThrow('one baseline ratio per bin');
+  });
+
   it('fails on a corrupted ONNX file', async () => {
     const dir = tempDir();
     copyFileSync('models/gbt-v1.json', join(dir, 'gbt-v1.json'));

@@ -18,7 +18,11 @@ const ModelCardSchema = z.object({
   drift: z
     .object({
       features: z.array(
-        z.object({ name: z.string(), bin_edges: z.array(z.number()), baseline_ratios: z.array(z.number()) }),
+        z
+          .object({ name: z.string(), bin_edges: z.array(z.number()), baseline_ratios: z.array(z.number()) })
+          .refine((f) => f.baseline_ratios.length === f.bin_edges.length + 1, {
+            message: 'a drift feature has one baseline ratio per bin: bin_edges + 1',
+          }),
       ),
     })
     .optional(),

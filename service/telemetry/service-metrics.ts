@@ -108,7 +108,9 @@ export function createServiceMetrics(meter: Meter) {
       description: 'Sum of squared actual delays, by arm and model_version',
       unit: 'min2',
     }),
-    featureObservations: meter.createCounter('delay.features.observations', {
+    // Observed at collection: the monitor counts in plain arrays, as a synchronous counter would cost one
+    // attribute lookup per feature per booking.
+    featureObservations: meter.createObservableCounter('delay.features.observations', {
       description:
         "Served feature values counted into the baseline model's training bins, by feature and bin",
       unit: '{booking}',
