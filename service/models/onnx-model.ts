@@ -109,10 +109,12 @@ export async function loadOnnxModel(
           level: card.interval_level,
         },
         all_contributions: all,
+        // Labels are built only for the factors returned (string building is most of this loop).
         contributing_factors: all
-          .map((minutes, f) => readableFactor(f, rows[i * width + f] as number, minutes))
-          .sort((a, b) => Math.abs(b.minutes) - Math.abs(a.minutes))
-          .slice(0, TOP_CONTRIBUTIONS),
+          .map((_, f) => f)
+          .sort((a, b) => Math.abs(all[b] as number) - Math.abs(all[a] as number))
+          .slice(0, TOP_CONTRIBUTIONS)
+          .map((f) => readableFactor(f, rows[i * width + f] as number, all[f] as number)),
       });
     }
     return scored;
