@@ -109,7 +109,7 @@ export async function loadOnnxModel(
           level: card.interval_level,
         },
         all_contributions: all,
-        // Labels are built only for the factors returned (string building is most of this loop).
+        // Labels are built only for the factors returned.
         contributing_factors: all
           .map((_, f) => f)
           .sort((a, b) => Math.abs(all[b] as number) - Math.abs(all[a] as number))
