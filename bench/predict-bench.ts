@@ -8,15 +8,15 @@ import { loadOnnxModel } from '../service/models/onnx-model.js';
 import { freshPostgres, postgresAvailable } from '../service/test-support/databases.js';
 import { startFakeOpenWeatherMap } from '../service/test-support/fake-openweathermap.js';
 import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
+import { startOtlpSink } from '../service/test-support/otlp-sink.js';
 import { freePort, scrapeMetrics, startService, waitForReady } from '../service/test-support/process.js';
 import { type LoadResult, load, median } from './load.js';
-import { startOtlpSink } from './otlp-sink.js';
 
 /*
  * npm run bench             ONNX inference per row; the full prediction path (flags, cached weather through
- *                           Redis, ONNX for every booking, metrics, OTLP tracing, the database log) against a
- *                           bare Hono handler parsing the same JSON, in alternating rounds; then the batch
- *                           endpoint. Prints JSON.
+ *                           Redis, ONNX for every booking, metrics, OTLP tracing at the busy-instance sampling
+ *                           ratio and at every trace, the database log) against a bare Hono handler parsing
+ *                           the same JSON, in alternating rounds; then the batch endpoint. Prints JSON.
  *   BENCH_DURATION_S (10) per round, BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_BATCH_CONNECTIONS (2).
  * npm run bench -- --soak   the same service at a fixed rate: BENCH_SOAK_MINUTES (10) at BENCH_SOAK_RATE (200)
  *                           predictions/s after a 1-minute warm-up; RSS over time, and every prediction answered
@@ -40,7 +40,10 @@ const bookingBody = (n: number) =>
     distance_km: n % 25,
   });
 
-async function startFullService() {
+/** The setting a busy instance runs (docs/adr/0005); every trace is measured beside it. */
+const TRACE_SAMPLE_RATIO = 0.1;
+
+async function startFullService(traceSampleRatio = TRACE_SAMPLE_RATIO) {
   const fake = await startFakeOpenWeatherMap();
   const sink = await startOtlpSink();
   const database = (await postgresAvailable()) ? await freshPostgres() : undefined;
@@ -60,16 +63,18 @@ async function startFullService() {
     OPENWEATHER_API_KEY: 'bench-key-0123456789',
     OPENWEATHER_BASE_URL: fake.url,
     OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+    TRACE_SAMPLE_RATIO: String(traceSampleRatio),
     ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
     ...(database ? { DATABASE_URL: database.url } : {}),
   });
   await waitForReady(service);
+  let closed: Promise<void> | undefined;
   return {
     service,
     parts: {
       prediction_log: database ? 'postgres' : 'pglite',
       weather_l2: redisUrl ? 'redis' : 'none (Redis not reachable)',
-      traces: 'OTLP/HTTP to a local sink',
+      traces: `OTLP/HTTP to a local sink, TRACE_SAMPLE_RATIO=${traceSampleRatio}`,
       model: 'gbt-v1 for every booking (ML at 100%)',
     },
     sink,
@@ -78,9 +83,12 @@ async function startFullService() {
       const [r] = await database.db.select({ n: sql<number>`count(*)::int` }).from(predictions);
       return Number(r?.n);
     },
-    async close() {
-      if (service.child.exitCode === null) await service.stop('SIGTERM');
-      await Promise.all([fake.close(), sink.close(), database?.close()]);
+    close() {
+      closed ??= (async () => {
+        if (service.child.exitCode === null) await service.stop('SIGTERM');
+        await Promise.all([fake.close(), sink.close(), database?.close()]);
+      })();
+      return closed;
     },
   };
 }
@@ -145,6 +153,7 @@ async function throughput() {
     batch_1000_us_per_row: await inferenceMicrosPerRow(1000, 20),
   };
   const full = await startFullService();
+  const allTraces = await startFullService(1);
   const barePort = await freePort();
   const bare = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)], {
     stdio: 'inherit',
@@ -157,17 +166,24 @@ async function throughput() {
       durationS,
       body: (n) => JSON.stringify(bookingBody(n)),
     });
-  const serviceRounds: (LoadResult & Awaited<ReturnType<typeof scrape>>)[] = [];
+  type ServiceRound = LoadResult & Awaited<ReturnType<typeof scrape>>;
+  const serviceRounds: ServiceRound[] = [];
+  const allTracesRounds: ServiceRound[] = [];
   const bareRounds: LoadResult[] = [];
+  const measured = async (target: typeof full) => ({
+    ...(await single(target.service.port)),
+    ...(await scrape(target.service.metricsPort)),
+  });
   let batch: Record<string, unknown> = {};
   try {
-    await single(full.service.port);
-    await single(barePort); // warm-up of both, discarded
+    // Warm-up of each, discarded.
+    for (const port of [full.service.port, allTraces.service.port, barePort]) await single(port);
     for (let i = 0; i < rounds; i++) {
       bareRounds.push(await single(barePort));
-      const round = await single(full.service.port);
-      serviceRounds.push({ ...round, ...(await scrape(full.service.metricsPort)) });
+      serviceRounds.push(await measured(full));
+      allTracesRounds.push(await measured(allTraces));
     }
+    await allTraces.close();
     const batchBody = JSON.stringify({ bookings: Array.from({ length: 1000 }, (_, i) => bookingBody(i)) });
     const droppedBefore = (await scrape(full.service.metricsPort)).log_dropped;
     const batchRound = await load({
@@ -188,25 +204,30 @@ async function throughput() {
     };
   } finally {
     bare.kill('SIGTERM');
-    await full.close();
+    await Promise.all([full.close(), allTraces.close()]);
   }
-  const service = summary(serviceRounds);
   const bareSummary = summary(bareRounds);
+  const ratio = (rps: number) => Math.round((rps / bareSummary.requests_per_s) * 1000) / 1000;
+  const serviceSummary = (target: typeof full, rs: ServiceRound[]) => {
+    const s = summary(rs);
+    return {
+      parts: target.parts,
+      ...s,
+      event_loop_delay_p99_ms: median(rs.map((r) => r.event_loop_delay_p99_ms)),
+      rss_mb: Math.max(...rs.map((r) => r.rss_mb)),
+      traces_exported: target.sink.stats(),
+      throughput_ratio: ratio(s.requests_per_s),
+    };
+  };
   return {
     node: process.version,
     connections,
     duration_s_per_round: durationS,
     rounds,
     onnx_inference: inference,
-    service_full_path: {
-      parts: full.parts,
-      ...service,
-      event_loop_delay_p99_ms: median(serviceRounds.map((r) => r.event_loop_delay_p99_ms)),
-      rss_mb: Math.max(...serviceRounds.map((r) => r.rss_mb)),
-      traces_exported: full.sink.stats(),
-    },
+    service_full_path: serviceSummary(full, serviceRounds),
+    service_full_path_every_trace: serviceSummary(allTraces, allTracesRounds),
     bare_hono: bareSummary,
-    throughput_ratio: Math.round((service.requests_per_s / bareSummary.requests_per_s) * 1000) / 1000,
     batch_endpoint: batch,
   };
 }

@@ -15,6 +15,7 @@ const telemetry = await startTelemetry({
   metricsPort: config.metricsPort,
   host: config.host,
   otlpEndpoint: config.otlpEndpoint,
+  traceSampleRatio: config.traceSampleRatio,
 });
 const { runServer } = await import('./server.js');
 await runServer(config, telemetry);

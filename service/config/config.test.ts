@@ -9,6 +9,7 @@ describe('loadConfig', () => {
     expect(config.bodyLimitBytes).toBe(1024 * 1024);
     expect(config.batchMaxBookings).toBe(1000);
     expect(config.metricsPort).toBe(9464);
+    expect(config.traceSampleRatio).toBe(1);
   });
 
   it('reads the environment, and explicit options win over it', () => {
@@ -31,13 +32,13 @@ describe('loadConfig', () => {
   it('names every bad variable', () => {
     let error: unknown;
     try {
-      loadConfig({ PORT: 'eighty', BODY_LIMIT_BYTES: '-1', LOG_LEVEL: 'loud' });
+      loadConfig({ PORT: 'eighty', BODY_LIMIT_BYTES: '-1', LOG_LEVEL: 'loud', TRACE_SAMPLE_RATIO: '1.5' });
     } catch (err) {
       error = err;
     }
     expect(error).toBeInstanceOf(ConfigError);
     const variables = (error as ConfigError).problems.map((p) => p.variable).sort();
-    expect(variables).toEqual(['BODY_LIMIT_BYTES', 'LOG_LEVEL', 'PORT']);
+    expect(variables).toEqual(['BODY_LIMIT_BYTES', 'LOG_LEVEL', 'PORT', 'TRACE_SAMPLE_RATIO']);
     expect((error as Error).message).toContain('PORT');
   });
 });

@@ -52,6 +52,7 @@ const configSchema = z.object({
   BATCH_MAX_BOOKINGS: positiveInt.max(10_000).default(1000),
   METRICS_PORT: port.default(9464),
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(z.url().optional()),
+  TRACE_SAMPLE_RATIO: z.coerce.number().min(0).max(1).default(1),
   SHUTDOWN_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
 });
 
@@ -86,6 +87,8 @@ export interface Config {
   metricsPort: number;
   /** OTLP/HTTP collector root (traces go to /v1/traces); unset: spans are not exported. */
   otlpEndpoint: string | undefined;
+  /** Share of traces started here that are recorded and exported; a caller's sampled trace is always followed. */
+  traceSampleRatio: number;
   shutdownTimeoutMs: number;
 }
 
@@ -176,6 +179,7 @@ export function loadConfig(
     batchMaxBookings: c.BATCH_MAX_BOOKINGS,
     metricsPort: c.METRICS_PORT,
     otlpEndpoint: c.OTEL_EXPORTER_OTLP_ENDPOINT,
+    traceSampleRatio: c.TRACE_SAMPLE_RATIO,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
   };
 }

@@ -6,7 +6,11 @@ import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import {
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+} from '@opentelemetry/sdk-trace-base';
 
 export const INSTRUMENTATION_SCOPE = 'delay-prediction-service';
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
@@ -16,15 +20,19 @@ const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
  * ioredis as they load. Metrics: Prometheus exporter on its own port. Traces: OTLP over HTTP when an endpoint
  * is configured; without one, spans still carry trace ids (for logs and stored predictions) and go nowhere.
  * fs, dns and net instrumentations are not installed: one span per file read or socket is noise.
+ * Sampling is decided at the root: `traceSampleRatio` of the traces the service starts, and every trace a
+ * caller marked sampled in its `traceparent`; an unsampled span still has ids, and costs little.
  */
 export async function startTelemetry({
   metricsPort,
   host,
   otlpEndpoint,
+  traceSampleRatio,
 }: {
   metricsPort: number;
   host: string;
   otlpEndpoint: string | undefined;
+  traceSampleRatio: number;
 }) {
   // ESM modules are patched through import-in-the-middle's loader hook; CommonJS through require hooks.
   register('@opentelemetry/instrumentation/hook.mjs', import.meta.url);
@@ -33,6 +41,7 @@ export async function startTelemetry({
   const sdk = new NodeSDK({
     resource: resourceFromAttributes({ 'service.name': 'delay-prediction' }),
     metricReader: prometheus,
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(traceSampleRatio) }),
     spanProcessors: otlpEndpoint
       ? [
           new BatchSpanProcessor(

@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { booking, flagsDocument, tempDir, writeFlags } from '../test-support/harness.js';
+import { startOtlpSink } from '../test-support/otlp-sink.js';
+import { type ServiceProcess, startService, waitForReady } from '../test-support/process.js';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
+});
+
+/** The real process exporting to a local OTLP sink, ML for every booking; spans are read after SIGTERM flushed them. */
+async function serviceTracingTo(traceSampleRatio: string) {
+  const sink = await startOtlpSink({ keepSpans: true });
+  const flagsFile = join(tempDir(), 'flags.json');
+  writeFlags(flagsFile, flagsDocument({ mlWeight: 100 }));
+  const service: ServiceProcess = await startService({
+    FLAGS_FILE: flagsFile,
+    OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+    TRACE_SAMPLE_RATIO: traceSampleRatio,
+  });
+  cleanups.push(() => service.stop('SIGKILL'), sink.close);
+  await waitForReady(service);
+  const predict = (id: string, headers: Record<string, string> = {}) =>
+    fetch(`http://127.0.0.1:${service.port}/v1/predictions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(booking({ booking_id: id })),
+    }).then((res) => res.status);
+  const spansAfterStop = async () => {
+    expect(await service.stop('SIGTERM')).toBe(0);
+    return sink.spans();
+  };
+  return { predict, spansAfterStop };
+}
+
+const traceparent = (traceId: string, sampled: boolean) =>
+  `00-${traceId}-${randomBytes(8).toString('hex')}-${sampled ? '01' : '00'}`;
+
+describe('trace export', () => {
+  it('at the default ratio, exports every prediction trace with its spans', async () => {
+    const { predict, spansAfterStop } = await serviceTracingTo('1');
+    for (let i = 0; i < 5; i++) expect(await predict(`t-${i}`)).toBe(200);
+
+    const spans = await spansAfterStop();
+    const inference = spans.filter((s) => s.name === 'model.inference');
+    expect(inference).toHaveLength(5);
+    expect(new Set(inference.map((s) => s.traceId)).size).toBe(5);
+    for (const { traceId } of inference) {
+      const names = spans.filter((s) => s.traceId === traceId).map((s) => s.name);
+      expect(names).toEqual(expect.arrayContaining(['POST', 'feature_flag.evaluation delay-model']));
+    }
+  });
+
+  it('at ratio 0, exports only the traces a caller marked sampled', async () => {
+    const { predict, spansAfterStop } = await serviceTracingTo('0');
+    const followed = randomBytes(16).toString('hex');
+    const declined = randomBytes(16).toString('hex');
+    for (let i = 0; i < 5; i++) expect(await predict(`u-${i}`)).toBe(200);
+    expect(await predict('sampled-by-caller', { traceparent: traceparent(followed, true) })).toBe(200);
+    expect(await predict('declined-by-caller', { traceparent: traceparent(declined, false) })).toBe(200);
+
+    const spans = await spansAfterStop();
+    expect(spans.length).toBeGreaterThan(0);
+    expect(spans.every((s) => s.traceId === followed)).toBe(true);
+    expect(spans.map((s) => s.name)).toEqual(expect.arrayContaining(['POST', 'model.inference']));
+  });
+});

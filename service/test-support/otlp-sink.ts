@@ -1,0 +1,48 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface ExportedSpan {
+  traceId: string;
+  name: string;
+}
+
+interface OtlpJsonTraces {
+  resourceSpans?: { scopeSpans?: { spans?: ExportedSpan[] }[] }[];
+}
+
+/**
+ * Accepts OTLP/HTTP (JSON) trace exports, so the service's tracing runs as in production. `keepSpans` also
+ * decodes them (tests); the benchmark only counts, to leave the CPU to the load generator.
+ */
+export async function startOtlpSink({ keepSpans = false }: { keepSpans?: boolean } = {}) {
+  let exports = 0;
+  let bytes = 0;
+  const spans: ExportedSpan[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (keepSpans) chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (req.url === '/v1/traces') {
+        exports += 1;
+        if (keepSpans) {
+          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as OtlpJsonTraces;
+          for (const resource of body.resourceSpans ?? [])
+            for (const scope of resource.scopeSpans ?? [])
+              for (const { traceId, name } of scope.spans ?? []) spans.push({ traceId, name });
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    stats: () => ({ exports, bytes }),
+    spans: () => spans,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
