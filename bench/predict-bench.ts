@@ -16,7 +16,8 @@ import { type LoadResult, load, median } from './load.js';
  * npm run bench             ONNX inference per row; the full prediction path (flags, cached weather through
  *                           Redis, ONNX for every booking, metrics, OTLP tracing at the busy-instance sampling
  *                           ratio and at every trace, the database log) against a bare Hono handler parsing
- *                           the same JSON, in alternating rounds; then the batch endpoint. Prints JSON.
+ *                           the same JSON, and the same handler scoring one row with the model (the ceiling of
+ *                           the full path), in alternating rounds; then the batch endpoint. Prints JSON.
  *   BENCH_DURATION_S (10) per round, BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_BATCH_CONNECTIONS (2).
  * npm run bench -- --soak   the same service at a fixed rate: BENCH_SOAK_MINUTES (10) at BENCH_SOAK_RATE (200)
  *                           predictions/s after a 1-minute warm-up; RSS over time, and every prediction answered
@@ -154,11 +155,21 @@ async function throughput() {
   };
   const full = await startFullService();
   const allTraces = await startFullService(1);
-  const barePort = await freePort();
-  const bare = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)], {
-    stdio: 'inherit',
-  });
-  await waitForPort(barePort);
+  const startBare = async (...mode: string[]) => {
+    const port = await freePort();
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'bench/bare-server.ts', String(port), ...mode],
+      {
+        stdio: 'inherit',
+      },
+    );
+    await waitForPort(port);
+    return { port, child };
+  };
+  const bare = await startBare();
+  const bareOnnx = await startBare('onnx');
+  const barePort = bare.port;
   const single = (port: number) =>
     load({
       url: `http://127.0.0.1:${port}/v1/predictions`,
@@ -170,6 +181,7 @@ async function throughput() {
   const serviceRounds: ServiceRound[] = [];
   const allTracesRounds: ServiceRound[] = [];
   const bareRounds: LoadResult[] = [];
+  const bareOnnxRounds: LoadResult[] = [];
   const measured = async (target: typeof full) => ({
     ...(await single(target.service.port)),
     ...(await scrape(target.service.metricsPort)),
@@ -177,9 +189,11 @@ async function throughput() {
   let batch: Record<string, unknown> = {};
   try {
     // Warm-up of each, discarded.
-    for (const port of [full.service.port, allTraces.service.port, barePort]) await single(port);
+    for (const port of [full.service.port, allTraces.service.port, barePort, bareOnnx.port])
+      await single(port);
     for (let i = 0; i < rounds; i++) {
       bareRounds.push(await single(barePort));
+      bareOnnxRounds.push(await single(bareOnnx.port));
       serviceRounds.push(await measured(full));
       allTracesRounds.push(await measured(allTraces));
     }
@@ -203,7 +217,8 @@ async function throughput() {
       prediction_log_dropped: after.log_dropped - droppedBefore,
     };
   } finally {
-    bare.kill('SIGTERM');
+    bare.child.kill('SIGTERM');
+    bareOnnx.child.kill('SIGTERM');
     await Promise.all([full.close(), allTraces.close()]);
   }
   const bareSummary = summary(bareRounds);
@@ -228,6 +243,10 @@ async function throughput() {
     service_full_path: serviceSummary(full, serviceRounds),
     service_full_path_every_trace: serviceSummary(allTraces, allTracesRounds),
     bare_hono: bareSummary,
+    bare_hono_with_onnx: {
+      ...summary(bareOnnxRounds),
+      throughput_ratio: ratio(median(bareOnnxRounds.map((r) => r.requests_per_s))),
+    },
     batch_endpoint: batch,
   };
 }

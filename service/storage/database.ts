@@ -23,31 +23,32 @@ export interface Database {
 }
 
 /**
- * Postgres: postgres-js's own multi-row insert, about three times the rows per second of drizzle's insert
- * builder on the same batches (about 30,000 vs 8,200 rows/s for the log alone on the development machine),
- * which decides whether the prediction log keeps up with the batch endpoint. Columns follow the drizzle schema.
+ * Postgres: one prepared `insert ... select from unnest(...)` with one array parameter per column. Against a
+ * multi-row `values` list (15 parameters per row) it takes a third of the service's CPU per row and writes
+ * 1.2 to 1.3 times the rows per second (docs/performance.md): the log shares the service's event loop and
+ * decides whether the batch endpoint's rows are kept. COPY would be faster still, but postgres-js never settles a COPY that the server fails
+ * (porsager/postgres#1173): the log would hang on the first Postgres restart. Columns follow the drizzle schema.
  */
-function nativePredictionInsert(client: postgres.Sql) {
+function unnestPredictionInsert(client: postgres.Sql) {
   const columns = Object.entries(getTableColumns(schema.predictions)).filter(([key]) => key !== 'id');
+  const text = `insert into predictions (${columns.map(([, c]) => c.name).join(', ')}) select * from unnest(${columns
+    .map(([, c], i) => `$${i + 1}::${c.getSQLType()}[]`)
+    .join(', ')})`;
   return async (rows: PredictionRow[]) => {
-    const records = rows.map((row) => {
-      const record: Record<string, postgres.ParameterOrJSON<never>> = {};
-      for (const [key, column] of columns) {
-        const value = row[key as keyof PredictionRow];
-        // drizzle sets this client's json and timestamp serializers to take strings.
-        record[column.name] =
-          key === 'features'
+    const parameters = columns.map(([key]) =>
+      client.array(
+        rows.map((row) => {
+          const value = row[key as keyof PredictionRow];
+          // drizzle sets this client's json and timestamp serializers to take strings.
+          return key === 'features'
             ? JSON.stringify(value)
             : value instanceof Date
               ? value.toISOString()
-              : ((value ?? null) as postgres.ParameterOrJSON<never>);
-      }
-      return record;
-    });
-    await client`insert into predictions ${client(
-      records,
-      columns.map(([, column]) => column.name),
-    )}`;
+              : (value ?? null);
+        }) as postgres.SerializableParameter[],
+      ),
+    );
+    await client.unsafe(text, parameters, { prepare: true });
   };
 }
 
@@ -66,7 +67,7 @@ export async function openDatabase({ url, dataDir }: { url?: string; dataDir: st
     return {
       db: db as unknown as Db,
       kind: 'postgres',
-      insertPredictions: nativePredictionInsert(client),
+      insertPredictions: unnestPredictionInsert(client),
       close: () => client.end({ timeout: 2 }),
     };
   }

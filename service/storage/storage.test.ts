@@ -76,9 +76,12 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
     async () => {
       const d = await database();
       const at = new Date('2026-11-25T08:15:00.123Z');
+      // Array literal and COPY-like metacharacters, and non-ASCII: stored as given.
+      const nastyId = 'col-3 "q" \\ {a,b} NULL é\t\n';
       await d.insertPredictions([
         row('col-1', { predictedAt: at, traceId: 'ab'.repeat(16), modelVersion: 'gbt-v1', source: 'ml' }),
         row('col-2', { predictedAt: at, features: [1.5, -2, 0, 1e-7, 12, 0, 0, 0, 0, 0, 0, 0, 10] }),
+        row(nastyId, { predictedAt: at, delayMinutes: 0.1 + 0.2, fallbackReason: 'model_timeout' }),
       ]);
       const stored = await d.db.select().from(predictions).orderBy(predictions.bookingId);
       expect(stored.map(({ id: _id, ...rest }) => rest)).toEqual([
@@ -91,6 +94,7 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
           }),
         },
         { ...row('col-2', { predictedAt: at, features: [1.5, -2, 0, 1e-7, 12, 0, 0, 0, 0, 0, 0, 0, 10] }) },
+        { ...row(nastyId, { predictedAt: at, delayMinutes: 0.1 + 0.2, fallbackReason: 'model_timeout' }) },
       ]);
     },
   );
