@@ -113,7 +113,7 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     tracer: telemetry.tracer,
     metrics,
     logger,
-    batchSize: database.kind === 'pglite' ? 100 : 500,
+    batchSize: database.kind === 'pglite' ? 100 : 2000,
   });
   const reports = createReports(database.db);
   const purge = async () => {
