@@ -153,8 +153,8 @@ async function throughput() {
     single_row_us: await inferenceMicrosPerRow(1, 2000),
     batch_1000_us_per_row: await inferenceMicrosPerRow(1000, 20),
   };
-  const full = await startFullService();
-  const allTraces = await startFullService(1);
+  // Everything started is stopped at the end, even when a later start fails.
+  const running: (() => Promise<unknown> | boolean)[] = [];
   const startBare = async (...mode: string[]) => {
     const port = await freePort();
     const child = spawn(
@@ -164,12 +164,15 @@ async function throughput() {
         stdio: 'inherit',
       },
     );
+    running.push(() => child.kill('SIGTERM'));
     await waitForPort(port);
-    return { port, child };
+    return { port };
   };
-  const bare = await startBare();
-  const bareOnnx = await startBare('onnx');
-  const barePort = bare.port;
+  const startService = async (traceSampleRatio?: number) => {
+    const target = await startFullService(traceSampleRatio);
+    running.push(target.close);
+    return target;
+  };
   const single = (port: number) =>
     load({
       url: `http://127.0.0.1:${port}/v1/predictions`,
@@ -178,21 +181,25 @@ async function throughput() {
       body: (n) => JSON.stringify(bookingBody(n)),
     });
   type ServiceRound = LoadResult & Awaited<ReturnType<typeof scrape>>;
-  const serviceRounds: ServiceRound[] = [];
-  const allTracesRounds: ServiceRound[] = [];
-  const bareRounds: LoadResult[] = [];
-  const bareOnnxRounds: LoadResult[] = [];
-  const measured = async (target: typeof full) => ({
+  type Service = Awaited<ReturnType<typeof startFullService>>;
+  const measured = async (target: Service) => ({
     ...(await single(target.service.port)),
     ...(await scrape(target.service.metricsPort)),
   });
-  let batch: Record<string, unknown> = {};
   try {
+    const full = await startService();
+    const allTraces = await startService(1);
+    const bare = await startBare();
+    const bareOnnx = await startBare('onnx');
+    const serviceRounds: ServiceRound[] = [];
+    const allTracesRounds: ServiceRound[] = [];
+    const bareRounds: LoadResult[] = [];
+    const bareOnnxRounds: LoadResult[] = [];
     // Warm-up of each, discarded.
-    for (const port of [full.service.port, allTraces.service.port, barePort, bareOnnx.port])
+    for (const port of [full.service.port, allTraces.service.port, bare.port, bareOnnx.port])
       await single(port);
     for (let i = 0; i < rounds; i++) {
-      bareRounds.push(await single(barePort));
+      bareRounds.push(await single(bare.port));
       bareOnnxRounds.push(await single(bareOnnx.port));
       serviceRounds.push(await measured(full));
       allTracesRounds.push(await measured(allTraces));
@@ -207,48 +214,44 @@ async function throughput() {
       body: () => batchBody,
     });
     const after = await scrape(full.service.metricsPort);
-    batch = {
-      bookings_per_request: 1000,
-      connections: batchConnections,
-      predictions_per_s: batchRound.requests_per_s * 1000,
-      ...batchRound,
-      event_loop_delay_p99_ms: after.event_loop_delay_p99_ms,
-      rss_mb: after.rss_mb,
-      prediction_log_dropped: after.log_dropped - droppedBefore,
+
+    const bareSummary = summary(bareRounds);
+    const ratio = (rps: number) => Math.round((rps / bareSummary.requests_per_s) * 1000) / 1000;
+    const withRatio = <T extends { requests_per_s: number }>(s: T) => ({
+      ...s,
+      throughput_ratio: ratio(s.requests_per_s),
+    });
+    const serviceSummary = (target: Service, rs: ServiceRound[]) =>
+      withRatio({
+        parts: target.parts,
+        ...summary(rs),
+        event_loop_delay_p99_ms: median(rs.map((r) => r.event_loop_delay_p99_ms)),
+        rss_mb: Math.max(...rs.map((r) => r.rss_mb)),
+        traces_exported: target.sink.stats(),
+      });
+    return {
+      node: process.version,
+      connections,
+      duration_s_per_round: durationS,
+      rounds,
+      onnx_inference: inference,
+      service_full_path: serviceSummary(full, serviceRounds),
+      service_full_path_every_trace: serviceSummary(allTraces, allTracesRounds),
+      bare_hono: bareSummary,
+      bare_hono_with_onnx: withRatio(summary(bareOnnxRounds)),
+      batch_endpoint: {
+        bookings_per_request: 1000,
+        connections: batchConnections,
+        predictions_per_s: batchRound.requests_per_s * 1000,
+        ...batchRound,
+        event_loop_delay_p99_ms: after.event_loop_delay_p99_ms,
+        rss_mb: after.rss_mb,
+        prediction_log_dropped: after.log_dropped - droppedBefore,
+      },
     };
   } finally {
-    bare.child.kill('SIGTERM');
-    bareOnnx.child.kill('SIGTERM');
-    await Promise.all([full.close(), allTraces.close()]);
+    await Promise.all(running.map((stop) => stop()));
   }
-  const bareSummary = summary(bareRounds);
-  const ratio = (rps: number) => Math.round((rps / bareSummary.requests_per_s) * 1000) / 1000;
-  const serviceSummary = (target: typeof full, rs: ServiceRound[]) => {
-    const s = summary(rs);
-    return {
-      parts: target.parts,
-      ...s,
-      event_loop_delay_p99_ms: median(rs.map((r) => r.event_loop_delay_p99_ms)),
-      rss_mb: Math.max(...rs.map((r) => r.rss_mb)),
-      traces_exported: target.sink.stats(),
-      throughput_ratio: ratio(s.requests_per_s),
-    };
-  };
-  return {
-    node: process.version,
-    connections,
-    duration_s_per_round: durationS,
-    rounds,
-    onnx_inference: inference,
-    service_full_path: serviceSummary(full, serviceRounds),
-    service_full_path_every_trace: serviceSummary(allTraces, allTracesRounds),
-    bare_hono: bareSummary,
-    bare_hono_with_onnx: {
-      ...summary(bareOnnxRounds),
-      throughput_ratio: ratio(median(bareOnnxRounds.map((r) => r.requests_per_s))),
-    },
-    batch_endpoint: batch,
-  };
 }
 
 async function soakRun() {

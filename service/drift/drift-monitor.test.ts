@@ -48,6 +48,29 @@ describe('drift monitor', () => {
     expect(await m.value('delay.features.observations', { feature: 'temperature_c', bin: '1' })).toBe(1);
   });
 
+  it('keeps each (feature, bin) count growing across a baseline switch, and skips a feature with mismatched bins', async () => {
+    const m = testMetrics();
+    const drift = createDriftMonitor(m.metrics);
+    const count = (bin: string) => m.value('delay.features.observations', { feature: 'distance_km', bin });
+    drift.setBaseline({
+      model_version: 'gbt-v1',
+      features: [{ name: 'distance_km', bin_edges: [6], baseline_ratios: [0.5, 0.5] }],
+    });
+    drift.observe([vectorWith({ distance_km: 3 }), vectorWith({ distance_km: 9 })], ['api', 'api']);
+    drift.setBaseline({
+      model_version: 'gbt-v2',
+      features: [
+        { name: 'distance_km', bin_edges: [2, 8], baseline_ratios: [0.2, 0.5, 0.3] },
+        { name: 'driver_active_bookings', bin_edges: [1, 2], baseline_ratios: [1] },
+      ],
+    });
+    drift.observe([vectorWith({ distance_km: 3, driver_active_bookings: 5 })], ['api']);
+
+    expect([await count('0'), await count('1'), await count('2')]).toEqual([1, 2, 0]);
+    expect(await m.value('delay.features.observations', { feature: 'driver_active_bookings' })).toBe(0);
+    expect(drift.baselineVersion()).toBe('gbt-v2');
+  });
+
   it('leaves calendar features out', () => {
     for (const calendar of ['hour_local', 'day_of_week', 'is_weekend', 'month']) {
       expect(DRIFT_FEATURES).not.toContain(calendar);

@@ -80,7 +80,13 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
     setBaseline(next: DriftBaseline) {
       baseline = next;
       bins = next.features
-        .filter((f) => DRIFT_FEATURES.includes(f.name as FeatureName))
+        // The model card is checked at load; a baseline from elsewhere with bins and ratios that disagree
+        // would index past its counters.
+        .filter(
+          (f) =>
+            DRIFT_FEATURES.includes(f.name as FeatureName) &&
+            f.baseline_ratios.length === f.bin_edges.length + 1,
+        )
         .map((f) => ({
           index: FEATURE_NAMES.indexOf(f.name as FeatureName),
           name: f.name,

@@ -26,20 +26,22 @@ export interface Database {
  * Postgres: one prepared `insert ... select from unnest(...)` with one array parameter per column. Against a
  * multi-row `values` list (15 parameters per row) it takes a third of the service's CPU per row and writes
  * 1.2 to 1.3 times the rows per second (docs/performance.md): the log shares the service's event loop and
- * decides whether the batch endpoint's rows are kept. COPY would be faster still, but postgres-js never settles a COPY that the server fails
- * (porsager/postgres#1173): the log would hang on the first Postgres restart. Columns follow the drizzle schema.
+ * decides whether the batch endpoint's rows are kept. COPY would be faster still, but postgres-js never settles
+ * a COPY that the server fails (porsager/postgres#1173): the log would hang on the first Postgres restart.
+ * Columns follow the drizzle schema.
  */
 function unnestPredictionInsert(client: postgres.Sql) {
   const columns = Object.entries(getTableColumns(schema.predictions)).filter(([key]) => key !== 'id');
-  const text = `insert into predictions (${columns.map(([, c]) => c.name).join(', ')}) select * from unnest(${columns
-    .map(([, c], i) => `$${i + 1}::${c.getSQLType()}[]`)
-    .join(', ')})`;
+  const names = columns.map(([, c]) => c.name).join(', ');
+  const arrays = columns.map(([, c], i) => `$${i + 1}::${c.getSQLType()}[]`).join(', ');
+  const text = `insert into predictions (${names}) select * from unnest(${arrays})`;
   return async (rows: PredictionRow[]) => {
     const parameters = columns.map(([key]) =>
       client.array(
         rows.map((row) => {
           const value = row[key as keyof PredictionRow];
-          // drizzle sets this client's json and timestamp serializers to take strings.
+          // Every element travels as text and is cast by the statement: dates as ISO strings, the feature
+          // vector as one JSON text (left an array, it would be read as a second array dimension).
           return key === 'features'
             ? JSON.stringify(value)
             : value instanceof Date

@@ -76,7 +76,7 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
     async () => {
       const d = await database();
       const at = new Date('2026-11-25T08:15:00.123Z');
-      // Array literal and COPY-like metacharacters, and non-ASCII: stored as given.
+      // Array-literal metacharacters, quotes, backslash, tab, newline and non-ASCII: stored as given.
       const nastyId = 'col-3 "q" \\ {a,b} NULL é\t\n';
       await d.insertPredictions([
         row('col-1', { predictedAt: at, traceId: 'ab'.repeat(16), modelVersion: 'gbt-v1', source: 'ml' }),

@@ -108,7 +108,7 @@ export function createServiceMetrics(meter: Meter) {
       description: 'Sum of squared actual delays, by arm and model_version',
       unit: 'min2',
     }),
-    // Observed at collection: the monitor counts in plain arrays, as a synchronous counter would cost one
+    // Observed at collection: the monitor keeps plain counters, as a synchronous counter would cost one
     // attribute lookup per feature per booking.
     featureObservations: meter.createObservableCounter('delay.features.observations', {
       description:

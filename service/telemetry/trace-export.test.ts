@@ -39,7 +39,7 @@ const traceparent = (traceId: string, sampled: boolean) =>
   `00-${traceId}-${randomBytes(8).toString('hex')}-${sampled ? '01' : '00'}`;
 
 describe('trace export', () => {
-  it('at the default ratio, exports every prediction trace with its spans', async () => {
+  it('at ratio 1 (the default), exports every prediction trace with its spans', async () => {
     const { predict, spansAfterStop } = await serviceTracingTo('1');
     for (let i = 0; i < 5; i++) expect(await predict(`t-${i}`)).toBe(200);
 
