@@ -113,7 +113,10 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     tracer: telemetry.tracer,
     metrics,
     logger,
+    // Postgres: small, frequent inserts (each holds the event loop while it is serialized) and large ones when
+    // the queue is deep. PGlite runs on this thread: fewer, smaller batches (docs/performance.md).
     batchSize: database.kind === 'pglite' ? 100 : 2000,
+    flushIntervalMs: database.kind === 'pglite' ? 200 : 20,
   });
   const reports = createReports(database.db);
   const purge = async () => {
