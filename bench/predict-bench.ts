@@ -191,6 +191,7 @@ async function throughput() {
     return { ...(await single(port)), after_idle_p99_ms: afterIdle.p99_ms };
   };
   type Round = LoadResult & { after_idle_p99_ms: number };
+  const afterIdle = (rs: Round[]) => median(rs.map((r) => r.after_idle_p99_ms));
   type ServiceRound = Round & Awaited<ReturnType<typeof scrape>>;
   type Service = Awaited<ReturnType<typeof startFullService>>;
   const measured = async (target: Service) => ({
@@ -236,7 +237,7 @@ async function throughput() {
       withRatio({
         parts: target.parts,
         ...summary(rs),
-        after_idle_p99_ms: median(rs.map((r) => r.after_idle_p99_ms)),
+        after_idle_p99_ms: afterIdle(rs),
         event_loop_delay_p99_ms: median(rs.map((r) => r.event_loop_delay_p99_ms)),
         rss_mb: Math.max(...rs.map((r) => r.rss_mb)),
         traces_exported: target.sink.stats(),
@@ -249,8 +250,11 @@ async function throughput() {
       onnx_inference: inference,
       service_full_path: serviceSummary(full, serviceRounds),
       service_full_path_every_trace: serviceSummary(allTraces, allTracesRounds),
-      bare_hono: bareSummary,
-      bare_hono_with_onnx: withRatio(summary(bareOnnxRounds)),
+      bare_hono: { ...bareSummary, after_idle_p99_ms: afterIdle(bareRounds) },
+      bare_hono_with_onnx: withRatio({
+        ...summary(bareOnnxRounds),
+        after_idle_p99_ms: afterIdle(bareOnnxRounds),
+      }),
       batch_endpoint: {
         bookings_per_request: 1000,
         connections: batchConnections,
