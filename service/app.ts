@@ -350,9 +350,10 @@ export function createApp(deps: AppDeps) {
         for (const alert of c.req.valid('json').alerts) {
           const alertname = alert.labels.alertname ?? 'unknown';
           let outcome = 'ignored';
-          if (alert.status === 'firing' && alert.labels.rollback === 'true' && rolledBack) {
+          const asksRollback = alert.status === 'firing' && alert.labels.rollback === 'true';
+          if (asksRollback && rolledBack) {
             outcome = 'already_rolled_back';
-          } else if (alert.status === 'firing' && alert.labels.rollback === 'true') {
+          } else if (asksRollback) {
             const change = await rollout.setPercentage(0, {
               actor: 'alertmanager',
               action: 'rollback',

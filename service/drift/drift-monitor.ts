@@ -41,17 +41,20 @@ export interface DriftBaseline {
  * and exports that model's baseline share of each bin (`delay_features_baseline_ratio`). Bin k holds
  * edges[k-1] < x <= edges[k], the trainer's rule.
  */
+type BinCount = { labels: { feature: string; bin: string }; n: number };
+
 export function createDriftMonitor(metrics: ServiceMetrics) {
-  let bins: {
+  /** The watched features of the baseline: where each reads its value, its edges, ratios and counters. */
+  let watched: {
     index: number;
-    name: string;
     edges: number[];
-    counts: { labels: { feature: string; bin: string }; n: number }[];
+    ratios: number[];
+    counts: BinCount[];
     weather: boolean;
   }[] = [];
-  let baseline: DriftBaseline | null = null;
+  let baselineVersion: string | null = null;
   // Cumulative per (feature, bin) across baselines, as the exported counter must be.
-  const counts = new Map<string, { labels: { feature: string; bin: string }; n: number }>();
+  const counts = new Map<string, BinCount>();
   const countOf = (feature: string, bin: number) => {
     const key = `${feature}\u0000${bin}`;
     let count = counts.get(key);
@@ -66,11 +69,9 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
     for (const { labels, n } of counts.values()) result.observe(n, labels);
   });
   metrics.featureBaselineRatio.addCallback((result) => {
-    if (!baseline) return;
-    for (const f of baseline.features) {
-      if (!DRIFT_FEATURES.includes(f.name as FeatureName)) continue;
-      f.baseline_ratios.forEach((ratio, bin) => {
-        result.observe(ratio, { feature: f.name, bin: String(bin) });
+    for (const f of watched) {
+      f.ratios.forEach((ratio, bin) => {
+        result.observe(ratio, (f.counts[bin] as BinCount).labels);
       });
     }
   });
@@ -78,8 +79,8 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
   return {
     /** Switches the comparison to another model's training distribution. */
     setBaseline(next: DriftBaseline) {
-      baseline = next;
-      bins = next.features
+      baselineVersion = next.model_version;
+      watched = next.features
         // The model card is checked at load; a baseline from elsewhere with bins and ratios that disagree
         // would index past its counters.
         .filter(
@@ -89,22 +90,21 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
         )
         .map((f) => ({
           index: FEATURE_NAMES.indexOf(f.name as FeatureName),
-          name: f.name,
           edges: f.bin_edges,
+          ratios: f.baseline_ratios,
           counts: f.baseline_ratios.map((_, bin) => countOf(f.name, bin)),
           weather: WEATHER_FEATURES.includes(f.name as FeatureName),
-        }))
-        .filter((f) => f.index >= 0);
+        }));
     },
 
-    baselineVersion: () => baseline?.model_version ?? null,
+    baselineVersion: () => baselineVersion,
 
     /** `weatherSources[i]` says where vector i's weather came from (see `measuredWeather`). */
     observe(vectors: number[][], weatherSources: readonly WeatherSource[]) {
-      for (const f of bins) {
+      for (const f of watched) {
         vectors.forEach((vector, i) => {
           if (f.weather && !measuredWeather(weatherSources[i] ?? 'disabled')) return;
-          (f.counts[binOf(f.edges, vector[f.index] as number)] as { n: number }).n += 1;
+          (f.counts[binOf(f.edges, vector[f.index] as number)] as BinCount).n += 1;
         });
       }
     },
