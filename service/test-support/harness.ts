@@ -79,6 +79,19 @@ export function flagsDocument({
   };
 }
 
+/** A flag file with the delay-model weights given as strings: flagd's schema refuses it, flagd-core alone would
+ * load it (and route every booking to the default variant). */
+export function quotedWeightsDocument(mlWeight: number) {
+  const doc = flagsDocument({ mlWeight });
+  doc.flags['delay-model'].targeting = {
+    fractional: [
+      ['gbt-v1', String(mlWeight)],
+      ['heuristic', String(100 - mlWeight)],
+    ],
+  };
+  return doc;
+}
+
 export function tempDir(prefix = 'delay-test-') {
   return mkdtempSync(join(tmpdir(), prefix));
 }
@@ -150,7 +163,7 @@ export function postJson(
   });
 }
 
-/** Polls until `check` passes or the timeout expires; returns the last result. */
+/** Polls until `check` passes and returns that result; past the timeout it throws, with the last result. */
 export async function eventually<T>(
   probe: () => T | Promise<T>,
   check: (value: T) => boolean,
@@ -158,7 +171,12 @@ export async function eventually<T>(
 ) {
   const deadline = Date.now() + timeoutMs;
   let value = await probe();
-  while (!check(value) && Date.now() < deadline) {
+  while (!check(value)) {
+    if (Date.now() >= deadline) {
+      throw new Error(
+        `condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(value)?.slice(0, 500)}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 50));
     value = await probe();
   }
