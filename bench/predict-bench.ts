@@ -172,7 +172,7 @@ async function throughput() {
     await waitForPort(port);
     return { port };
   };
-  const startService = async (traceSampleRatio?: number) => {
+  const startTarget = async (traceSampleRatio?: number) => {
     const target = await startFullService(traceSampleRatio);
     running.push(target.close);
     return target;
@@ -199,8 +199,8 @@ async function throughput() {
     ...(await scrape(target.service.metricsPort)),
   });
   try {
-    const full = await startService();
-    const allTraces = await startService(1);
+    const full = await startTarget();
+    const allTraces = await startTarget(1);
     const bare = await startBare();
     const bareOnnx = await startBare('onnx');
     const serviceRounds: ServiceRound[] = [];

@@ -4,24 +4,13 @@ import {
   eventually,
   flagServiceOn,
   flagsDocument,
+  quotedWeightsDocument,
   silentLogger,
   tempDir,
   testMetrics,
   writeFlags,
 } from '../test-support/harness.js';
 import { FlagFileError, type FlagService, startFlagService } from './flag-service.js';
-
-/** Weights as strings: flagd's schema refuses them, and its provider alone would still load the file. */
-function quotedWeights() {
-  const doc = flagsDocument({ mlWeight: 100 });
-  doc.flags['delay-model'].targeting = {
-    fractional: [
-      ['gbt-v1', '100'],
-      ['heuristic', '0'],
-    ],
-  };
-  return doc;
-}
 
 function brokenDefault() {
   const doc = flagsDocument({ mlWeight: 0 });
@@ -106,7 +95,7 @@ describe('flag file changes while running', () => {
   it.each([
     ['truncated JSON', '{"flags": {"delay-model": '],
     ['a flag whose default variant does not exist', brokenDefault()],
-    ['fractional weights given as strings', quotedWeights()],
+    ['fractional weights given as strings', quotedWeightsDocument(100)],
   ])('keeps the last good configuration on %s, logs and counts it', async (_name, bad) => {
     const m = testMetrics();
     const { flags, file } = await started({ mlWeight: 100 }, m.metrics);

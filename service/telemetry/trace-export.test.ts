@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { booking, flagsDocument, tempDir, writeFlags } from '../test-support/harness.js';
 import { startOtlpSink } from '../test-support/otlp-sink.js';
-import { type ServiceProcess, startService, waitForReady } from '../test-support/process.js';
+import { startService, waitForReady } from '../test-support/process.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -11,14 +11,14 @@ afterEach(async () => {
 });
 
 /** The real process exporting to a local OTLP sink, ML for every booking; spans are read after SIGTERM flushed them. */
-async function serviceTracingTo(traceSampleRatio: string) {
+async function serviceTracingTo(traceSampleRatio?: string) {
   const sink = await startOtlpSink({ keepSpans: true });
   const flagsFile = join(tempDir(), 'flags.json');
   writeFlags(flagsFile, flagsDocument({ mlWeight: 100 }));
-  const service: ServiceProcess = await startService({
+  const service = await startService({
     FLAGS_FILE: flagsFile,
     OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
-    TRACE_SAMPLE_RATIO: traceSampleRatio,
+    ...(traceSampleRatio === undefined ? {} : { TRACE_SAMPLE_RATIO: traceSampleRatio }),
   });
   cleanups.push(() => service.stop('SIGKILL'), sink.close);
   await waitForReady(service);
@@ -39,8 +39,8 @@ const traceparent = (traceId: string, sampled: boolean) =>
   `00-${traceId}-${randomBytes(8).toString('hex')}-${sampled ? '01' : '00'}`;
 
 describe('trace export', () => {
-  it('at ratio 1 (the default), exports every prediction trace with its spans', async () => {
-    const { predict, spansAfterStop } = await serviceTracingTo('1');
+  it('at the default ratio (1), exports every prediction trace with its spans', async () => {
+    const { predict, spansAfterStop } = await serviceTracingTo();
     for (let i = 0; i < 5; i++) expect(await predict(`t-${i}`)).toBe(200);
 
     const spans = await spansAfterStop();

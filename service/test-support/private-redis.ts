@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { freePort } from './process.js';
 
-export const REDIS_SERVER = '/usr/bin/redis-server';
+const REDIS_SERVER = '/usr/bin/redis-server';
 
 /** Whether redis-server is here; under CI=true its absence is a failure, not a skip. */
 export function redisServerAvailable(): boolean {
