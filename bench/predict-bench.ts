@@ -1,13 +1,12 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { Redis } from 'ioredis';
 import { predictions } from '../db/schema.js';
 import { loadOnnxModel } from '../service/models/onnx-model.js';
 import { freshPostgres, postgresAvailable } from '../service/test-support/databases.js';
 import { startFakeOpenWeatherMap } from '../service/test-support/fake-openweathermap.js';
-import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
+import { booking, flagsFile, tempDir } from '../service/test-support/harness.js';
 import { startOtlpSink } from '../service/test-support/otlp-sink.js';
 import { freePort, scrapeMetrics, startService, waitForReady } from '../service/test-support/process.js';
 import { type LoadResult, load, median } from './load.js';
@@ -60,10 +59,8 @@ async function startFullService(traceSampleRatio = TRACE_SAMPLE_RATIO) {
     .then(() => 'redis://127.0.0.1:6379/13')
     .catch(() => undefined);
   redis.disconnect();
-  const flagsFile = join(tempDir('delay-bench-'), 'flags.json');
-  writeFlags(flagsFile, flagsDocument({ mlWeight: 100 }));
   const service = await startService({
-    FLAGS_FILE: flagsFile,
+    FLAGS_FILE: flagsFile({ mlWeight: 100 }, tempDir('delay-bench-')),
     LOG_LEVEL: 'warn',
     OPENWEATHER_API_KEY: 'bench-key-0123456789',
     OPENWEATHER_BASE_URL: fake.url,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import {
   booking,
   eventually,
   flagsDocument,
+  flagsFile,
   quotedWeightsDocument,
   tempDir,
   writeFlags,
@@ -430,9 +431,7 @@ describe('faults under load, on the real process', () => {
   }, 180_000);
 
   it('flag file corrupted under load: the last good split stays, the refusals are counted, a good file applies', async () => {
-    const dir = scratch('delay-flags-');
-    const file = join(dir, 'flags.json');
-    writeFlags(file, flagsDocument({ mlWeight: 50 }));
+    const file = flagsFile({ mlWeight: 50 }, scratch('delay-flags-'));
     const service = await start({ FLAGS_FILE: file, FLAGS_POLL_INTERVAL_MS: '100' });
     // A pool of booking ids seen again and again: the split on each id must not move while files are refused.
     const load = startLoad(service, { makeBooking: (n) => booking({ booking_id: `pool-${n % 400}` }) });
@@ -508,8 +507,7 @@ describe('faults under load, on the real process', () => {
       JSON.stringify({ ...card, version: 'gbt-v9', onnx: { ...card.onnx, file: 'gbt-v9.onnx' } }),
     );
     writeFileSync(join(models, 'gbt-v9.onnx'), randomBytes(64 * 1024));
-    const file = join(scratch('delay-flags-'), 'flags.json');
-    writeFlags(file, flagsDocument({ mlWeight: 50 }));
+    const file = flagsFile({ mlWeight: 50 }, scratch('delay-flags-'));
     const service = await start({
       FLAGS_FILE: file,
       FLAGS_POLL_INTERVAL_MS: '100',
@@ -572,9 +570,7 @@ describe('faults under load, on the real process', () => {
 
   it('20 concurrent webhook posts of 1,000 duplicate rollback alerts under load: one rollback, ML at 0%', async () => {
     const token = 'fault-test-webhook-token-0123456789';
-    const dir = scratch('delay-flags-');
-    const file = join(dir, 'flags.json');
-    writeFlags(file, flagsDocument({ mlWeight: 50 }));
+    const file = flagsFile({ mlWeight: 50 }, scratch('delay-flags-'));
     const dataDir = scratch('delay-data-');
     const service = await start({
       FLAGS_FILE: file,
@@ -624,7 +620,7 @@ describe('faults under load, on the real process', () => {
     expect(outcomes.filter((o) => o === 'rolled_back')).toHaveLength(1);
     expect(outcomes.filter((o) => o === 'already_rolled_back')).toHaveLength(19_999);
     expect(parseFlagConfig(readFileSync(file, 'utf8')).mlPercentage).toBe(0);
-    expect(readdirSync(dir)).toEqual(['flags.json']);
+    expect(readdirSync(dirname(file))).toEqual(['flags.json']);
     expect(m('delay_rollout_rollbacks_total')).toBe(1);
     expect(m('delay_rollout_rollbacks_total', { alertname: 'DelayModelMaeHigh' })).toBe(1);
     expect(m('delay_webhook_alerts_total', { outcome: 'rolled_back' })).toBe(1);

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { booking, flagsDocument, tempDir, writeFlags } from '../test-support/harness.js';
+import { booking, flagsFile } from '../test-support/harness.js';
 import { startOtlpSink } from '../test-support/otlp-sink.js';
 import { startService, waitForReady } from '../test-support/process.js';
 
@@ -13,10 +12,8 @@ afterEach(async () => {
 /** The real process exporting to a local OTLP sink, ML for every booking; spans are read after SIGTERM flushed them. */
 async function serviceTracingTo(traceSampleRatio?: string) {
   const sink = await startOtlpSink({ keepSpans: true });
-  const flagsFile = join(tempDir(), 'flags.json');
-  writeFlags(flagsFile, flagsDocument({ mlWeight: 100 }));
   const service = await startService({
-    FLAGS_FILE: flagsFile,
+    FLAGS_FILE: flagsFile({ mlWeight: 100 }),
     OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
     ...(traceSampleRatio === undefined ? {} : { TRACE_SAMPLE_RATIO: traceSampleRatio }),
   });

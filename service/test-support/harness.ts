@@ -103,9 +103,15 @@ export function writeFlags(file: string, content: string | object) {
   renameSync(tmp, file);
 }
 
-export async function flagServiceOn(spec: FlagsSpec = {}, metrics = testMetrics().metrics) {
-  const file = join(tempDir(), 'flags.json');
+/** A `flags.json` in `dir` holding `flagsDocument(spec)`; returns its path. */
+export function flagsFile(spec: FlagsSpec = {}, dir = tempDir()) {
+  const file = join(dir, 'flags.json');
   writeFlags(file, flagsDocument(spec));
+  return file;
+}
+
+export async function flagServiceOn(spec: FlagsSpec = {}, metrics = testMetrics().metrics) {
+  const file = flagsFile(spec);
   const flags = await startFlagService({
     flags: { kind: 'file', file, pollIntervalMs: 50 },
     logger: silentLogger,
