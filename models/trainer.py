@@ -165,19 +165,21 @@ def export_onnx(models, feature_names, version):
         values = node_values(tree, lr)
         per_tree.append((values, leaf_contributions(tree, values, n)))
 
-    def contribution_targets(t, tree, node):
-        return [(f, w) for f, w in enumerate(per_tree[t][1][node]) if w != 0.0]
+    def median_targets(t, tree, node):
+        """Targets 0..n-1: the leaf's contributions; target n: its scaled value (the delay). Contributions and
+        delay come from the same trees, so one ensemble walks them once for both."""
+        contributions = [(f, w) for f, w in enumerate(per_tree[t][1][node]) if w != 0.0]
+        return contributions + [(n, tree.value[node, 0, 0] * lr)]
 
     expected_value = base_value(point) + sum(float(values[0]) for values, _ in per_tree)
     nodes = [
-        tree_ensemble("point", ["features"], "delay_raw", ensemble_attributes(point, scaled_leaf(point)), 1,
-                      [base_value(point)]),
+        tree_ensemble("median", ["features"], "median", ensemble_attributes(point, median_targets), n + 1,
+                      [0.0] * n + [base_value(point)]),
+        helper.make_node("Split", ["median", "median_split"], ["contributions", "delay_raw"], axis=1),
         tree_ensemble("low", ["features"], "low_raw", ensemble_attributes(low, scaled_leaf(low)), 1,
                       [base_value(low)]),
         tree_ensemble("high", ["features"], "high_raw", ensemble_attributes(high, scaled_leaf(high)), 1,
                       [base_value(high)]),
-        tree_ensemble("contributions", ["features"], "contributions",
-                      ensemble_attributes(point, contribution_targets), n, [0.0] * n),
         helper.make_node("Max", ["delay_raw", "zero"], ["delay"]),
         helper.make_node("Min", ["low_raw", "delay"], ["low_capped"]),
         helper.make_node("Max", ["low_capped", "zero"], ["low"]),
@@ -190,7 +192,8 @@ def export_onnx(models, feature_names, version):
          helper.make_tensor_value_info("low", TensorProto.FLOAT, [None, 1]),
          helper.make_tensor_value_info("high", TensorProto.FLOAT, [None, 1]),
          helper.make_tensor_value_info("contributions", TensorProto.FLOAT, [None, n])],
-        initializer=[helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])],
+        initializer=[helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+                     helper.make_tensor("median_split", TensorProto.INT64, [2], [n, 1])],
     )
     model = helper.make_model(
         graph, producer_name="delay-prediction-trainer", producer_version="1",
