@@ -2,19 +2,18 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { presentOrSkip } from './availability.js';
 import { tempDir } from './harness.js';
 import { freePort } from './process.js';
 
 /** Whether Debian's binaries are here; under CI=true their absence is a failure, not a skip. */
 export function monitoringBinaries(...binaries: string[]): boolean {
-  const found = binaries.every((b) => spawnSync(b, ['--version']).status === 0);
-  if (!found && process.env.CI === 'true')
-    throw new Error(`${binaries.join(' and ')} required under CI=true`);
-  if (!found)
-    console.warn(
-      `skipping: ${binaries.join(' or ')} not found (apt install prometheus prometheus-alertmanager)`,
-    );
-  return found;
+  const missing = binaries.filter((b) => spawnSync(b, ['--version']).status !== 0);
+  return presentOrSkip(
+    missing.length === 0
+      ? null
+      : `${missing.join(' and ')} not found (apt install prometheus prometheus-alertmanager)`,
+  );
 }
 
 export interface Monitor {

@@ -2,6 +2,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { presentOrSkip } from './availability.js';
 import { tempDir } from './harness.js';
 import { freePort } from './process.js';
 
@@ -33,15 +34,10 @@ export function privatePostgresAvailable(): boolean {
     : asRoot && !postgresAccount()
       ? 'running as root without a postgres account to run initdb as'
       : null;
-  if (!missing) return true;
-  if (process.env.CI === 'true')
-    throw new Error(`a private Postgres cluster is required under CI=true: ${missing}`);
-  console.warn(`skipping: ${missing}`);
-  return false;
+  return presentOrSkip(missing && `a private Postgres cluster: ${missing}`);
 }
 
 export interface PrivatePostgres {
-  port: number;
   url: string;
   start(): Promise<void>;
   /** pg_ctl stop in the given mode (fast: active transactions rolled back, clients disconnected). */
@@ -107,5 +103,5 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     await destroy();
     throw err;
   }
-  return { port, url: `postgres://postgres@127.0.0.1:${port}/postgres`, start, stop, destroy };
+  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, start, stop, destroy };
 }
