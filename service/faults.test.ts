@@ -3,9 +3,11 @@ import { copyFileSync, readdirSync, readFileSync, rmSync, writeFileSync } from '
 import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { flagChanges } from '../db/schema.js';
 import { parseFlagConfig } from './flags/flag-config.js';
+import type { FlagStatus } from './flags/flag-service.js';
+import type { Prediction } from './predictions/schemas.js';
 import { openDatabase } from './storage/database.js';
 import { startFakeOpenWeatherMap } from './test-support/fake-openweathermap.js';
 import {
@@ -36,27 +38,18 @@ import {
 const hasRedisServer = redisServerAvailable();
 const hasPostgresCluster = privatePostgresAvailable();
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) {
-    try {
-      await cleanup();
-    } catch (err) {
-      console.warn(`cleanup failed: ${(err as Error).message}`);
-    }
-  }
-});
-
 /** A temporary directory removed after the case. */
 function scratch(prefix: string) {
   const dir = tempDir(prefix);
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
 async function start(env: Record<string, string>) {
   const service = await startService({ DATA_DIR: scratch('delay-data-'), ...env });
-  cleanups.push(() => service.stop('SIGKILL'));
+  onTestFinished(async () => {
+    await service.stop('SIGKILL');
+  });
   await waitForReady(service, 30_000);
   return service;
 }
@@ -68,15 +61,6 @@ const scrape = (service: ServiceProcess) => scrapeMetrics(service.metricsPort);
 // ---------------------------------------------------------------------------------------------------------
 // The load: concurrent loops of single predictions and batches, each answer tagged with the phase in which its
 // request was sent.
-
-interface Answer {
-  booking_id: string;
-  source: 'ml' | 'heuristic';
-  fallback_reason: string | null;
-  model_version: string | null;
-  variant: string;
-  weather: { source: string };
-}
 
 interface Tally {
   requests: number;
@@ -103,7 +87,7 @@ function startLoad(
   let phase = 'start';
   let stopping = false;
   let n = 0;
-  const answers: { phase: string; answer: Answer }[] = [];
+  const answers: { phase: string; answer: Prediction }[] = [];
   const failures: string[] = [];
   const tallies = new Map<string, Tally>();
   const inFlight = new Map<string, number>();
@@ -127,7 +111,7 @@ function startLoad(
       });
       const text = await res.text();
       if (res.status !== 200) throw new Error(`HTTP ${res.status} ${text.slice(0, 300)}`);
-      const got: Answer[] = batch ? JSON.parse(text).predictions : [JSON.parse(text)];
+      const got: Prediction[] = batch ? JSON.parse(text).predictions : [JSON.parse(text)];
       if (got.length !== bookings.length) throw new Error(`${got.length} answers to ${bookings.length}`);
       const t = tally(sentIn);
       t.requests += 1;
@@ -183,15 +167,26 @@ function startLoad(
   };
 }
 
-const sourcesOf = (answers: Answer[]) => new Set(answers.map((a) => a.weather.source));
+const sourcesOf = (answers: Prediction[]) => new Set(answers.map((a) => a.weather.source));
 
 const flagStatus = async (service: ServiceProcess) =>
-  (await (await fetch(`http://127.0.0.1:${service.port}/v1/flags/status`)).json()) as {
-    ml_percentage: number | null;
-    model_versions: string[];
+  (await (await fetch(`http://127.0.0.1:${service.port}/v1/flags/status`)).json()) as FlagStatus & {
     models_loaded: string[];
-    last_error: { message: string } | null;
   };
+
+/**
+ * The variant each booking id gets now, from one batch outside the load's tally: the flag status changes
+ * before the provider has reloaded its own copy, so a test waits on these answers instead.
+ */
+async function variantsNow(service: ServiceProcess, ids: string[]) {
+  const res = await fetch(`http://127.0.0.1:${service.port}/v1/predictions/batch`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ bookings: ids.map((id) => booking({ booking_id: id })) }),
+  });
+  if (res.status !== 200) throw new Error(`probe batch: HTTP ${res.status}`);
+  return ((await res.json()) as { predictions: Prediction[] }).predictions.map((p) => p.variant);
+}
 
 // Weather bookings due now (current weather): half on a few hot cells that stay cached, half on a cell never
 // asked before, so every phase both hits the cache and needs the API.
@@ -216,9 +211,9 @@ describe('faults under load, on the real process', () => {
     'Redis killed under load: every prediction answers, the cache errors are counted, Redis is used again once back',
     async () => {
       const redis = await startPrivateRedis();
-      cleanups.push(() => redis.kill());
+      onTestFinished(() => redis.kill());
       const fake = await startFakeOpenWeatherMap();
-      cleanups.push(() => fake.close());
+      onTestFinished(() => fake.close());
       const service = await start({
         REDIS_URL: redis.url,
         OPENWEATHER_API_KEY: 'fault-test-key-redis',
@@ -288,7 +283,7 @@ describe('faults under load, on the real process', () => {
     'Postgres stopped and restarted under load: every prediction answers, and rows written + dropped = answered',
     async () => {
       const pg = await startPrivatePostgres();
-      cleanups.push(() => pg.destroy());
+      onTestFinished(() => pg.destroy());
       const service = await start({ DATABASE_URL: pg.url });
       const load = startLoad(service);
       await load.phase('postgres up', { minRequests: 200 });
@@ -345,7 +340,7 @@ describe('faults under load, on the real process', () => {
   it('OpenWeatherMap slow, refusing (429, 401) and failing (500) under load: answers from cache or defaults', async () => {
     const key = 'fault-test-key-do-not-log';
     const fake = await startFakeOpenWeatherMap();
-    cleanups.push(() => fake.close());
+    onTestFinished(() => fake.close());
     const service = await start({
       OPENWEATHER_API_KEY: key,
       OPENWEATHER_BASE_URL: fake.url,
@@ -463,7 +458,12 @@ describe('faults under load, on the real process', () => {
       () => flagStatus(service),
       (s) => s.ml_percentage === 20 && s.last_error === null,
     );
-    await sleep(500); // the flag provider reloads on its own poll, just after the status; let it run
+    const seen = [...variantOf.keys()];
+    const mlAt50 = seen.filter((id) => variantOf.get(id) === 'gbt-v1').length;
+    await eventually(
+      () => variantsNow(service, seen),
+      (variants) => variants.filter((v) => v === 'gbt-v1').length < mlAt50,
+    );
     await load.phase('20%', { minRequests: 200 });
     await load.stop();
 
@@ -608,7 +608,11 @@ describe('faults under load, on the real process', () => {
       () => flagStatus(service),
       (s) => s.ml_percentage === 0,
     );
-    await sleep(500); // the flag provider reloads on its own poll, just after the status; let it run
+    const probes = Array.from({ length: 50 }, (_, i) => `probe-${i}`);
+    await eventually(
+      () => variantsNow(service, probes),
+      (variants) => variants.every((v) => v === 'heuristic'),
+    );
     await load.phase('rolled back', { minRequests: 200 });
     await load.stop();
     const m = await scrape(service);

@@ -1,13 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { booking, flagsFile } from '../test-support/harness.js';
 import { startOtlpSink } from '../test-support/otlp-sink.js';
 import { startService, waitForReady } from '../test-support/process.js';
-
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
-});
 
 /** The real process exporting to a local OTLP sink, ML for every booking; spans are read after SIGTERM flushed them. */
 async function serviceTracingTo(traceSampleRatio?: string) {
@@ -17,7 +12,10 @@ async function serviceTracingTo(traceSampleRatio?: string) {
     OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
     ...(traceSampleRatio === undefined ? {} : { TRACE_SAMPLE_RATIO: traceSampleRatio }),
   });
-  cleanups.push(() => service.stop('SIGKILL'), sink.close);
+  onTestFinished(() => sink.close());
+  onTestFinished(async () => {
+    await service.stop('SIGKILL');
+  });
   await waitForReady(service);
   const predict = (id: string, headers: Record<string, string> = {}) =>
     fetch(`http://127.0.0.1:${service.port}/v1/predictions`, {
