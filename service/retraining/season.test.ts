@@ -131,12 +131,17 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
     expect(drift.drift).toBe(true);
     expect(drift.features.filter((f) => f.drift).map((f) => f.feature)).toContain('distance_km');
 
-    const retrainOn = (
-      champion: string,
-      version: string,
+    const retrainOn = ({
+      champion,
+      version,
       window = { from: startedAt, to: new Date() },
       seed = 42,
-    ) =>
+    }: {
+      champion: string;
+      version: string;
+      window?: { from: Date; to: Date };
+      seed?: number;
+    }) =>
       retrain({
         seed,
         db: db.db,
@@ -155,7 +160,7 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
     const capped = await exportServedRows(db.db, window, 1000);
     expect(capped.rows.map((r) => r.bookingId)).toEqual(all.rows.slice(-1000).map((r) => r.bookingId));
 
-    const report = await retrainOn('gbt-v1', 'gbt-v2');
+    const report = await retrainOn({ champion: 'gbt-v1', version: 'gbt-v2' });
     expect(report.rows).toMatchObject({ with_feedback: 6000, train: 4800, holdout: 1200 });
     expect(report.challenger.mae).toBeLessThan(0.95 * report.champion.mae);
     expect(report.candidate).toBe(true);
@@ -193,13 +198,13 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
 
     // Retraining again on the same window: the new challenger does not beat gbt-v2 by 5%, nothing is written.
     // Another seed on the same rows: a model as good as gbt-v2, not 5% better.
-    const again = await retrainOn('gbt-v2', 'gbt-v3', undefined, 7);
+    const again = await retrainOn({ champion: 'gbt-v2', version: 'gbt-v3', seed: 7 });
     expect(again.candidate).toBe(false);
     expect(again.reason).toMatch(/is not at most/);
     expect(existsSync(join(service.modelsDir, 'gbt-v3.json'))).toBe(false);
 
-    await expect(retrainOn('gbt-v2', 'gbt-v3', { from: new Date(0), to: new Date(1000) })).rejects.toThrow(
-      RetrainError,
-    );
+    await expect(
+      retrainOn({ champion: 'gbt-v2', version: 'gbt-v3', window: { from: new Date(0), to: new Date(1000) } }),
+    ).rejects.toThrow(RetrainError);
   }, 300_000);
 });
