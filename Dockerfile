@@ -10,4 +10,5 @@ COPY flagd flagd
 ENV NODE_ENV=production
 EXPOSE 8080 9464
 USER node
-CMD ["node", "--import", "tsx", "service/main.ts"]
+# As `npm start`: --no-memory-reducer keeps the heap through quiet periods (docs/performance.md).
+CMD ["node", "--no-memory-reducer", "--import", "tsx", "service/main.ts"]

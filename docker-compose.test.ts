@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { startArguments } from './service/test-support/process.js';
 
 /* docker compose cannot run on the development machines: this checks the file against the repository. */
 interface Service {
@@ -32,6 +33,11 @@ describe('docker-compose.yml', () => {
       expect(s.image, name).toMatch(/:v?\d+\.\d+(\.\d+)?(-[a-z0-9]+)?$/);
     }
     expect(readFileSync('Dockerfile', 'utf8')).toMatch(/^FROM node:\d+\.\d+\.\d+-/m);
+  });
+
+  it('starts the image as npm start does', () => {
+    const cmd = readFileSync('Dockerfile', 'utf8').match(/^CMD (\[.*\])$/m)?.[1];
+    expect(JSON.parse(cmd ?? '[]')).toEqual(['node', ...startArguments()]);
   });
 
   it('gives every service a healthcheck, except distroless flagd (watched through the service)', () => {
