@@ -1,4 +1,4 @@
-import { context, type Span, TraceFlags, trace } from '@opentelemetry/api';
+import { context, type Span, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import {
   BasicTracerProvider,
@@ -42,7 +42,7 @@ describe('inSpan', () => {
     expect(step?.spanContext().spanId).toBe(inner);
     expect(step?.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
     expect(step?.attributes).toEqual({ n: 1 });
-    expect(failing?.status).toEqual({ code: 2, message: 'no answer' });
+    expect(failing?.status).toEqual({ code: SpanStatusCode.ERROR, message: 'no answer' });
   });
 
   it('runs the work as it is under a parent that is not recording: no child span is made', async () => {
@@ -64,6 +64,22 @@ describe('inSpan', () => {
       ),
     ).rejects.toThrow('no answer');
     expect(exporter.getFinishedSpans()).toEqual([]);
+  });
+
+  it('runs the work in a child span of a sampled remote parent (a caller that samples the trace)', async () => {
+    const { exporter, tracer } = recorder();
+    const remote = trace.wrapSpanContext({
+      traceId: '0af7651916cd43dd8448eb211c80319c',
+      spanId: 'b7ad6b7169203331',
+      traceFlags: TraceFlags.SAMPLED,
+      isRemote: true,
+    });
+    const inner = await context.with(trace.setSpan(context.active(), remote), () =>
+      inSpan(tracer, 'step', {}, activeSpanId),
+    );
+    const [step] = exporter.getFinishedSpans();
+    expect(step?.spanContext().spanId).toBe(inner);
+    expect(step?.parentSpanContext?.spanId).toBe('b7ad6b7169203331');
   });
 
   it('starts a root span when there is no parent', async () => {
