@@ -1,14 +1,10 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { DriftBaseline } from '../service/drift/drift-monitor.js';
+import { monitoringBinaries } from '../service/test-support/monitoring.js';
 import { simulateDriftAlert } from './drift-alert-simulation.js';
 
-const hasPromtool = spawnSync('promtool', ['--version']).status === 0;
-if (!hasPromtool && process.env.CI === 'true')
-  throw new Error('promtool is required under CI=true (apt install prometheus)');
-if (!hasPromtool)
-  console.warn('skipping the drift alert simulation: promtool not found (apt install prometheus)');
+const hasPromtool = monitoringBinaries('promtool');
 
 const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8')) as {
   version: string;

@@ -5,6 +5,7 @@ import { createReports } from '../reports/reports.js';
 import { type Database, openDatabase } from '../storage/database.js';
 import { createPredictionLog } from '../storage/prediction-log.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import { presentOrSkip } from './availability.js';
 import { silentLogger, tempDir } from './harness.js';
 
 export const POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/test';
@@ -16,10 +17,7 @@ export async function postgresAvailable(): Promise<boolean> {
     await sql`select 1`;
     return true;
   } catch (err) {
-    if (process.env.CI === 'true')
-      throw new Error(`Postgres is required under CI=true: ${(err as Error).message}`);
-    console.warn(`skipping Postgres tests: ${POSTGRES_ADMIN_URL} does not answer`);
-    return false;
+    return presentOrSkip(`Postgres: ${POSTGRES_ADMIN_URL} does not answer (${(err as Error).message})`);
   } finally {
     await sql.end({ timeout: 1 });
   }
