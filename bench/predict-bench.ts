@@ -8,7 +8,13 @@ import { freshPostgres, postgresAvailable } from '../service/test-support/databa
 import { startFakeOpenWeatherMap } from '../service/test-support/fake-openweathermap.js';
 import { booking, flagsFile, tempDir } from '../service/test-support/harness.js';
 import { startOtlpSink } from '../service/test-support/otlp-sink.js';
-import { freePort, scrapeMetrics, startService, waitForReady } from '../service/test-support/process.js';
+import {
+  freePort,
+  scrapeMetrics,
+  startArguments,
+  startService,
+  waitForReady,
+} from '../service/test-support/process.js';
 import { type LoadResult, load, median } from './load.js';
 
 /*
@@ -158,9 +164,10 @@ async function throughput() {
   const running: (() => Promise<unknown> | boolean)[] = [];
   const startBare = async (...mode: string[]) => {
     const port = await freePort();
+    // The service's node options (npm start's arguments without its script): both run on the same V8 settings.
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'bench/bare-server.ts', String(port), ...mode],
+      [...startArguments().slice(0, -1), 'bench/bare-server.ts', String(port), ...mode],
       {
         stdio: 'inherit',
       },
