@@ -36,13 +36,13 @@ export interface DriftBaseline {
   features: { name: string; bin_edges: number[]; baseline_ratios: number[] }[];
 }
 
+type BinCount = { labels: { feature: string; bin: string }; n: number };
+
 /**
  * Counts served feature values into the training bins of the baseline model (`delay_features_observations_total`)
  * and exports that model's baseline share of each bin (`delay_features_baseline_ratio`). Bin k holds
  * edges[k-1] < x <= edges[k], the trainer's rule.
  */
-type BinCount = { labels: { feature: string; bin: string }; n: number };
-
 export function createDriftMonitor(metrics: ServiceMetrics) {
   /** The watched features of the baseline: where each reads its value, its edges, ratios and counters. */
   let watched: {
