@@ -17,6 +17,8 @@ export interface LoadResult {
   p99_ms: number;
   /** Responses with a 2xx status: the requests the server answered. */
   ok: number;
+  /** Seconds the run lasted, as autocannon timed it. */
+  duration_s: number;
   non_2xx: number;
   errors: number;
 }
@@ -59,6 +61,7 @@ export function load(options: LoadOptions): Promise<LoadResult> {
           p95_ms: round2(percentile(latencies, 95)),
           p99_ms: round2(percentile(latencies, 99)),
           ok,
+          duration_s: result.duration,
           non_2xx: result.non2xx,
           // autocannon's errors include its timeouts.
           errors: result.errors,
