@@ -77,9 +77,11 @@ describe('the service as a process', () => {
     expect(await service.exited).toBe(0);
   });
 
-  it('enriches with OpenWeatherMap through Redis when configured, and never logs the key or the tokens', async () => {
+  it('enriches with OpenWeatherMap through Redis when configured, and never logs or traces the key or the tokens', async () => {
     const { startFakeOpenWeatherMap } = await import('./test-support/fake-openweathermap.js');
+    const { startOtlpSink } = await import('./test-support/otlp-sink.js');
     const fake = await startFakeOpenWeatherMap();
+    const sink = await startOtlpSink({ keepSpans: true });
     fake.setMode({ kind: 'ok', rainMmH: 3 });
     try {
       const service = await start({
@@ -87,6 +89,7 @@ describe('the service as a process', () => {
         ALERTMANAGER_WEBHOOK_TOKEN: 'webhook-token-do-not-log',
         FEEDBACK_TOKEN: 'feedback-token-do-not-log',
         OPENWEATHER_BASE_URL: fake.url,
+        OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
         REDIS_URL: 'redis://127.0.0.1:6379',
         LOG_LEVEL: 'debug',
       });
@@ -108,6 +111,7 @@ describe('the service as a process', () => {
       for (const [path, token] of [
         ['/v1/feedback', 'feedback-token-do-not-log'],
         ['/v1/feedback', 'feedback-token-do-not-log-wrong'],
+        ['/v1/webhooks/alertmanager', 'webhook-token-do-not-log'],
         ['/v1/webhooks/alertmanager', 'webhook-token-do-not-log-wrong'],
       ] as const) {
         await fetch(`http://127.0.0.1:${service.port}${path}`, {
@@ -117,11 +121,16 @@ describe('the service as a process', () => {
         });
       }
       expect(await service.stop('SIGTERM')).toBe(0);
+      // The requests that carried a secret were traced (the exports hold their spans), and no export holds one.
+      const exported = sink.exportedText();
+      for (const traced of ['weather.lookup', '/v1/feedback', '/v1/webhooks/alertmanager'])
+        expect(exported).toContain(traced);
       for (const secret of ['do-not-log-me', 'webhook-token-do-not-log', 'feedback-token-do-not-log']) {
         expect(service.output()).not.toContain(secret);
+        expect(exported).not.toContain(secret);
       }
     } finally {
-      await fake.close();
+      await Promise.all([fake.close(), sink.close()]);
     }
   });
 

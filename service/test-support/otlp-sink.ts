@@ -18,6 +18,7 @@ export async function startOtlpSink({ keepSpans = false }: { keepSpans?: boolean
   let exports = 0;
   let bytes = 0;
   const spans: ExportedSpan[] = [];
+  const bodies: string[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => {
@@ -28,7 +29,9 @@ export async function startOtlpSink({ keepSpans = false }: { keepSpans?: boolean
       if (req.url === '/v1/traces') {
         exports += 1;
         if (keepSpans) {
-          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as OtlpJsonTraces;
+          const text = Buffer.concat(chunks).toString('utf8');
+          bodies.push(text);
+          const body = JSON.parse(text) as OtlpJsonTraces;
           for (const resource of body.resourceSpans ?? [])
             for (const scope of resource.scopeSpans ?? [])
               for (const { traceId, name } of scope.spans ?? []) spans.push({ traceId, name });
@@ -43,6 +46,8 @@ export async function startOtlpSink({ keepSpans = false }: { keepSpans?: boolean
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     stats: () => ({ exports, bytes }),
     spans: () => spans,
+    /** Every export as received (OTLP JSON), attributes and all. */
+    exportedText: () => bodies.join('\n'),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
