@@ -12,7 +12,8 @@ interface OtlpJsonTraces {
 
 /**
  * Accepts OTLP/HTTP (JSON) trace exports, so the service's tracing runs as in production. `keepSpans` also
- * decodes them (tests); the benchmark only counts, to leave the CPU to the load generator.
+ * keeps and decodes them (tests: `spans()`, `exportedText()`); the benchmark only counts, to leave the CPU to
+ * the load generator.
  */
 export async function startOtlpSink({ keepSpans = false }: { keepSpans?: boolean } = {}) {
   let exports = 0;
@@ -46,7 +47,7 @@ export async function startOtlpSink({ keepSpans = false }: { keepSpans?: boolean
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     stats: () => ({ exports, bytes }),
     spans: () => spans,
-    /** Every export as received (OTLP JSON), attributes and all. */
+    /** Every export as received (OTLP JSON), attributes and all; empty without `keepSpans`. */
     exportedText: () => bodies.join('\n'),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
