@@ -20,14 +20,14 @@ import {
 import { type LoadResult, load, median } from './load.js';
 
 /*
- * npm run bench             ONNX inference per row and the delay-model flag evaluation per booking (with the batch
- *                           endpoint's ceiling on one core they give); the full prediction path (flags, cached weather through
- *                           Redis, ONNX for every booking, metrics, OTLP tracing at the busy-instance sampling
- *                           ratio and at every trace, the database log) against a bare Hono handler parsing
- *                           the same JSON, and the same handler scoring one row with the model (the ceiling of
- *                           the full path), in alternating rounds (each after 2 s of load whose p99 is reported
- *                           apart: a target's first seconds after sitting idle); then the batch endpoint.
- *                           Prints JSON.
+ * npm run bench             ONNX inference per row and the delay-model flag evaluation per booking (with the
+ *                           batch endpoint's ceiling on one core they give); the full prediction path (flags,
+ *                           cached weather through Redis, ONNX for every booking, metrics, OTLP tracing at the
+ *                           busy-instance sampling ratio and at every trace, the database log) against a bare
+ *                           Hono handler parsing the same JSON, and the same handler scoring one row with the
+ *                           model (the ceiling of the full path), in alternating rounds (each after 2 s of load
+ *                           whose p99 is reported apart: a target's first seconds after sitting idle); then the
+ *                           batch endpoint. Prints JSON.
  *   BENCH_DURATION_S (10) per round, BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_BATCH_CONNECTIONS (2).
  * npm run bench -- --soak   the same service at a fixed rate: BENCH_SOAK_MINUTES (10) at BENCH_SOAK_RATE (200)
  *                           predictions/s after a 1-minute warm-up; RSS over time, and every prediction answered
