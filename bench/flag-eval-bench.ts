@@ -3,6 +3,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { FlagdCore } from '@openfeature/flagd-core';
 import { FlagdProvider } from '@openfeature/flagd-provider';
 import { OpenFeature } from '@openfeature/server-sdk';
+import { microsPerUnit } from './timing.js';
 
 /*
  * Cost of one delay-model evaluation at each layer: flagd-core's evaluator, the flagd provider, and the
@@ -21,26 +22,19 @@ const client = OpenFeature.getClient('flag-eval-bench');
 
 /** Microseconds per evaluation (median of 5 runs after a warm-up), and of GC per evaluation over those runs. */
 async function perEvaluation(evaluate: (key: string) => unknown) {
-  const runs: number[] = [];
   const collections: { startTime: number; duration: number }[] = [];
   const gc = new PerformanceObserver((list) => collections.push(...list.getEntries()));
   gc.observe({ entryTypes: ['gc'] });
   let timedFrom = 0;
-  for (let run = 0; run < 6; run++) {
-    const start = performance.now();
-    if (run === 1) timedFrom = start; // run 0 warms up
+  const us = await microsPerUnit(n, async (run) => {
+    if (run === 1) timedFrom = performance.now(); // run 0 warms up
     for (let i = 0; i < n; i++) await evaluate(`booking-${run}-${i}`);
-    if (run > 0) runs.push(((performance.now() - start) * 1000) / n);
-  }
+  });
   // GC entries are delivered asynchronously: let the last ones arrive before summing.
   await new Promise((r) => setTimeout(r, 50));
   gc.disconnect();
   const gcMs = collections.filter((e) => e.startTime >= timedFrom).reduce((sum, e) => sum + e.duration, 0);
-  runs.sort((a, b) => a - b);
-  return {
-    us: Math.round((runs[2] as number) * 100) / 100,
-    gc_us: Math.round(((gcMs * 1000) / (5 * n)) * 100) / 100,
-  };
+  return { us, gc_us: Math.round(((gcMs * 1000) / (5 * n)) * 100) / 100 };
 }
 
 const result = {

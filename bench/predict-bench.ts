@@ -18,6 +18,7 @@ import {
   waitForReady,
 } from '../service/test-support/process.js';
 import { type LoadResult, load, median } from './load.js';
+import { microsPerUnit } from './timing.js';
 
 /*
  * npm run bench             ONNX inference per row and the delay-model flag evaluation per booking (with the
@@ -116,17 +117,6 @@ async function scrape(metricsPort: number) {
     rss_mb: Math.round(metric('delay_process_resident_memory') / 1e5) / 10,
     log_dropped: metric('delay_prediction_log_dropped_total'),
   };
-}
-
-/** Microseconds per unit of work: `work` does `units` of it; median of 5 timed runs after a warm-up run. */
-async function microsPerUnit(units: number, work: (run: number) => Promise<unknown>) {
-  const runs: number[] = [];
-  for (let run = 0; run < 6; run++) {
-    const start = performance.now();
-    await work(run);
-    if (run > 0) runs.push(((performance.now() - start) * 1000) / units);
-  }
-  return Math.round(median(runs) * 100) / 100;
 }
 
 /** Microseconds per row for calls of `batch` rows (median of 5 runs of `calls` calls). */
