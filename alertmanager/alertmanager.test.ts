@@ -19,7 +19,12 @@ describe.skipIf(!hasAmtool)('Alertmanager configuration (amtool)', () => {
 
   it('sends rollback alerts to the webhook and pages on-call too', () => {
     expect(
-      routeOf('alertname=DelayModelMaeHigh', 'severity=critical', 'rollback=true', 'component=model_quality'),
+      routeOf(
+        'alertname=DelayModelLosingToRulesFast',
+        'severity=critical',
+        'rollback=true',
+        'component=model_quality',
+      ),
     ).toBe('rollback-webhook,oncall-pager');
     expect(routeOf('alertname=DelayMlErrorRatioHigh', 'severity=critical', 'rollback=true')).toBe(
       'rollback-webhook,oncall-pager',

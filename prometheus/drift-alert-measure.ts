@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { DriftBaseline } from '../service/drift/drift-monitor.js';
+import { THRESHOLDS } from '../service/rollout/rollback-policy.js';
 import { type Scenario, simulateDriftAlert } from './drift-alert-simulation.js';
 
 /*
@@ -63,7 +64,7 @@ console.log(
         firing_windows: steady.firingWindows,
         false_alarm_share: steady.firingWindows / steady.windows,
         max_psi: Math.max(...Object.values(steady.maxPsi)),
-        alert_threshold: 0.1,
+        alert_threshold: THRESHOLDS.psi.drift,
       },
       shifts: shifts.map((s) => ({
         scenario: s.name,

@@ -1,12 +1,9 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { parse, stringify } from 'yaml';
 import { generateBookings, type Season } from '../models/generator.js';
 import { binOf, DRIFT_FEATURES, type DriftBaseline } from '../service/drift/drift-monitor.js';
 import { bookingFeatures, FEATURE_NAMES, featureVector } from '../service/features/booking-features.js';
+import { THRESHOLDS } from '../service/rollout/rollback-policy.js';
 import { NEUTRAL_WEATHER } from '../service/weather/weather.js';
+import { evaluateRules, taggedQuery } from './promtool-eval.js';
 
 /**
  * Replays generator traffic through the repository's drift rules with promtool: the service's bin counters
@@ -49,7 +46,7 @@ export interface SimulationOptions {
 const ALERT = 'ALERTS{alertname="DelayFeatureDrift",alertstate="firing"}';
 const WINDOW_MINUTES = 10;
 /** The alert's guard: PSI is judged only on windows with this many observations. */
-const MIN_OBSERVATIONS = 500;
+const MIN_OBSERVATIONS = THRESHOLDS.psi.minObservations;
 
 function binCounters(options: SimulationOptions, scenario: Scenario, seedOffset: number) {
   const { baseline, seed = 1000, predictionsPerSecond = 10, scrapeSeconds = 15 } = options;
@@ -98,118 +95,58 @@ function binCounters(options: SimulationOptions, scenario: Scenario, seedOffset:
   );
 }
 
-interface Sample {
-  labels: Record<string, string>;
-  value: number;
-}
-
-/**
- * promtool prints each failed expression test as `expr: "…", time: …` then `got: {labels} value, …`, or
- * `err: …` when the query failed. Every query carries `query` and `scenario` labels to tell results apart.
- */
-function parseGot(output: string): Sample[] {
-  const errors = [...output.matchAll(/, err: (.*)/g)].map((m) => m[1]);
-  if (errors.length > 0) throw new Error(`promtool could not evaluate a query: ${errors.join('; ')}`);
-  return [...output.matchAll(/got: (.*)/g)].flatMap((line) =>
-    [...(line[1] ?? '').matchAll(/\{([^}]*)\} (\S+?)(?:,|$)/g)].map((m) => ({
-      labels: Object.fromEntries(
-        [...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1] as string, l[2] as string]),
-      ),
-      value: Number(m[2]),
-    })),
-  );
-}
-
 const minutesOf = (scenario: Scenario) => scenario.phases.reduce((s, p) => s + p.minutes, 0);
 
 export function simulateDriftAlert(options: SimulationOptions): ScenarioResult[] {
   const { scrapeSeconds = 15, promtool = 'promtool' } = options;
-  const work = mkdtempSync(join(tmpdir(), 'drift-alert-'));
-  try {
-    const tests = options.scenarios.map((scenario, i) => {
-      const minutes = minutesOf(scenario);
-      const query = (kind: string, expr: string, at = minutes) => ({
-        expr: `label_replace(label_replace(${expr}, "scenario", "${i}", "", ""), "query", "${kind}", "", "")`,
-        eval_time: `${at}m`,
-        // Expected empty on purpose: promtool prints what it got for every non-empty result.
-        exp_samples: [],
-      });
-      // PSI is read hour by hour: promtool's query engine refuses one subquery over days of 15 s steps.
-      const hours = Array.from({ length: Math.ceil(minutes / 60) }, (_, h) =>
-        Math.min((h + 1) * 60, minutes),
-      );
-      return {
-        name: scenario.name,
-        interval: `${scrapeSeconds}s`,
-        input_series: binCounters(options, scenario, i),
-        promql_expr_test: [
+  const tests = options.scenarios.map((scenario, i) => {
+    const minutes = minutesOf(scenario);
+    const query = (kind: string, expr: string, at = minutes) => taggedQuery(String(i), kind, expr, at);
+    // PSI is read hour by hour: promtool's query engine refuses one subquery over days of 15 s steps.
+    const hours = Array.from({ length: Math.ceil(minutes / 60) }, (_, h) => Math.min((h + 1) * 60, minutes));
+    return {
+      name: scenario.name,
+      interval: `${scrapeSeconds}s`,
+      input_series: binCounters(options, scenario, i),
+      promql_expr_test: [
+        query(
+          'windows',
+          `count_over_time(max(max_over_time(${ALERT}[${WINDOW_MINUTES}m]))[${minutes}m:${WINDOW_MINUTES}m])`,
+        ),
+        query(
+          'first',
+          `min by (feature) (min_over_time(timestamp(${ALERT})[${minutes}m:${scrapeSeconds}s]))`,
+        ),
+        ...hours.map((end, h) =>
           query(
-            'windows',
-            `count_over_time(max(max_over_time(${ALERT}[${WINDOW_MINUTES}m]))[${minutes}m:${WINDOW_MINUTES}m])`,
+            'psi',
+            `max_over_time((feature:delay_feature_psi:5m and on (feature) feature:delay_features_observations:increase5m >= ${MIN_OBSERVATIONS})[${end - h * 60}m:${scrapeSeconds}s])`,
+            end,
           ),
-          query(
-            'first',
-            `min by (feature) (min_over_time(timestamp(${ALERT})[${minutes}m:${scrapeSeconds}s]))`,
-          ),
-          ...hours.map((end, h) =>
-            query(
-              'psi',
-              `max_over_time((feature:delay_feature_psi:5m and on (feature) feature:delay_features_observations:increase5m >= ${MIN_OBSERVATIONS})[${end - h * 60}m:${scrapeSeconds}s])`,
-              end,
-            ),
-          ),
-        ],
-      };
-    });
-    const ruleFiles = [resolve('prometheus/rules/recording.yml'), resolve('prometheus/rules/alerts.yml')];
-    const file = join(work, 'drift-alert.test.yml');
-    writeFileSync(
-      file,
-      stringify(
-        {
-          rule_files: ruleFiles,
-          evaluation_interval: `${scrapeSeconds}s`,
-          // Recording groups first, as a steady Prometheus sees them: otherwise promtool picks an order per run
-          // and the alert reads this step's PSI or the previous step's.
-          group_eval_order: ruleFiles.flatMap((f) =>
-            (parse(readFileSync(f, 'utf8')) as { groups: { name: string }[] }).groups.map((g) => g.name),
-          ),
-          tests,
-        },
-        { lineWidth: 0 },
-      ),
-    );
-    const run = spawnSync(promtool, ['test', 'rules', file], {
-      encoding: 'utf8',
-      maxBuffer: 256 * 1024 * 1024,
-    });
-    if (run.error) throw new Error(`cannot run ${promtool}: ${run.error.message} (apt install prometheus)`);
-    const output = `${run.stdout}${run.stderr}`;
-    if (!output.includes('Unit Testing:'))
-      throw new Error(`promtool did not run the rules:\n${output.slice(0, 2000)}`);
-    const samples = parseGot(output);
-    return options.scenarios.map((scenario, i) => {
-      const of = (kind: string) =>
-        samples.filter((s) => s.labels.scenario === String(i) && s.labels.query === kind);
-      const perFeature = (kind: string, pick: (a: number, b: number) => number) => {
-        const out: Record<string, number> = {};
-        for (const s of of(kind)) {
-          const feature = s.labels.feature ?? '';
-          out[feature] = feature in out ? pick(out[feature] as number, s.value) : s.value;
-        }
-        return out;
-      };
-      const minutes = minutesOf(scenario);
-      return {
-        name: scenario.name,
-        minutes,
-        windows: Math.floor(minutes / WINDOW_MINUTES),
-        firingWindows: of('windows')[0]?.value ?? 0,
-        firstFiring: perFeature('first', Math.min),
-        maxPsi: perFeature('psi', Math.max),
-      };
-    });
-  } finally {
-    rmSync(work, { recursive: true, force: true });
-  }
+        ),
+      ],
+    };
+  });
+  const samples = evaluateRules(tests, { evaluationInterval: `${scrapeSeconds}s`, promtool });
+  return options.scenarios.map((scenario, i) => {
+    const of = (kind: string) =>
+      samples.filter((s) => s.labels.scenario === String(i) && s.labels.query === kind);
+    const perFeature = (kind: string, pick: (a: number, b: number) => number) => {
+      const out: Record<string, number> = {};
+      for (const s of of(kind)) {
+        const feature = s.labels.feature ?? '';
+        out[feature] = feature in out ? pick(out[feature] as number, s.value) : s.value;
+      }
+      return out;
+    };
+    const minutes = minutesOf(scenario);
+    return {
+      name: scenario.name,
+      minutes,
+      windows: Math.floor(minutes / WINDOW_MINUTES),
+      firingWindows: of('windows')[0]?.value ?? 0,
+      firstFiring: perFeature('first', Math.min),
+      maxPsi: perFeature('psi', Math.max),
+    };
+  });
 }

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { ROLLBACK_SIGNALS, THRESHOLDS as T } from '../service/rollout/rollback-policy.js';
 import { monitoringBinaries } from '../service/test-support/monitoring.js';
 
 const hasPromtool = monitoringBinaries('promtool');
@@ -12,6 +13,7 @@ interface Rule {
   alert?: string;
   record?: string;
   expr: string;
+  for?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
 }
@@ -64,6 +66,7 @@ describe('rules and their documents', () => {
       'increase',
       'histogram_quantile',
       'clamp_min',
+      'sqrt',
       'ln',
       'max',
       'min',
@@ -85,7 +88,7 @@ describe('rules and their documents', () => {
         if (
           functions.has(name) ||
           own.has(name) ||
-          /^(le|endpoint|arm|model_version|feature|bin|instance|job|status|outcome|reason|source|variant)$/.test(
+          /^(le|endpoint|assignment|arm|model_version|feature|bin|instance|job|status|outcome|reason|source|variant)$/.test(
             name,
           )
         )
@@ -98,5 +101,74 @@ describe('rules and their documents', () => {
         ).toBe(true);
       }
     }
+  });
+});
+
+describe('the rules use the thresholds of service/rollout/rollback-policy.ts', () => {
+  const alerts = new Map(rules('alerts.yml').map((r) => [r.alert as string, r]));
+  const expr = (name: string) => (alerts.get(name)?.expr ?? '').replace(/\s+/g, ' ');
+  const f = T.pairedFast;
+  const s = T.pairedSlow;
+  const g = T.shadowGap;
+  const e = T.fallbackRatio;
+  const expected: Record<string, { parts: string[]; for?: string }> = {
+    DelayModelLosingToRulesFast: {
+      parts: [
+        `mae_minutes:${f.window}{arm="ml"} > ${T.maeCritical}`,
+        `zscore${f.window} > ${T.pairedZ}`,
+        `mean${f.resetWindow} > 0`,
+        `scored:increase${f.window}{arm="ml"} >= ${f.minSamples}`,
+      ],
+    },
+    DelayModelLosingToRules: {
+      parts: [
+        `mean${s.window} > 0`,
+        `zscore${s.window} > ${T.pairedZ}`,
+        `mean${s.resetWindow} > 0`,
+        `scored:increase${s.window}{arm="ml"} >= ${s.minSamples}`,
+      ],
+      for: s.for,
+    },
+    DelayModelFarFromRules: {
+      parts: [
+        `mean${g.window} > ${g.minutes}`,
+        `mean${g.resetWindow} > ${g.minutes}`,
+        `increase${g.window} >= ${g.minSamples}`,
+      ],
+    },
+    DelayMlErrorRatioHigh: {
+      parts: [
+        `ratio_rate${e.window} > ${e.long}`,
+        `ratio_rate${e.resetWindow} > ${e.short}`,
+        `increase${e.window} >= ${e.minSamples}`,
+      ],
+      for: e.for,
+    },
+    DelayModelLatencyHigh: {
+      parts: [
+        `) > ${T.mlAddedLatencyP95.seconds} and`,
+        `rate5m{endpoint="single",assignment="heuristic"} >= ${T.mlAddedLatencyP95.minRate}`,
+      ],
+      for: T.mlAddedLatencyP95.for,
+    },
+    DelayModelMaeDegraded: { parts: [`mae_minutes:1h{arm="ml"} > ${T.maeTarget}`] },
+    DelayPredictionLatencyHigh: { parts: [`p95_5m{endpoint="single"} > ${T.latencyP95}`] },
+    DelayFeatureDrift: { parts: [`psi:5m > ${T.psi.drift}`, `>= ${T.psi.minObservations}`] },
+    DelayFeatureDriftSevere: {
+      parts: [`psi:5m > ${T.psi.severe}`, `>= ${T.psi.minObservations}`],
+      for: T.psi.severeFor,
+    },
+  };
+
+  it.each(Object.entries(expected))('%s', (name, { parts, for: wait }) => {
+    for (const part of parts) expect(expr(name)).toContain(part);
+    if (wait) expect(alerts.get(name)?.for).toBe(wait);
+  });
+
+  it('names the signal of every rollback alert, and only those roll back', () => {
+    const rollback = [...alerts.values()].filter((a) => a.labels?.rollback === 'true');
+    expect(rollback.map((a) => a.alert).sort()).toEqual(Object.keys(ROLLBACK_SIGNALS).sort());
+    for (const a of rollback)
+      expect(a.labels?.signal, a.alert).toBe(ROLLBACK_SIGNALS[a.alert as keyof typeof ROLLBACK_SIGNALS]);
   });
 });

@@ -101,6 +101,27 @@ describe('POST /v1/predictions', () => {
     expect(body.confidence).toBeCloseTo(1 / 1.8, 2);
   });
 
+  it('measures how far ML sits from its shadow heuristic, and times requests by where the flag sent them', async () => {
+    const { app, metricValue } = await appWith({
+      flags: { mlWeight: 100 },
+      deps: { models: registryWith(async (n) => Array(n).fill(fixedEstimate)) },
+    });
+    await postJson(app, '/v1/predictions', booking());
+    const rules = await (await appWith({ flags: { mlWeight: 0 } })).app.request('/v1/predictions', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(booking()),
+    });
+    const shadow = (await rules.json()).delay_minutes as number;
+    expect(await metricValue('delay.prediction.shadow_compared', { model_version: 'gbt-v1' })).toBe(1);
+    expect(await metricValue('delay.prediction.shadow_gap', { model_version: 'gbt-v1' })).toBeCloseTo(
+      Math.abs(7.5 - shadow),
+      2,
+    );
+    expect(await metricValue('delay.prediction.duration', { endpoint: 'single', assignment: 'ml' })).toBe(1);
+    expect(await metricValue('delay.prediction.duration', { assignment: 'heuristic' })).toBe(0);
+  });
+
   it('falls back with model_error when inference throws', async () => {
     const { app, metricValue } = await appWith({
       flags: { mlWeight: 100 },

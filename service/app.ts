@@ -4,6 +4,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { Logger } from 'pino';
 import type { DriftMonitor } from './drift/drift-monitor.js';
 import type { FeedbackService } from './feedback/feedback-service.js';
+import { HEURISTIC_VARIANT } from './flags/flag-config.js';
 import type { FlagService } from './flags/flag-service.js';
 import { requireBearer } from './http/bearer.js';
 import { bodyLimit } from './http/body-limit.js';
@@ -17,6 +18,7 @@ import {
   FeedbackResultSchema,
   FeedbackSchema,
   feedbackBatchSchema,
+  type Prediction,
   PredictionSchema,
   ProblemSchema,
 } from './predictions/schemas.js';
@@ -117,12 +119,20 @@ export function createApp(deps: AppDeps) {
     );
   };
 
-  const timed = async <T>(endpoint: 'single' | 'batch', work: () => Promise<T>) => {
+  // Labelled by where the flag sent the bookings, so the latency ML adds is seen beside the heuristic's.
+  const assignmentOf = (answered: { variant: string }[]) => {
+    const ml = answered.filter((p) => p.variant !== HEURISTIC_VARIANT).length;
+    return ml === 0 ? 'heuristic' : ml === answered.length ? 'ml' : 'mixed';
+  };
+  const timed = async (endpoint: 'single' | 'batch', work: () => Promise<Prediction[]>) => {
     const start = performance.now();
+    let assignment = 'failed';
     try {
-      return await work();
+      const answered = await work();
+      assignment = assignmentOf(answered);
+      return answered;
     } finally {
-      metrics.predictionDuration.record((performance.now() - start) / 1000, { endpoint });
+      metrics.predictionDuration.record((performance.now() - start) / 1000, { endpoint, assignment });
     }
   };
 
@@ -360,7 +370,7 @@ export function createApp(deps: AppDeps) {
               alertName: alertname,
               fingerprint: alert.fingerprint,
               labels: alert.labels,
-              reason: alert.annotations?.summary,
+              reason: `${alert.labels.signal ?? 'unknown'} signal: ${alert.annotations?.summary ?? alertname}`,
             });
             outcome = change.changed ? 'rolled_back' : 'already_rolled_back';
             percentage = change.next.mlPercentage;

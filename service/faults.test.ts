@@ -583,7 +583,7 @@ describe('faults under load, on the real process', () => {
 
     const alert = {
       status: 'firing',
-      labels: { alertname: 'DelayModelMaeHigh', severity: 'critical', rollback: 'true' },
+      labels: { alertname: 'DelayModelLosingToRulesFast', severity: 'critical', rollback: 'true' },
       annotations: { summary: 'ML MAE 6.00 min over 30 min for gbt-v1' },
       fingerprint: 'fault-test',
     };
@@ -626,7 +626,7 @@ describe('faults under load, on the real process', () => {
     expect(parseFlagConfig(readFileSync(file, 'utf8')).mlPercentage).toBe(0);
     expect(readdirSync(dirname(file))).toEqual(['flags.json']);
     expect(m('delay_rollout_rollbacks_total')).toBe(1);
-    expect(m('delay_rollout_rollbacks_total', { alertname: 'DelayModelMaeHigh' })).toBe(1);
+    expect(m('delay_rollout_rollbacks_total', { alertname: 'DelayModelLosingToRulesFast' })).toBe(1);
     expect(m('delay_webhook_alerts_total', { outcome: 'rolled_back' })).toBe(1);
     expect(m('delay_webhook_alerts_total', { outcome: 'already_rolled_back' })).toBe(19_999);
     expect(countLines(service.output(), 'rollout changed')).toBe(1);

@@ -65,7 +65,11 @@ export async function runServer(config: Config, telemetry: Telemetry) {
   await models.preload(declaredModels());
   initializeCounters(metrics, declaredModels());
   chooseDriftBaseline();
-  flags.onChange(() => void models.preload(declaredModels()).then(chooseDriftBaseline));
+  // A version added by a flag change gets its counters at 0 before its first booking, as increase() needs.
+  flags.onChange(() => {
+    initializeCounters(metrics, declaredModels());
+    void models.preload(declaredModels()).then(chooseDriftBaseline);
+  });
   metrics.rolloutMlPercentage.addCallback((result) => {
     const percentage = flags.status().ml_percentage;
     if (percentage !== null) result.observe(percentage);

@@ -1,13 +1,14 @@
 import { and, gte, lt } from 'drizzle-orm';
 import { predictions } from '../../db/schema.js';
 import { FEATURE_NAMES, type FeatureName, WEATHER_FEATURES } from '../features/booking-features.js';
+import { THRESHOLDS } from '../rollout/rollback-policy.js';
 import type { Db } from '../storage/database.js';
 import type { WeatherSource } from '../weather/weather.js';
 import { binOf, DRIFT_FEATURES, type DriftBaseline, measuredWeather } from './drift-monitor.js';
 
 /** The same epsilon as the Prometheus rule: empty bins count as 1e-4 on both sides. */
 export const PSI_EPSILON = 1e-4;
-export const PSI_LIMIT = 0.1;
+export const PSI_LIMIT = THRESHOLDS.psi.drift;
 export const KS_P_LIMIT = 0.01;
 export const KS_D_LIMIT = 0.1;
 

@@ -94,7 +94,11 @@ export function createFeedbackService({
           const actual = item.actual_delay_minutes;
           score(prediction.source, prediction.modelVersion ?? 'none', prediction.delay, actual, prediction);
           if (prediction.source === 'ml') {
-            score('heuristic_shadow', prediction.modelVersion ?? 'none', prediction.shadow, actual);
+            const model_version = prediction.modelVersion ?? 'none';
+            score('heuristic_shadow', model_version, prediction.shadow, actual);
+            // The paired difference's spread: how sure the rules can be that ML loses to its shadow.
+            const paired = Math.abs(prediction.delay - actual) - Math.abs(prediction.shadow - actual);
+            metrics.feedbackPairedDifferenceSquared.add(paired * paired, { model_version });
           }
         } else {
           const updated = await db

@@ -147,7 +147,13 @@ export function createPredictionService({
             detail: `no answer from ${version} within ${mlTimeoutMs} ms`,
           };
         }
+        // How far ML sits from the rules on the same bookings: a broken model shows before its feedback does.
+        let gap = 0;
         indexes.forEach((bookingIndex, k) => {
+          gap += Math.abs(
+            (scored[k] as PointEstimate).delay_minutes -
+              (heuristics[bookingIndex] as PointEstimate).delay_minutes,
+          );
           routed[bookingIndex] = {
             estimate: scored[k] as PointEstimate,
             source: 'ml',
@@ -155,6 +161,8 @@ export function createPredictionService({
             fallbackReason: null,
           };
         });
+        metrics.shadowGap.add(gap, { model_version: version });
+        metrics.shadowCompared.add(indexes.length, { model_version: version });
         return null;
       } catch (err) {
         return { reason: 'model_error' as const, detail: (err as Error).message };

@@ -65,7 +65,7 @@ describe('automatic promotion', () => {
     ['no data', {}, /no data for samples, mae, fallbackRatio, latencyP95/],
     ['too few samples', { ...healthy, samples: '120' }, /120 scored ML bookings, 200 needed/],
     ['a bad MAE', { ...healthy, mae: String(LIMITS.mae + 0.1) }, /mae 2.6 above 2.5/],
-    ['a high fallback ratio', { ...healthy, fallbackRatio: '0.3' }, /fallbackRatio 0.3 above 0.2/],
+    ['a high fallback ratio', { ...healthy, fallbackRatio: '0.3' }, /fallbackRatio 0.3 above 0.1/],
     ['slow predictions', { ...healthy, latencyP95: '0.4' }, /latencyP95 0.4 above 0.15/],
   ])('holds the step on %s', async (_name, values, reason) => {
     answers = values;

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { FlagStatus } from '../flags/flag-service.js';
 import { nextStep } from '../flags/flag-writer.js';
+import { THRESHOLDS } from './rollback-policy.js';
 import type { RolloutService } from './rollout-service.js';
 
 export interface AutoPromoterOptions {
@@ -21,7 +22,12 @@ export const PROMOTION_CHECKS = {
   fallbackRatio: 'max(max_over_time(:delay_ml_fallback:ratio_rate5m[1h]))',
   latencyP95: 'max(max_over_time(endpoint:delay_prediction_duration_seconds:p95_5m{endpoint="single"}[1h]))',
 } as const;
-export const LIMITS = { mae: 2.5, fallbackRatio: 0.2, latencyP95: 0.15 } as const;
+/** A step is promoted only below every bar a rollback or a warning would judge it by. */
+export const LIMITS = {
+  mae: THRESHOLDS.maeTarget,
+  fallbackRatio: THRESHOLDS.fallbackRatio.long,
+  latencyP95: THRESHOLDS.latencyP95,
+} as const;
 
 export type PromotionDecision =
   | { action: 'promoted'; from: number; to: number }

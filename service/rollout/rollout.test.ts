@@ -103,8 +103,13 @@ describe('flag writer', () => {
 describe('rollback webhook', () => {
   const alert = (overrides: Record<string, unknown> = {}) => ({
     status: 'firing',
-    labels: { alertname: 'DelayModelMaeHigh', severity: 'critical', rollback: 'true' },
-    annotations: { summary: 'ML MAE 6.00 min over 30 min for gbt-v1' },
+    labels: {
+      alertname: 'DelayModelLosingToRulesFast',
+      severity: 'critical',
+      rollback: 'true',
+      signal: 'feedback',
+    },
+    annotations: { summary: 'ML MAE 6.00 min over 5 min for gbt-v1, worse than the rules' },
     fingerprint: 'abc123',
     ...overrides,
   });
@@ -162,7 +167,7 @@ describe('rollback webhook', () => {
     try {
       const first = await (await w.send(payload([alert()]))).json();
       expect(first).toEqual({
-        results: [{ alertname: 'DelayModelMaeHigh', outcome: 'rolled_back' }],
+        results: [{ alertname: 'DelayModelLosingToRulesFast', outcome: 'rolled_back' }],
         ml_percentage: 0,
       });
       expect(rolloutOf(w.file).mlPercentage).toBe(0);
@@ -183,11 +188,15 @@ describe('rollback webhook', () => {
         action: 'rollback',
         previousWeight: 50,
         newWeight: 0,
-        alertName: 'DelayModelMaeHigh',
+        alertName: 'DelayModelLosingToRulesFast',
         fingerprint: 'abc123',
         modelVersion: 'gbt-v1',
+        reason: 'feedback signal: ML MAE 6.00 min over 5 min for gbt-v1, worse than the rules',
+        labels: expect.objectContaining({ signal: 'feedback' }),
       });
-      expect(await w.metricValue('delay.rollout.rollbacks', { alertname: 'DelayModelMaeHigh' })).toBe(1);
+      expect(
+        await w.metricValue('delay.rollout.rollbacks', { alertname: 'DelayModelLosingToRulesFast' }),
+      ).toBe(1);
     } finally {
       await w.close();
     }
@@ -198,7 +207,7 @@ describe('rollback webhook', () => {
     try {
       await w.send(payload([alert()]));
       const resolved = await (await w.send(payload([alert({ status: 'resolved' })]))).json();
-      expect(resolved.results).toEqual([{ alertname: 'DelayModelMaeHigh', outcome: 'ignored' }]);
+      expect(resolved.results).toEqual([{ alertname: 'DelayModelLosingToRulesFast', outcome: 'ignored' }]);
       expect(rolloutOf(w.file).mlPercentage).toBe(0);
 
       await w.rollout.setPercentage(30, { actor: 'test', action: 'enable' });

@@ -174,6 +174,8 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
       expect(
         await m.value('delay.feedback.absolute_error', { arm: 'heuristic', model_version: 'none' }),
       ).toBe(3);
+      // The pair: |6 - 7| - |9 - 7| = -1, squared.
+      expect(await m.value('delay.feedback.paired_difference_squared', { model_version: 'gbt-v1' })).toBe(1);
       expect(await m.value('delay.feedback.actual_above_floor', { arm: 'ml' })).toBe(67);
       // Both rows predicted the interval [3, 8]: 7 falls inside, 1 does not.
       expect(await m.value('delay.feedback.interval_hits', { arm: 'ml' })).toBe(1);

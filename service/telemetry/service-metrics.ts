@@ -1,4 +1,5 @@
 import type { Meter } from '@opentelemetry/api';
+import { ROLLBACK_SIGNALS } from '../rollout/rollback-policy.js';
 
 /**
  * The service's own instruments. Attribute values are bounded enumerations or model versions:
@@ -15,11 +16,21 @@ export function createServiceMetrics(meter: Meter) {
       unit: '{prediction}',
     }),
     predictionDuration: meter.createHistogram('delay.prediction.duration', {
-      description: 'Time to answer a prediction request, by endpoint (single|batch)',
+      description:
+        'Time to answer a prediction request, by endpoint (single|batch) and assignment (ml|heuristic|mixed|failed: where the flag sent its bookings)',
       unit: 's',
       advice: {
         explicitBucketBoundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1],
       },
+    }),
+    shadowGap: meter.createCounter('delay.prediction.shadow_gap', {
+      description:
+        "Sum of |ML answer - the heuristic's shadow answer| on ML-served bookings, by model_version: the label-free signal",
+      unit: 'min',
+    }),
+    shadowCompared: meter.createCounter('delay.prediction.shadow_compared', {
+      description: 'ML-served bookings compared with their shadow heuristic answer, by model_version',
+      unit: '{prediction}',
     }),
     rejectedRequests: meter.createCounter('delay.http.rejected_requests', {
       description: 'Requests answered with a problem document, by reason',
@@ -97,6 +108,11 @@ export function createServiceMetrics(meter: Meter) {
     feedbackSquaredError: meter.createCounter('delay.feedback.squared_error', {
       description:
         'Sum of (predicted - actual)^2, by arm and model_version (RMSE, and R^2 with the two below)',
+      unit: 'min2',
+    }),
+    feedbackPairedDifferenceSquared: meter.createCounter('delay.feedback.paired_difference_squared', {
+      description:
+        "Sum of (|ML error| - |shadow heuristic error|)^2 over ML-served bookings, by model_version: the paired difference's variance",
       unit: 'min2',
     }),
     feedbackActualAboveFloor: meter.createCounter('delay.feedback.actual_above_floor', {
@@ -184,6 +200,8 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
     // A counter's first sample must be 0 for increase() to count the first feedback of a model.
     for (const arm of ['ml', 'heuristic_shadow'])
       for (const counter of feedbackCounters) counter.add(0, { arm, model_version });
+    for (const counter of [m.feedbackPairedDifferenceSquared, m.shadowGap, m.shadowCompared])
+      counter.add(0, { model_version });
   }
   for (const source of ['file', 'flagd']) m.flagConfigErrors.add(0, { source });
   for (const flag of ['delay-model', 'ml-fallback-on-error', 'weather-enrichment'])
@@ -199,5 +217,5 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
   for (const operation of ['get', 'set', 'lock', 'budget']) m.weatherCacheErrors.add(0, { operation });
   for (const outcome of ['rolled_back', 'already_rolled_back', 'ignored'])
     m.webhookAlerts.add(0, { outcome });
-  for (const alertname of ['DelayModelMaeHigh', 'DelayMlErrorRatioHigh']) m.rollbacks.add(0, { alertname });
+  for (const alertname of Object.keys(ROLLBACK_SIGNALS)) m.rollbacks.add(0, { alertname });
 }

@@ -1,0 +1,42 @@
+/**
+ * The rollback policy's numbers, in one place (docs/adr/0007-rollback-policy.md): the alert rules in
+ * prometheus/rules/alerts.yml, the auto-promoter's health checks and `npm run drift` use these values, and
+ * prometheus/rules.test.ts fails when a rule says otherwise. Windows are PromQL durations.
+ */
+export const THRESHOLDS = {
+  /** The operations manual's MAE target (minutes): a warning, and the bar of a promotion. */
+  maeTarget: 2.5,
+  /** The manual's critical MAE (minutes): rolls back only together with losing to the rules. */
+  maeCritical: 5,
+  /** Evidence that ML is worse than its shadow heuristic on the same bookings: mean paired difference / SE. */
+  pairedZ: 3,
+  /** Severe break: short window to react, the reset window shows it still happening. */
+  pairedFast: { window: '5m', resetWindow: '1m', minSamples: 30 },
+  /** Sustained loss: the long window gives the evidence, the shorter one that it goes on. */
+  pairedSlow: { window: '1h', resetWindow: '10m', minSamples: 200, for: '5m' },
+  /**
+   * Label-free: mean |ML - shadow heuristic| (minutes). Healthy gbt-v1 sits 3.2 min from the rules (4.2 in
+   * twice the rain, the widest 1-minute window 5.0); a model 9 min off sits about 9.3.
+   */
+  shadowGap: { minutes: 5.5, window: '5m', resetWindow: '1m', minSamples: 100 },
+  /** Share of ML-assigned bookings answered by the heuristic (any fallback reason). */
+  fallbackRatio: { long: 0.1, short: 0.2, window: '5m', resetWindow: '1m', minSamples: 20, for: '15s' },
+  /** The product card's p95 latency budget (seconds). */
+  latencyP95: 0.15,
+  /** p95 the ML path adds over the heuristic path on single predictions (seconds): the model's own cost. */
+  mlAddedLatencyP95: { seconds: 0.1, minRate: 0.1, for: '2m' },
+  /** PSI of a feature against the serving model's training bins: drift worth a look, and severe drift. */
+  psi: { drift: 0.1, severe: 1, minObservations: 500, severeFor: '10m' },
+} as const;
+
+/** Each rollback alert and the signal it names (in its labels and in the audit row of the rollback). */
+export const ROLLBACK_SIGNALS = {
+  DelayModelLosingToRulesFast: 'feedback',
+  DelayModelLosingToRules: 'feedback',
+  DelayModelFarFromRules: 'label_free',
+  DelayMlErrorRatioHigh: 'errors',
+  DelayModelLatencyHigh: 'latency',
+  DelayFeatureDriftSevere: 'drift',
+} as const;
+
+export type RollbackAlert = keyof typeof ROLLBACK_SIGNALS;
