@@ -1,10 +1,17 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
+import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { generateBookings } from '../models/generator.js';
+import { bookingFeatures } from '../service/features/booking-features.js';
+import { ACTUAL_DELAY_FLOOR } from '../service/feedback/feedback-service.js';
 import { parseFlagConfig } from '../service/flags/flag-config.js';
-import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
+import type { Booking } from '../service/predictions/schemas.js';
+import { heuristicEstimate } from '../service/predictors/heuristic.js';
+import { flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
 import {
   monitoringBinaries,
   promQuery,
@@ -12,13 +19,24 @@ import {
   startPrometheus,
 } from '../service/test-support/monitoring.js';
 import { type ServiceProcess, startService, waitForReady } from '../service/test-support/process.js';
+import { onnxEditorAvailable, writeShiftedModel } from '../service/test-support/shifted-model.js';
+import { NEUTRAL_WEATHER } from '../service/weather/weather.js';
 
 /*
  * The proof of automatic rollback: the service, a real Prometheus and a real Alertmanager (Debian binaries)
  * with the repository's rules and routes. Test overrides only shorten intervals: 1 s scrape and evaluation,
  * `for:` 2 s, Alertmanager group_wait 1 s; and point the webhook at this service and its token.
+ * Each break follows healthy history. Time to rollback at the shipped intervals: npm run measure:rollback.
  */
 const binaries = monitoringBinaries('prometheus', 'prometheus-alertmanager');
+const onnxEditor = onnxEditorAvailable();
+
+/** What the heuristic answers for a booking: the service runs without a weather key (neutral weather). */
+const shadowOf = (b: Booking) => heuristicEstimate(bookingFeatures(b, NEUTRAL_WEATHER)).delay_minutes;
+const gaussian = (seed: number) => {
+  const g = xoroshiro128plus(seed);
+  return () => Math.sqrt(-2 * Math.log(1 - uniformFloat64(g))) * Math.cos(2 * Math.PI * uniformFloat64(g));
+};
 
 const TOKEN = 'e2e-rollback-token-0123456789';
 const children: ChildProcess[] = [];
@@ -28,7 +46,7 @@ afterEach(async () => {
   await Promise.all(services.splice(0).map((s) => s.stop('SIGTERM')));
 });
 
-async function startStack() {
+async function startStack(env: Record<string, string> = {}) {
   const dir = tempDir('delay-rollback-');
   const flagsFile = join(dir, 'flags.json');
   writeFlags(flagsFile, flagsDocument({ mlWeight: 50 }));
@@ -36,6 +54,7 @@ async function startStack() {
     FLAGS_FILE: flagsFile,
     ALERTMANAGER_WEBHOOK_TOKEN: TOKEN,
     FLAGS_POLL_INTERVAL_MS: '200',
+    ...env,
   });
   services.push(service);
   await waitForReady(service);
@@ -64,29 +83,31 @@ async function startStack() {
       body: JSON.stringify(body),
     }).then((r) => r.json());
   let batch = 0;
-  const predict = async (n: number) => {
+  type Served = { booking_id: string; delay_minutes: number; source: string; shadow: number };
+  const predict = async (n: number): Promise<Served[]> => {
     batch += 1;
-    const ids = Array.from({ length: n }, (_, i) =>
-      booking({ booking_id: `rb-${batch}-${i}`, distance_km: 3 + (i % 10) }),
-    );
-    return (await post('/v1/predictions/batch', { bookings: ids })).predictions as {
-      booking_id: string;
-      delay_minutes: number;
-      source: string;
-    }[];
+    // Generator bookings: traffic like the training data's, so the drift rules stay quiet.
+    const sent = generateBookings({ seed: batch, count: n }).map((r, i) => ({
+      ...r.booking,
+      booking_id: `rb-${batch}-${i}`,
+    }));
+    const answered = (await post('/v1/predictions/batch', { bookings: sent })).predictions as Served[];
+    return answered.map((p, i) => ({ ...p, shadow: shadowOf(sent[i] as Booking) }));
   };
-  /** Feedback for the ML-served bookings, `errorMinutes` away from what was predicted. */
-  const feedbackOnMl = async (predictions: Awaited<ReturnType<typeof predict>>, errorMinutes: number) => {
+  /** Feedback for the ML-served bookings, the actual delay given by `truth`. */
+  const feedbackOnMl = async (predictions: Served[], truth: (p: Served) => number) => {
     const ml = predictions.filter((p) => p.source === 'ml');
     await new Promise((r) => setTimeout(r, 400)); // let the prediction log write them
     await post('/v1/feedback/batch', {
       feedback: ml.map((p) => ({
         booking_id: p.booking_id,
-        actual_delay_minutes: p.delay_minutes + errorMinutes,
+        actual_delay_minutes: Math.round(Math.max(ACTUAL_DELAY_FLOOR, truth(p)) * 100) / 100,
       })),
     });
     return ml.length;
   };
+  /** ML close to the truth, the rules about as far as they usually are: a healthy model. */
+  const healthy = (p: Served) => p.delay_minutes + 0.5;
   const mlShare = () => parseFlagConfig(readFileSync(flagsFile, 'utf8')).mlPercentage;
   const query = (expr: string) => promQuery(prometheus.url, expr);
   // Counters start at 0 in the service; Prometheus must have seen them at 0 before the first feedback.
@@ -94,7 +115,7 @@ async function startStack() {
     async () => (await query('delay_feedback_scored_total{arm="ml"}').catch(() => [])).length > 0,
     30_000,
   );
-  return { flagsFile, predict, feedbackOnMl, mlShare, query };
+  return { flagsFile, predict, feedbackOnMl, healthy, mlShare, query };
 }
 
 const waitFor = async (check: () => Promise<boolean> | boolean, timeoutMs: number) => {
@@ -106,40 +127,96 @@ const waitFor = async (check: () => Promise<boolean> | boolean, timeoutMs: numbe
   return false;
 };
 
-describe.skipIf(!binaries)('automatic rollback with real Prometheus and Alertmanager', () => {
-  it('takes ML out of traffic when its MAE goes bad', async () => {
-    const stack = await startStack();
-    const predictions = [...(await stack.predict(200)), ...(await stack.predict(200))];
-    const started = performance.now();
-    const bad = await stack.feedbackOnMl(predictions, 9);
-    expect(bad).toBeGreaterThanOrEqual(150);
+/** Polls until every probe prediction comes from the heuristic and the flag file says 0%; returns when. */
+async function untilAllHeuristic(stack: Awaited<ReturnType<typeof startStack>>, timeoutMs: number) {
+  let at = 0;
+  const rolledBack = await waitFor(async () => {
+    const probe = await stack.predict(20);
+    if (probe.every((p) => p.source === 'heuristic') && stack.mlShare() === 0) {
+      at = performance.now();
+      return true;
+    }
+    return false;
+  }, timeoutMs);
+  return rolledBack ? at : null;
+}
 
-    let allHeuristicAt = 0;
-    const rolledBack = await waitFor(async () => {
-      const probe = await stack.predict(20);
-      if (probe.every((p) => p.source === 'heuristic') && stack.mlShare() === 0) {
-        allHeuristicAt = performance.now();
-        return true;
-      }
-      return false;
-    }, 90_000);
-    expect(rolledBack).toBe(true);
-    const seconds = (allHeuristicAt - started) / 1000;
-    console.log(
-      `rollback: ${seconds.toFixed(1)} s from the first bad feedback to the first all-heuristic predictions`,
+describe.skipIf(!binaries)('automatic rollback with real Prometheus and Alertmanager', () => {
+  it('takes ML out of traffic when it loses to the rules on the same bookings, after healthy history', async () => {
+    const stack = await startStack();
+    expect(await stack.feedbackOnMl(await stack.predict(200), stack.healthy)).toBeGreaterThan(60);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(stack.mlShare()).toBe(50);
+
+    const predictions = [...(await stack.predict(300)), ...(await stack.predict(300))];
+    const started = performance.now();
+    // The truth sits 6 min from the rules' answer, on the side away from ML: ML misses by 6 min and more.
+    const bad = await stack.feedbackOnMl(predictions, (p) =>
+      p.delay_minutes > p.shadow ? p.shadow - 6 : p.shadow + 6,
     );
-    expect(stack.mlShare()).toBe(0);
+    expect(bad).toBeGreaterThanOrEqual(250);
+    const at = await untilAllHeuristic(stack, 90_000);
+    expect(at).not.toBeNull();
+    console.log(
+      `rollback: ${(((at as number) - started) / 1000).toFixed(1)} s from the first bad feedback to the first all-heuristic predictions`,
+    );
+    const fired = await stack.query('ALERTS{alertstate="firing",rollback="true"}');
+    expect(fired.map((a) => a.metric.alertname)).toContain('DelayModelLosingToRulesFast');
   }, 150_000);
+
+  it.skipIf(!onnxEditor)(
+    'takes a new version that answers 9 min off out of traffic from its predictions alone',
+    async () => {
+      const modelsDir = tempDir('delay-rollback-models-');
+      writeShiftedModel(modelsDir, 'gbt-off', 9);
+      const stack = await startStack({ MODELS_DIR: modelsDir });
+      await stack.predict(200);
+      await new Promise((r) => setTimeout(r, 3000));
+      writeFlags(stack.flagsFile, flagsDocument({ mlWeight: 50, modelVersion: 'gbt-off' }));
+      const started = performance.now();
+      // No feedback at all: trips have not ended yet.
+      const at = await untilAllHeuristic(stack, 90_000);
+      expect(at).not.toBeNull();
+      console.log(
+        `label-free rollback: ${(((at as number) - started) / 1000).toFixed(1)} s from the flag change to the first all-heuristic predictions`,
+      );
+      const fired = await stack.query('ALERTS{alertstate="firing",rollback="true"}');
+      expect(fired.map((a) => a.metric.alertname)).toContain('DelayModelFarFromRules');
+      expect(await stack.query('sum(delay_feedback_scored_total)')).toMatchObject([
+        { value: [expect.any(Number), '0'] },
+      ]);
+    },
+    150_000,
+  );
+
+  it('leaves the rollout alone in a storm that hurts both arms alike, though ML MAE is above 5', async () => {
+    const stack = await startStack();
+    await stack.feedbackOnMl(await stack.predict(120), stack.healthy);
+    const noise = gaussian(16);
+    const predictions = [...(await stack.predict(500)), ...(await stack.predict(500))];
+    await stack.feedbackOnMl(predictions, (p) => p.delay_minutes + 8 * noise());
+    // The manual's absolute bound is breached: a rule on MAE alone would roll back here.
+    expect(
+      await waitFor(
+        async () =>
+          (await stack.query('arm_model_version:delay_feedback_mae_minutes:5m{arm="ml"} > 5')).length > 0,
+        30_000,
+      ),
+    ).toBe(true);
+    await new Promise((r) => setTimeout(r, 10_000));
+    expect(stack.mlShare()).toBe(50);
+    expect(await stack.query('ALERTS{rollback="true"}')).toEqual([]);
+  }, 90_000);
 
   it('leaves the rollout alone on healthy feedback', async () => {
     const stack = await startStack();
     const predictions = [...(await stack.predict(200)), ...(await stack.predict(200))];
-    await stack.feedbackOnMl(predictions, 0.5);
-    // The MAE rule has evaluated (so the alert had its chance) and stays low.
+    await stack.feedbackOnMl(predictions, stack.healthy);
+    // The rules have evaluated (so the alerts had their chance) and the paired difference favours ML.
     expect(
       await waitFor(
         async () =>
-          (await stack.query('arm_model_version:delay_feedback_mae_minutes:30m{arm="ml"}')).length > 0,
+          (await stack.query('model_version:delay_feedback_paired_difference_minutes:mean5m < 0')).length > 0,
         30_000,
       ),
     ).toBe(true);
@@ -150,13 +227,15 @@ describe.skipIf(!binaries)('automatic rollback with real Prometheus and Alertman
   it('leaves the rollout alone on too few feedbacks, however bad', async () => {
     const stack = await startStack();
     const predictions = await stack.predict(40);
-    const bad = await stack.feedbackOnMl(predictions, 20);
-    expect(bad).toBeLessThan(50);
+    const bad = await stack.feedbackOnMl(predictions, (p) =>
+      p.delay_minutes > p.shadow ? p.shadow - 20 : p.shadow + 20,
+    );
+    expect(bad).toBeLessThan(30);
 
     expect(
       await waitFor(
         async () =>
-          (await stack.query('arm_model_version:delay_feedback_mae_minutes:30m{arm="ml"} > 5')).length > 0,
+          (await stack.query('arm_model_version:delay_feedback_mae_minutes:5m{arm="ml"} > 5')).length > 0,
         30_000,
       ),
     ).toBe(true);

@@ -11,6 +11,7 @@ import { generateBookings, type RawBooking, type Season } from '../models/genera
 import { createApp } from '../service/app.js';
 import { loadConfig } from '../service/config/config.js';
 import { createDriftMonitor, type DriftBaseline } from '../service/drift/drift-monitor.js';
+import { ACTUAL_DELAY_FLOOR } from '../service/feedback/feedback-service.js';
 import { startFlagService } from '../service/flags/flag-service.js';
 import { createModelRegistry, type ModelPredictor } from '../service/models/model-registry.js';
 import { loadOnnxModel } from '../service/models/onnx-model.js';
@@ -368,7 +369,7 @@ async function drive(scenario: ReplayScenario, seed: number, flagPollMs: number)
         const served = (answers[i] as { delay_minutes: number }).delay_minutes;
         const actual =
           phase.truth === 'storm'
-            ? Math.max(0, served + 8 * normal(rng))
+            ? Math.max(ACTUAL_DELAY_FLOOR, served + 8 * normal(rng))
             : phase.truth === 'heavy_tailed'
               ? heavyTailed(rng, r)
               : r.actual_delay_minutes;
