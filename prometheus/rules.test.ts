@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { WEATHER_FEATURES } from '../service/features/booking-features.js';
 import { ROLLBACK_SIGNALS, THRESHOLDS as T } from '../service/rollout/rollback-policy.js';
 import { monitoringBinaries } from '../service/test-support/monitoring.js';
 
@@ -155,7 +156,7 @@ describe('the rules use the thresholds of service/rollout/rollback-policy.ts', (
     DelayPredictionLatencyHigh: { parts: [`p95_5m{endpoint="single"} > ${T.latencyP95}`] },
     DelayFeatureDrift: { parts: [`psi:5m > ${T.psi.drift}`, `>= ${T.psi.minObservations}`] },
     DelayFeatureDriftSevere: {
-      parts: [`psi:5m > ${T.psi.severe}`, `>= ${T.psi.minObservations}`],
+      parts: [`psi:5m{feature!~"${WEATHER_FEATURES.join('|')}"} > ${T.psi.severe}`, `>= ${T.psi.minObservations}`],
       for: T.psi.severeFor,
     },
   };
