@@ -156,7 +156,10 @@ describe('the rules use the thresholds of service/rollout/rollback-policy.ts', (
     DelayPredictionLatencyHigh: { parts: [`p95_5m{endpoint="single"} > ${T.latencyP95}`] },
     DelayFeatureDrift: { parts: [`psi:5m > ${T.psi.drift}`, `>= ${T.psi.minObservations}`] },
     DelayFeatureDriftSevere: {
-      parts: [`psi:5m{feature!~"${WEATHER_FEATURES.join('|')}"} > ${T.psi.severe}`, `>= ${T.psi.minObservations}`],
+      parts: [
+        `psi:5m{feature!~"${WEATHER_FEATURES.join('|')}"} > ${T.psi.severe}`,
+        `>= ${T.psi.minObservations}`,
+      ],
       for: T.psi.severeFor,
     },
   };

@@ -9,6 +9,7 @@ import { driftReport } from '../drift/drift-report.js';
 import { createModelRegistry } from '../models/model-registry.js';
 import { loadOnnxModel } from '../models/onnx-model.js';
 import type { Booking } from '../predictions/schemas.js';
+import { THRESHOLDS } from '../rollout/rollback-policy.js';
 import { createRolloutService } from '../rollout/rollout-service.js';
 import type { Database } from '../storage/database.js';
 import { freshPglite, persistence } from '../test-support/databases.js';
@@ -96,7 +97,8 @@ async function seasonService(db: Database, mlWeight: number) {
     }
   }
 
-  return { modelsDir, file, serve, sendFeedback, metricValue: m.value };
+  // The prediction counters are those of the app testApp built.
+  return { modelsDir, file, serve, sendFeedback, metricValue: t.metricValue };
 }
 
 const count = async (db: Database, table: typeof predictions | typeof feedback) =>
@@ -195,6 +197,15 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
       (n) => n > 50,
     );
     expect((await rollout.history(1))[0]).toMatchObject({ action: 'canary', modelVersion: 'gbt-v2' });
+    // The label-free rollback signal stays quiet for a legitimate retrained model: it sits no further from
+    // the rules than the bound at which DelayModelFarFromRules rolls back.
+    const gap = async (model_version: string) =>
+      (await service.metricValue('delay.prediction.shadow_gap', { model_version })) /
+      (await service.metricValue('delay.prediction.shadow_compared', { model_version }));
+    console.log(
+      `mean |ML - shadow| on the season: gbt-v1 ${(await gap('gbt-v1')).toFixed(2)}, gbt-v2 ${(await gap('gbt-v2')).toFixed(2)} min`,
+    );
+    expect(await gap('gbt-v2')).toBeLessThan(THRESHOLDS.shadowGap.minutes);
 
     // Retraining again on the same window: the new challenger does not beat gbt-v2 by 5%, nothing is written.
     // Another seed on the same rows: a model as good as gbt-v2, not 5% better.
