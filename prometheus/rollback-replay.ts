@@ -461,9 +461,6 @@ export async function replayRollback(
         : phases.slice(0, scenario.breakPhase).reduce((s, p) => s + p.minutes * 60, 0);
     const hours = Array.from({ length: Math.ceil(minutes / 60) }, (_, h) => Math.min((h + 1) * 60, minutes));
     const firing = 'ALERTS{alertstate="firing"}';
-    for (const s of promtoolSeries(scrapes))
-      if (/shadow_compared|shadow_gap/.test(s.series))
-        console.log(s.series, s.values.split(' ').slice(78, 100).join(' '));
     const samples: Sample[] = evaluateRules(
       [
         {
