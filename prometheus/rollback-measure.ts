@@ -1,13 +1,15 @@
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { replayRollback, shippedSettings } from './rollback-replay.js';
 import { judge, rollbackScenarios } from './rollback-scenarios.js';
 
 /*
- * npm run measure:rollback -- [--hours 72] [--only SUBSTRING] [--seed 1] [--markdown]
+ * npm run measure:rollback -- [--hours 72] [--only SUBSTRING] [--seed 1] [--markdown] [--json FILE]
  * Time to rollback at the shipped settings: each scenario of prometheus/rollback-scenarios.ts through the
  * real service, Prometheus' rule engine (promtool, prometheus/rules as committed, 15 s scrapes and
  * evaluations), the rollback route's group_wait and the flag poll, to the first all-heuristic prediction.
- * Prints JSON (--markdown: the README's table); exit 1 when an aim is missed.
+ * Prints JSON (--markdown: the README's table instead, --json: the JSON into FILE too); exit 1 when an aim
+ * is missed.
  */
 const { values: args } = parseArgs({
   options: {
@@ -15,6 +17,7 @@ const { values: args } = parseArgs({
     only: { type: 'string' },
     seed: { type: 'string', default: '1' },
     markdown: { type: 'boolean', default: false },
+    json: { type: 'string' },
   },
 });
 
@@ -37,6 +40,7 @@ const report = {
   all_met: results.every((r) => r.met),
   elapsed_s: Math.round((performance.now() - started) / 1000),
 };
+if (args.json) writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
 if (args.markdown) {
   console.log('| scenario | first rollback alert (signal) | alert after | to all-heuristic | aim | met |');
   console.log('| --- | --- | --- | --- | --- | --- |');
