@@ -141,6 +141,14 @@ async function untilAllHeuristic(stack: Awaited<ReturnType<typeof startStack>>, 
   return rolledBack ? at : null;
 }
 
+/** Once `evaluated` holds (the rules have judged what was sent), ML keeps its 50% and no rollback alert is up. */
+async function staysRolledOut(stack: Awaited<ReturnType<typeof startStack>>, evaluated: string) {
+  expect(await waitFor(async () => (await stack.query(evaluated)).length > 0, 30_000)).toBe(true);
+  await new Promise((r) => setTimeout(r, 10_000));
+  expect(stack.mlShare()).toBe(50);
+  expect(await stack.query('ALERTS{rollback="true"}')).toEqual([]);
+}
+
 describe.skipIf(!binaries)('automatic rollback with real Prometheus and Alertmanager', () => {
   it('takes ML out of traffic when it loses to the rules on the same bookings, after healthy history', async () => {
     const stack = await startStack();
@@ -196,16 +204,7 @@ describe.skipIf(!binaries)('automatic rollback with real Prometheus and Alertman
     const predictions = [...(await stack.predict(500)), ...(await stack.predict(500))];
     await stack.feedbackOnMl(predictions, (p) => p.delay_minutes + 8 * noise());
     // The manual's absolute bound is breached: a rule on MAE alone would roll back here.
-    expect(
-      await waitFor(
-        async () =>
-          (await stack.query('arm_model_version:delay_feedback_mae_minutes:5m{arm="ml"} > 5')).length > 0,
-        30_000,
-      ),
-    ).toBe(true);
-    await new Promise((r) => setTimeout(r, 10_000));
-    expect(stack.mlShare()).toBe(50);
-    expect(await stack.query('ALERTS{rollback="true"}')).toEqual([]);
+    await staysRolledOut(stack, 'arm_model_version:delay_feedback_mae_minutes:5m{arm="ml"} > 5');
   }, 90_000);
 
   it('leaves the rollout alone on healthy feedback', async () => {
@@ -213,15 +212,7 @@ describe.skipIf(!binaries)('automatic rollback with real Prometheus and Alertman
     const predictions = [...(await stack.predict(200)), ...(await stack.predict(200))];
     await stack.feedbackOnMl(predictions, stack.healthy);
     // The rules have evaluated (so the alerts had their chance) and the paired difference favours ML.
-    expect(
-      await waitFor(
-        async () =>
-          (await stack.query('model_version:delay_feedback_paired_difference_minutes:mean5m < 0')).length > 0,
-        30_000,
-      ),
-    ).toBe(true);
-    await new Promise((r) => setTimeout(r, 10_000));
-    expect(stack.mlShare()).toBe(50);
+    await staysRolledOut(stack, 'model_version:delay_feedback_paired_difference_minutes:mean5m < 0');
   }, 90_000);
 
   it('leaves the rollout alone on too few feedbacks, however bad', async () => {
@@ -231,15 +222,6 @@ describe.skipIf(!binaries)('automatic rollback with real Prometheus and Alertman
       p.delay_minutes > p.shadow ? p.shadow - 20 : p.shadow + 20,
     );
     expect(bad).toBeLessThan(30);
-
-    expect(
-      await waitFor(
-        async () =>
-          (await stack.query('arm_model_version:delay_feedback_mae_minutes:5m{arm="ml"} > 5')).length > 0,
-        30_000,
-      ),
-    ).toBe(true);
-    await new Promise((r) => setTimeout(r, 10_000));
-    expect(stack.mlShare()).toBe(50);
+    await staysRolledOut(stack, 'arm_model_version:delay_feedback_mae_minutes:5m{arm="ml"} > 5');
   }, 90_000);
 });
