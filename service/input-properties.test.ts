@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testApp } from './test-support/harness.js';
+import { freshPglite, persistence } from './test-support/databases.js';
+import { booking, eventually, postJson, testApp, testMetrics } from './test-support/harness.js';
 
 /* Whatever JSON arrives, the answer is a 2xx or a 4xx problem document: never a 5xx. */
 let t: Awaited<ReturnType<typeof testApp>>;
@@ -78,4 +79,59 @@ describe('no JSON input produces a 5xx', () => {
     expect(unicode.status).toBe(200);
     expect((await unicode.json()).booking_id).toBe('réservation-🚑-東京');
   });
+});
+
+describe('every id the API accepts is stored and found again by its feedback', () => {
+  it('refuses ids the database would refuse or alter (NUL, unpaired surrogates), keeps every other', async () => {
+    const database = await freshPglite();
+    const m = testMetrics();
+    const { predictionLog, storage } = persistence(database, m.metrics);
+    const stored = await testApp({ flags: { mlWeight: 50 }, deps: { predictionLog, storage } });
+    try {
+      const refused = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+      const unit = fc.oneof(
+        { weight: 6, arbitrary: fc.string({ unit: 'grapheme-composite', maxLength: 3 }) },
+        { weight: 1, arbitrary: fc.constantFrom('\u0000', '\u001f', '\u007f', '\ud800', '\udfff', '\t') },
+      );
+      let n = 0;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(unit, { minLength: 1, maxLength: 12 }).map((parts) => parts.join('')),
+          async (raw) => {
+            n += 1;
+            const id = `${n}-${raw}`.slice(0, 128);
+            const res = await postJson(stored.app, '/v1/predictions', booking({ booking_id: id }));
+            if (refused.test(id)) {
+              expect(res.status, JSON.stringify(id)).toBe(400);
+              expect(JSON.stringify(await res.json())).toContain('/booking_id');
+              const fb = await postJson(stored.app, '/v1/feedback', {
+                booking_id: id,
+                actual_delay_minutes: 3,
+              });
+              expect(fb.status).toBe(400);
+              return;
+            }
+            expect(res.status, JSON.stringify(id)).toBe(200);
+            expect((await res.json()).booking_id).toBe(id);
+            await eventually(
+              () => predictionLog.depth(),
+              (d) => d === 0,
+            );
+            const fb = await postJson(stored.app, '/v1/feedback', {
+              booking_id: id,
+              actual_delay_minutes: 3,
+            });
+            expect(fb.status, JSON.stringify(id)).toBe(200);
+            expect((await fb.json()).outcome).toBe('recorded');
+          },
+        ),
+        { numRuns: 60 },
+      );
+      expect(await m.value('delay.prediction_log.dropped')).toBe(0);
+    } finally {
+      await predictionLog.drain(1000);
+      await stored.close();
+      await database.close();
+    }
+  }, 60_000);
 });

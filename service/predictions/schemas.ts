@@ -6,6 +6,18 @@ import { z } from '@hono/zod-openapi';
  * fields are only ever added.
  */
 
+/**
+ * An identifier the database keeps and hands back unchanged: Postgres refuses NUL in text, and an unpaired
+ * UTF-16 surrogate is stored as U+FFFD (the id would no longer match its feedback). Other characters are kept.
+ */
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const identifier = () =>
+  z
+    .string()
+    .min(1)
+    .max(128)
+    .refine((s) => !UNSTORABLE.test(s), 'must not contain NUL or unpaired surrogates');
+
 const Coordinates = z
   .object({
     lat: z.number().min(-90).max(90).openapi({ example: 48.8566 }),
@@ -15,14 +27,14 @@ const Coordinates = z
 
 export const BookingSchema = z
   .object({
-    booking_id: z.string().min(1).max(128).openapi({ example: 'bk-2026-000123' }),
+    booking_id: identifier().openapi({ example: 'bk-2026-000123' }),
     scheduled_at: z.iso.datetime({ offset: true }).openapi({
       description: 'ISO 8601 with a UTC offset (Z or ±hh:mm)',
       example: '2026-11-25T08:15:00+01:00',
     }),
     pickup: Coordinates,
     dropoff: Coordinates,
-    company_id: z.string().min(1).max(128).optional(),
+    company_id: identifier().optional(),
     distance_km: z
       .number()
       .min(0)
@@ -97,7 +109,7 @@ export const ProblemSchema = z
 
 export const FeedbackSchema = z
   .object({
-    booking_id: z.string().min(1).max(128),
+    booking_id: identifier(),
     actual_delay_minutes: z
       .number()
       .min(-60)

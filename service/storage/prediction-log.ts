@@ -34,6 +34,22 @@ export interface PredictionLog {
  * loop. While the database fails, the loop retries the same batch with growing pauses and the queue
  * absorbs new rows up to its capacity; writing resumes by itself when the database answers again.
  */
+/**
+ * Postgres refuses these rows for what they hold (SQLSTATE class 22, data exception; 23, integrity): another
+ * try fails alike, so they are set aside. Anything else (connection lost, server down) is retried. Drizzle
+ * wraps the driver's error in `cause`.
+ */
+function refusesRows(err: unknown): boolean {
+  const code =
+    (err as { code?: unknown; cause?: { code?: unknown } }).code ??
+    (err as { cause?: { code?: unknown } }).cause?.code;
+  return typeof code === 'string' && /^2[23]/.test(code);
+}
+const errorMessage = (err: unknown) => {
+  const e = err as Error & { cause?: Error };
+  return e.cause?.message ? `${e.message}: ${e.cause.message}` : e.message;
+};
+
 export function createPredictionLog({
   insert,
   tracer,
@@ -53,11 +69,37 @@ export function createPredictionLog({
 
   metrics.predictionLogDepth.addCallback((r) => r.observe(queue.length));
 
+  // Rows of the batch, from its head, that are written or set aside: a failure retries only what follows.
+  let settled = 0;
+  /** Writes `rows`; rows the database refuses for what they hold are halved until each is set aside alone. */
+  async function insertIsolating(rows: PredictionRow[]): Promise<void> {
+    try {
+      await insert(rows);
+      settled += rows.length;
+      metrics.predictionLogWritten.add(rows.length);
+    } catch (err) {
+      if (!refusesRows(err)) throw err;
+      if (rows.length > 1) {
+        const half = Math.ceil(rows.length / 2);
+        await insertIsolating(rows.slice(0, half));
+        await insertIsolating(rows.slice(half));
+        return;
+      }
+      settled += 1;
+      metrics.predictionLogDropped.add(1, { reason: 'refused' });
+      log.error(
+        { err: errorMessage(err), booking_count: 1 },
+        'the database refused a prediction; it is set aside',
+      );
+    }
+  }
+
   async function writeBatch(): Promise<boolean> {
     const batch = queue.slice(0, batchSize);
     if (batch.length === 0) return true;
+    settled = 0;
     try {
-      const write = () => insert(batch);
+      const write = () => insertIsolating(batch);
       await (tracer
         ? inSpan(
             tracer,
@@ -71,15 +113,15 @@ export function createPredictionLog({
             write,
           )
         : write());
-      queue = queue.slice(batch.length);
-      metrics.predictionLogWritten.add(batch.length);
+      queue = queue.slice(settled);
       if (failures > 0) log.info({ after_failures: failures }, 'prediction log writing again');
       failures = 0;
       return true;
     } catch (err) {
+      queue = queue.slice(settled);
       failures += 1;
       metrics.predictionLogWriteErrors.add(1);
-      if (failures === 1) log.error({ err: (err as Error).message }, 'prediction log cannot write; retrying');
+      if (failures === 1) log.error({ err: errorMessage(err) }, 'prediction log cannot write; retrying');
       return false;
     }
   }

@@ -5,6 +5,7 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { sql } from 'drizzle-orm';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
 import { createFeedbackService } from '../feedback/feedback-service.js';
@@ -118,6 +119,35 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
       const inserts = spans.getFinishedSpans().filter((s) => s.name === 'INSERT predictions');
       expect(inserts.reduce((n, s) => n + Number(s.attributes['db.operation.batch.size']), 0)).toBe(1200);
       expect(inserts[0]?.attributes['db.system']).toBe('postgresql');
+      await log.drain(1000);
+    },
+  );
+
+  it.skipIf(!available)(
+    'sets aside, counts and logs a row the database refuses, and writes the rest of its batch and the next',
+    async () => {
+      const d = await database();
+      const m = testMetrics();
+      const lines: string[] = [];
+      const log = createPredictionLog({
+        insert: d.insertPredictions,
+        metrics: m.metrics,
+        logger: pino({ level: 'error' }, { write: (line: string) => lines.push(line) }),
+        batchSize: 50,
+        flushIntervalMs: 10,
+      });
+      // NUL is refused by Postgres in text (SQLSTATE 22021) and by PGlite alike; the API refuses such ids too.
+      log.enqueue(Array.from({ length: 40 }, (_, i) => row(i === 7 ? 'bad-\u0000-id' : `ok-${i}`)));
+      log.enqueue(Array.from({ length: 40 }, (_, i) => row(`later-${i}`)));
+      await eventually(
+        () => count(d, predictions),
+        (n) => n === 79,
+      );
+      expect(log.depth()).toBe(0);
+      expect(await m.value('delay.prediction_log.written')).toBe(79);
+      expect(await m.value('delay.prediction_log.dropped', { reason: 'refused' })).toBe(1);
+      expect(await m.value('delay.prediction_log.write_errors')).toBe(0);
+      expect(lines.filter((l) => l.includes('the database refused a prediction'))).toHaveLength(1);
       await log.drain(1000);
     },
   );

@@ -1,6 +1,9 @@
 import type { Meter } from '@opentelemetry/api';
 import { ROLLBACK_SIGNALS } from '../rollout/rollback-policy.js';
 
+/** Why a served prediction was never stored: the log's full queue, a shutdown's deadline, a row the database refused. */
+export const PREDICTION_DROP_REASONS = ['queue_full', 'shutdown', 'refused'] as const;
+
 /**
  * The service's own instruments. Attribute values are bounded enumerations or model versions:
  * never booking ids or raw URLs. Every instrument is listed in docs/metrics.md.
@@ -89,7 +92,7 @@ export function createServiceMetrics(meter: Meter) {
       unit: '{error}',
     }),
     predictionLogDropped: meter.createCounter('delay.prediction_log.dropped', {
-      description: 'Predictions never written, by reason: queue_full, shutdown',
+      description: `Predictions never written, by reason: ${PREDICTION_DROP_REASONS.join(', ')}`,
       unit: '{prediction}',
     }),
     feedbackEvents: meter.createCounter('delay.feedback.events', {
@@ -206,7 +209,7 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
   for (const source of ['file', 'flagd']) m.flagConfigErrors.add(0, { source });
   for (const flag of ['delay-model', 'ml-fallback-on-error', 'weather-enrichment'])
     m.flagEvaluationErrors.add(0, { flag });
-  for (const reason of ['queue_full', 'shutdown']) m.predictionLogDropped.add(0, { reason });
+  for (const reason of PREDICTION_DROP_REASONS) m.predictionLogDropped.add(0, { reason });
   m.predictionLogWriteErrors.add(0);
   for (const outcome of ['recorded', 'unchanged', 'corrected']) m.feedbackEvents.add(0, { outcome });
   for (const outcome of ['l1_hit', 'l2_hit', 'miss', 'stale', 'default'])
