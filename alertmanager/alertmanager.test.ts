@@ -1,5 +1,9 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { WEBHOOK_BODY_LIMIT_BYTES } from '../service/app.js';
+import { ROLLBACK_SIGNALS } from '../service/rollout/rollback-policy.js';
 import { monitoringBinaries } from '../service/test-support/monitoring.js';
 
 const hasAmtool = monitoringBinaries('amtool');
@@ -44,5 +48,18 @@ describe.skipIf(!hasAmtool)('Alertmanager configuration (amtool)', () => {
 
   it('never sends a warning without rollback="true" to the rollback webhook', () => {
     expect(routeOf('alertname=Anything', 'severity=warning')).not.toContain('rollback-webhook');
+  });
+
+  it('keeps a rollback post within the webhook body limit (max_alerts), and every rollback alert routes there', () => {
+    const config = parse(readFileSync('alertmanager/alertmanager.yml', 'utf8'));
+    const webhook = config.receivers.find((r: { name: string }) => r.name === 'rollback-webhook')
+      .webhook_configs[0];
+    // A truncated post still holds a rollback alert; 100 alerts with long annotations stay far below the limit.
+    expect(webhook.max_alerts).toBeGreaterThan(0);
+    expect(webhook.max_alerts * 8 * 1024).toBeLessThan(WEBHOOK_BODY_LIMIT_BYTES);
+    for (const alertname of Object.keys(ROLLBACK_SIGNALS))
+      expect(routeOf(`alertname=${alertname}`, 'severity=critical', 'rollback=true')).toBe(
+        'rollback-webhook,oncall-pager',
+      );
   });
 });

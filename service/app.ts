@@ -55,6 +55,10 @@ const problemResponses = {
   503: { description: 'Not ready, or ML failed with ml-fallback-on-error off', content: problemContent },
 };
 
+const WEBHOOK_PATH = '/v1/webhooks/alertmanager';
+/** Alertmanager posts every alert of a group: 20,000 alerts of about 700 bytes fit. */
+export const WEBHOOK_BODY_LIMIT_BYTES = 16 * 1024 * 1024;
+
 export function createApp(deps: AppDeps) {
   const { flags, models, metrics, logger, limits } = deps;
   const predictions = createPredictionService(deps);
@@ -88,22 +92,23 @@ export function createApp(deps: AppDeps) {
     return next();
   });
 
-  app.use(
-    '/v1/*',
+  const limitTo = (maxBytes: number, advice: string) =>
     bodyLimit({
-      maxBytes: limits.bodyLimitBytes,
+      maxBytes,
       onTooLarge: () =>
         reject(
           {
             type: '/problems/body-too-large',
             title: 'Request body too large',
             status: 413,
-            detail: `The body limit is ${limits.bodyLimitBytes} bytes; split the batch.`,
+            detail: `The body limit is ${maxBytes} bytes; ${advice}.`,
           },
           'body_too_large',
         ),
-    }),
-  );
+    });
+  const bodyLimited = limitTo(limits.bodyLimitBytes, 'split the batch');
+  // The webhook has its own, larger limit, checked after its token: a rollback must act in any post.
+  app.use('/v1/*', (c, next) => (c.req.path === WEBHOOK_PATH ? next() : bodyLimited(c, next)));
 
   const assertReady = () => {
     if (flags.ready() && models.ready()) return;
@@ -312,7 +317,11 @@ export function createApp(deps: AppDeps) {
 
   if (deps.rollback) {
     const { token, rollout } = deps.rollback;
-    app.use('/v1/webhooks/alertmanager', requireBearer(token));
+    app.use(
+      WEBHOOK_PATH,
+      requireBearer(token),
+      limitTo(WEBHOOK_BODY_LIMIT_BYTES, 'set max_alerts on the webhook receiver'),
+    );
     const AlertSchema = z.object({
       status: z.enum(['firing', 'resolved']),
       labels: z.record(z.string(), z.string()),
@@ -322,7 +331,7 @@ export function createApp(deps: AppDeps) {
     app.openapi(
       createRoute({
         method: 'post',
-        path: '/v1/webhooks/alertmanager',
+        path: WEBHOOK_PATH,
         summary:
           'Alertmanager webhook: firing alerts labelled rollback="true" set ML traffic to 0% (bearer token)',
         request: {
@@ -334,7 +343,7 @@ export function createApp(deps: AppDeps) {
                 schema: z.object({
                   status: z.string(),
                   receiver: z.string().optional(),
-                  alerts: z.array(AlertSchema).max(1000),
+                  alerts: z.array(AlertSchema),
                 }),
               },
             },

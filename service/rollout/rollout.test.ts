@@ -151,6 +151,32 @@ describe('rollback webhook', () => {
     };
   }
 
+  it('rolls back from a post of 3,000 alerts over the API body limit; its token is checked first', async () => {
+    const w = await webhookApp();
+    try {
+      const quiet = Array.from({ length: 2999 }, (_, i) =>
+        alert({
+          labels: { alertname: `Other${i}`, severity: 'warning' },
+          annotations: { summary: 'x'.repeat(600) },
+          fingerprint: `f${i}`,
+        }),
+      );
+      const body = payload([...quiet, alert()]);
+      expect(JSON.stringify(body).length).toBeGreaterThan(1024 * 1024);
+      expect((await w.send(body, 'wrong-token-0123456789')).status).toBe(401);
+      expect(rolloutOf(w.file).mlPercentage).toBe(50);
+      const res = await w.send(body);
+      expect(res.status).toBe(200);
+      const { results, ml_percentage } = await res.json();
+      expect(results).toHaveLength(3000);
+      expect(results.at(-1)).toEqual({ alertname: 'DelayModelLosingToRulesFast', outcome: 'rolled_back' });
+      expect(ml_percentage).toBe(0);
+      expect(rolloutOf(w.file).mlPercentage).toBe(0);
+    } finally {
+      await w.close();
+    }
+  });
+
   it('refuses a missing or wrong token', async () => {
     const w = await webhookApp();
     try {
