@@ -2,9 +2,12 @@ import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { booking, flagsDocument, tempDir, writeFlags } from './test-support/harness.js';
+import { predictions } from '../db/schema.js';
+import { freshPostgres, postgresAvailable } from './test-support/databases.js';
+import { booking, eventually, flagsDocument, tempDir, writeFlags } from './test-support/harness.js';
 import { type ServiceProcess, startService, waitForReady } from './test-support/process.js';
 
+const hasPostgres = await postgresAvailable();
 const running: ServiceProcess[] = [];
 async function start(env: Record<string, string> = {}) {
   const service = await startService(env);
@@ -37,6 +40,32 @@ describe('the service as a process', () => {
     else expect(lint.status, lint.stdout + lint.stderr).toBe(0);
     expect(await service.stop('SIGTERM')).toBe(0);
     expect(service.output()).toContain('"msg":"stopped"');
+  });
+
+  it.skipIf(!hasPostgres)('gives stored predictions real trace ids without an OTLP endpoint', async () => {
+    const database = await freshPostgres();
+    try {
+      const service = await start({ DATABASE_URL: database.url });
+      await waitForReady(service);
+      for (const booking_id of ['t-1', 't-2'])
+        await fetch(`http://127.0.0.1:${service.port}/v1/predictions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(booking({ booking_id })),
+        });
+      const ids = await eventually(
+        async () =>
+          (await database.db.select({ traceId: predictions.traceId }).from(predictions)).map(
+            (r) => r.traceId,
+          ),
+        (rows) => rows.length === 2,
+      );
+      for (const id of ids) expect(id).toMatch(/^(?!0{32})[0-9a-f]{32}$/);
+      expect(ids[0]).not.toBe(ids[1]);
+      expect(await service.stop('SIGTERM')).toBe(0);
+    } finally {
+      await database.close();
+    }
   });
 
   it('drains a request in flight when SIGTERM arrives', async () => {

@@ -7,7 +7,9 @@ import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import {
+  AlwaysOffSampler,
   BatchSpanProcessor,
+  NoopSpanProcessor,
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
 } from '@opentelemetry/sdk-trace-base';
@@ -20,8 +22,9 @@ const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
  * ioredis as they load. Metrics: Prometheus exporter on its own port. Traces: OTLP over HTTP when an endpoint
  * is configured; without one, spans still carry trace ids (for logs and stored predictions) and go nowhere.
  * fs, dns and net instrumentations are not installed: one span per file read or socket is noise.
- * Sampling is decided at the root: `traceSampleRatio` of the traces the service starts, and every trace a
- * caller marked sampled in its `traceparent`; an unsampled span still has ids, and costs little.
+ * With an endpoint, sampling is decided at the root: `traceSampleRatio` of the traces the service starts, and
+ * every trace a caller marked sampled in its `traceparent`. Without one nothing is recorded. An unsampled span
+ * still has real ids, and costs little.
  */
 export async function startTelemetry({
   metricsPort,
@@ -41,14 +44,19 @@ export async function startTelemetry({
   const sdk = new NodeSDK({
     resource: resourceFromAttributes({ 'service.name': 'delay-prediction' }),
     metricReader: prometheus,
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(traceSampleRatio) }),
-    spanProcessors: otlpEndpoint
-      ? [
-          new BatchSpanProcessor(
+    // Nothing to export to: spans are not recorded, and still carry real ids for logs and stored predictions.
+    sampler: otlpEndpoint
+      ? new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(traceSampleRatio) })
+      : new AlwaysOffSampler(),
+    // A processor must be there even without an endpoint: with none the SDK installs no tracer provider, and
+    // every span (and so every trace id in logs and stored predictions) would be the all-zero no-op.
+    spanProcessors: [
+      otlpEndpoint
+        ? new BatchSpanProcessor(
             new OTLPTraceExporter({ url: new URL('/v1/traces', otlpEndpoint).toString() }),
-          ),
-        ]
-      : [],
+          )
+        : new NoopSpanProcessor(),
+    ],
     instrumentations: [
       new HttpInstrumentation({
         ignoreIncomingRequestHook: (req) => QUIET_PATHS.has((req.url ?? '').split('?')[0] ?? ''),
