@@ -236,7 +236,13 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
     storage,
     rollback: {
       token: webhookToken,
-      rollout: createRolloutService({ flagsFile, db: database.db, metrics, logger: silentLogger }),
+      rollout: createRolloutService({
+        flagsFile,
+        db: database.db,
+        metrics,
+        logger: silentLogger,
+        acceptedText: () => flags.acceptedText(),
+      }),
     },
   });
   const serializer = new PrometheusSerializer();

@@ -139,7 +139,13 @@ export async function runServer(config: Config, telemetry: Telemetry) {
   void purge();
   setInterval(purge, 86_400_000).unref();
 
-  const rollout = createRolloutService({ flagsFile: config.flagsFile, db: database.db, metrics, logger });
+  const rollout = createRolloutService({
+    flagsFile: config.flagsFile,
+    db: database.db,
+    metrics,
+    logger,
+    acceptedText: () => flags.acceptedText(),
+  });
   if (config.autoPromote) {
     const { prometheusUrl, soakMs, intervalMs, minSamples } = config.autoPromote;
     createAutoPromoter({

@@ -1,3 +1,4 @@
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -120,6 +121,24 @@ describe('flag file changes while running', () => {
       (s) => s.ml_percentage === 0,
     );
     expect(recovered.last_error).toBeNull();
+  });
+});
+
+describe('flag service after a failed read', () => {
+  it('clears last_error when the file comes back with the content it had', async () => {
+    const { flags, file } = await started({ mlWeight: 40 });
+    const text = readFileSync(file, 'utf8');
+    rmSync(file);
+    await eventually(
+      () => flags.status().last_error,
+      (e) => e !== null,
+    );
+    writeFlags(file, text);
+    await eventually(
+      () => flags.status().last_error,
+      (e) => e === null,
+    );
+    expect(flags.status().ml_percentage).toBe(40);
   });
 });
 

@@ -49,6 +49,8 @@ export interface FlagService {
   fallbackOnError(): boolean;
   weatherEnrichment(): boolean;
   status(): FlagStatus;
+  /** File mode: the text of the last flag file this service accepted (what it routes on); null with flagd. */
+  acceptedText(): string | null;
   /** Called after the flag configuration changed (file reloaded or flagd pushed a change). */
   onChange(listener: () => void): void;
   close(): Promise<void>;
@@ -83,6 +85,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
   let lastChangedAt: Date | null = null;
   let lastError: { at: Date; message: string } | null = null;
   let lastText: string | null = null;
+  let acceptedText: string | null = null;
   const sourceKind = flags.kind;
   const listeners: (() => void)[] = [];
 
@@ -110,7 +113,10 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     const copy = join(copyDir, basename(file));
     providerFile = copy;
     removeCopy = () => rmSync(copyDir, { recursive: true, force: true });
-    const publish = (accepted: string) => replaceFile(copy, accepted);
+    const publish = (accepted: string) => {
+      replaceFile(copy, accepted);
+      acceptedText = accepted;
+    };
     publish(text);
     lastText = text;
     lastChangedAt = new Date();
@@ -122,7 +128,11 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
         refuse(`cannot read ${file}: ${(err as Error).message}`);
         return;
       }
-      if (next === lastText) return;
+      if (next === lastText) {
+        // The file is back as it was accepted (after a failed read): nothing to apply, nothing wrong any more.
+        if (next === acceptedText) lastError = null;
+        return;
+      }
       try {
         const accepted = parseFlagConfig(next);
         publish(next);
@@ -229,6 +239,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
       return { variant: details.value };
     },
 
+    acceptedText: () => acceptedText,
     fallbackOnError: () => switches.fallbackOnError,
     weatherEnrichment: () => switches.weatherEnrichment,
 

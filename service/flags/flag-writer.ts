@@ -15,6 +15,15 @@ interface FlagDocument {
   >;
 }
 
+/**
+ * What a rollback writes from when the file cannot be read or is invalid: the last configuration the service
+ * accepted, which is the one it routes on. `onUse` hears why the file was not used.
+ */
+export interface FallbackBase {
+  text: () => string | null;
+  onUse: (reason: string) => void;
+}
+
 export interface FlagChange {
   previous: RolloutState;
   next: RolloutState;
@@ -36,9 +45,20 @@ export function currentModelVersion(rollout: RolloutState): string | null {
 export function rewriteFlags(
   file: string,
   edit: (doc: FlagDocument, current: RolloutState) => void,
+  fallback?: FallbackBase,
 ): FlagChange {
-  const text = readFileSync(file, 'utf8');
-  const previous = parseFlagConfig(text);
+  let text: string;
+  let previous: RolloutState;
+  try {
+    text = readFileSync(file, 'utf8');
+    previous = parseFlagConfig(text);
+  } catch (err) {
+    const base = fallback?.text();
+    if (!base) throw err;
+    fallback?.onUse((err as Error).message);
+    text = base;
+    previous = parseFlagConfig(base);
+  }
   const doc = JSON.parse(text) as FlagDocument;
   edit(doc, previous);
   const nextText = `${JSON.stringify(doc, null, 2)}\n`;
@@ -71,24 +91,28 @@ export function replaceFile(file: string, text: string) {
  * proportions (whole percents, the first model takes the rounding); at 0 every model loses its traffic and a
  * later enable serves the model listed first only.
  */
-export function setMlPercentage(file: string, percentage: number): FlagChange {
+export function setMlPercentage(file: string, percentage: number, fallback?: FallbackBase): FlagChange {
   if (!Number.isFinite(percentage) || percentage < 0 || percentage > 100) {
     throw new FlagConfigError(`the ML percentage must be between 0 and 100 (got ${percentage})`);
   }
-  return rewriteFlags(file, (doc, current) => {
-    const version = currentModelVersion(current);
-    if (!version) throw new FlagConfigError(`flag '${FLAG_KEYS.model}' declares no model variant`);
-    const serving = (current.split ?? []).filter((s) => s.variant !== HEURISTIC_VARIANT && s.weight > 0);
-    const total = serving.reduce((sum, s) => sum + s.weight, 0);
-    const shares: [string, number][] =
-      serving.length > 1 && percentage > 0
-        ? serving.map((s) => [s.variant, Math.floor((percentage * s.weight) / total)])
-        : [[version, percentage]];
-    const first = shares[0] as [string, number];
-    first[1] += percentage - shares.reduce((sum, s) => sum + s[1], 0);
-    const flag = doc.flags[FLAG_KEYS.model] as FlagDocument['flags'][string];
-    flag.targeting = { fractional: [...shares, [HEURISTIC_VARIANT, 100 - percentage]] };
-  });
+  return rewriteFlags(
+    file,
+    (doc, current) => {
+      const version = currentModelVersion(current);
+      if (!version) throw new FlagConfigError(`flag '${FLAG_KEYS.model}' declares no model variant`);
+      const serving = (current.split ?? []).filter((s) => s.variant !== HEURISTIC_VARIANT && s.weight > 0);
+      const total = serving.reduce((sum, s) => sum + s.weight, 0);
+      const shares: [string, number][] =
+        serving.length > 1 && percentage > 0
+          ? serving.map((s) => [s.variant, Math.floor((percentage * s.weight) / total)])
+          : [[version, percentage]];
+      const first = shares[0] as [string, number];
+      first[1] += percentage - shares.reduce((sum, s) => sum + s[1], 0);
+      const flag = doc.flags[FLAG_KEYS.model] as FlagDocument['flags'][string];
+      flag.targeting = { fractional: [...shares, [HEURISTIC_VARIANT, 100 - percentage]] };
+    },
+    fallback,
+  );
 }
 
 /**

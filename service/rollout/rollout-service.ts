@@ -33,11 +33,14 @@ export function createRolloutService({
   db,
   metrics,
   logger,
+  acceptedText,
 }: {
   flagsFile: string;
   db?: Db;
   metrics?: ServiceMetrics;
   logger: Logger;
+  /** The running service's last accepted flag text: a rollback writes from it when the file is broken. */
+  acceptedText?: () => string | null;
 }) {
   const log = logger.child({ component: 'rollout' });
   let queue: Promise<unknown> = Promise.resolve();
@@ -84,7 +87,23 @@ export function createRolloutService({
 
   return {
     setPercentage: (percentage: number, who: Actor) =>
-      apply(who, () => setMlPercentage(flagsFile, percentage)),
+      apply(who, () =>
+        setMlPercentage(
+          flagsFile,
+          percentage,
+          // A rollback never depends on the file being valid; a person's change does (they fix the file first).
+          who.action === 'rollback' && acceptedText
+            ? {
+                text: acceptedText,
+                onUse: (reason) =>
+                  log.warn(
+                    { err: reason, actor: who.actor },
+                    'flag file unreadable or invalid: rolling back from the last configuration the service accepted',
+                  ),
+              }
+            : undefined,
+        ),
+      ),
     setModel: (version: string, who: Actor) => apply(who, () => setModelVersion(flagsFile, version)),
     canary: (version: string, percentage: number, who: Actor) =>
       apply(who, () => addCanary(flagsFile, version, percentage)),

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseFlagConfig } from '../flags/flag-config.js';
@@ -129,6 +129,7 @@ describe('rollback webhook', () => {
       db: db.db,
       metrics: m.metrics,
       logger: silentLogger,
+      acceptedText: () => flags.acceptedText(),
     });
     const t = await testApp({ deps: { flags, rollback: { token: TOKEN, rollout } } });
     const send = (body: unknown, token = TOKEN) =>
@@ -172,6 +173,34 @@ describe('rollback webhook', () => {
       expect(results.at(-1)).toEqual({ alertname: 'DelayModelLosingToRulesFast', outcome: 'rolled_back' });
       expect(ml_percentage).toBe(0);
       expect(rolloutOf(w.file).mlPercentage).toBe(0);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('rolls back from the last accepted configuration when the flag file is broken; a person cannot', async () => {
+    const w = await webhookApp();
+    try {
+      writeFileSync(w.file, '{"flags": {"delay-model": ');
+      await eventually(
+        () => w.flags.status().last_error,
+        (e) => e !== null,
+      );
+      expect(w.flags.status().ml_percentage).toBe(50);
+      await expect(w.rollout.setPercentage(25, { actor: 'cli', action: 'enable' })).rejects.toThrow();
+      const res = await w.send(payload([alert()]));
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ ml_percentage: 0 });
+      expect(rolloutOf(w.file).mlPercentage).toBe(0);
+      await eventually(
+        () => w.flags.status().ml_percentage,
+        (p) => p === 0,
+      );
+      expect((await w.rollout.history(1))[0]).toMatchObject({
+        action: 'rollback',
+        previousWeight: 50,
+        newWeight: 0,
+      });
     } finally {
       await w.close();
     }
