@@ -43,6 +43,8 @@ export interface AppDeps {
   storage?: { feedback: FeedbackService; reports: Reports };
   /** Bearer token the feedback endpoints require; absent, they are open (the embedded default, warned at start). */
   feedbackToken?: string;
+  /** Bearer token the prediction endpoints require; absent, they are open (only the first prediction is scored). */
+  predictionsToken?: string;
   /** The rollback webhook; absent (no token configured) the route does not exist. */
   rollback?: { token: string; rollout: RolloutService };
 }
@@ -141,6 +143,17 @@ export function createApp(deps: AppDeps) {
     }
   };
 
+  if (deps.predictionsToken) {
+    app.use('/v1/predictions', requireBearer(deps.predictionsToken));
+    app.use('/v1/predictions/batch', requireBearer(deps.predictionsToken));
+  }
+  const predictionsUnauthorized = {
+    401: {
+      description: 'Missing or wrong bearer token (when PREDICTIONS_TOKEN is set)',
+      content: problemContent,
+    },
+  };
+
   app.openapi(
     createRoute({
       method: 'post',
@@ -150,6 +163,7 @@ export function createApp(deps: AppDeps) {
       responses: {
         200: { description: 'The prediction', content: { 'application/json': { schema: PredictionSchema } } },
         ...problemResponses,
+        ...predictionsUnauthorized,
       },
     }),
     async (c) => {
@@ -177,6 +191,7 @@ export function createApp(deps: AppDeps) {
           content: { 'application/json': { schema: BatchResponseSchema } },
         },
         ...problemResponses,
+        ...predictionsUnauthorized,
       },
     }),
     async (c) => {

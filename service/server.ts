@@ -163,6 +163,11 @@ export async function runServer(config: Config, telemetry: Telemetry) {
       'rollback webhook disabled: set ALERTMANAGER_WEBHOOK_TOKEN (or _FILE) to enable /v1/webhooks/alertmanager',
     );
   }
+  if (!config.predictionsToken) {
+    logger.info(
+      'prediction endpoints open to any caller (feedback scores the first prediction of a booking); set PREDICTIONS_TOKEN (or _FILE) to require a bearer token',
+    );
+  }
   if (!config.feedbackToken) {
     logger.warn(
       'feedback endpoints open to any caller: set FEEDBACK_TOKEN (or _FILE) to require a bearer token',
@@ -181,6 +186,7 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     predictionLog,
     storage: { feedback: createFeedbackService({ db: database.db, metrics, logger }), reports },
     ...(config.feedbackToken ? { feedbackToken: config.feedbackToken } : {}),
+    ...(config.predictionsToken ? { predictionsToken: config.predictionsToken } : {}),
     ...(config.webhookToken
       ? {
           rollback: { token: config.webhookToken, rollout },

@@ -53,6 +53,10 @@ describe('feedback token', () => {
     writeFileSync(file, 'feedback-secret-file-123\n');
     expect(loadConfig({ FEEDBACK_TOKEN_FILE: file }).feedbackToken).toBe('feedback-secret-file-123');
     expect(() => loadConfig({ FEEDBACK_TOKEN: 'short' })).toThrow(/FEEDBACK_TOKEN: at least 16 characters/);
+    expect(loadConfig({ PREDICTIONS_TOKEN_FILE: file }).predictionsToken).toBe('feedback-secret-file-123');
+    expect(() => loadConfig({ PREDICTIONS_TOKEN: 'short' })).toThrow(
+      /PREDICTIONS_TOKEN: at least 16 characters/,
+    );
   });
 });
 

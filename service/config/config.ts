@@ -42,6 +42,8 @@ const configSchema = z.object({
   ALERTMANAGER_WEBHOOK_TOKEN_FILE: optionalString,
   FEEDBACK_TOKEN: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
   FEEDBACK_TOKEN_FILE: optionalString,
+  PREDICTIONS_TOKEN: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  PREDICTIONS_TOKEN_FILE: optionalString,
   AUTO_PROMOTE: z.enum(['true', 'false']).default('false'),
   PROMETHEUS_URL: optionalString.pipe(z.url().optional()),
   AUTO_PROMOTE_SOAK_S: positiveInt.default(86_400),
@@ -75,6 +77,7 @@ export interface Config {
   webhookToken: string | undefined;
   /** The bearer token of the feedback endpoints; unset: they are open (warned at start). Never logged. */
   feedbackToken: string | undefined;
+  predictionsToken: string | undefined;
   redisUrl: string | undefined;
   database: { url: string | undefined; dataDir: string; retentionDays: number };
   weather: WeatherSettings & {
@@ -161,6 +164,7 @@ export function loadConfig(
       c.ALERTMANAGER_WEBHOOK_TOKEN ??
       readSecret('ALERTMANAGER_WEBHOOK_TOKEN_FILE', c.ALERTMANAGER_WEBHOOK_TOKEN_FILE),
     feedbackToken: c.FEEDBACK_TOKEN ?? readSecret('FEEDBACK_TOKEN_FILE', c.FEEDBACK_TOKEN_FILE),
+    predictionsToken: c.PREDICTIONS_TOKEN ?? readSecret('PREDICTIONS_TOKEN_FILE', c.PREDICTIONS_TOKEN_FILE),
     redisUrl: c.REDIS_URL,
     database: { url: c.DATABASE_URL, dataDir: c.DATA_DIR, retentionDays: c.RETENTION_DAYS },
     weather: {

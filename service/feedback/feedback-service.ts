@@ -59,7 +59,8 @@ export function createFeedbackService({
   return {
     async submit(items: FeedbackItem[]): Promise<FeedbackResult[]> {
       const ids = [...new Set(items.map((i) => i.booking_id))];
-      // The latest prediction of each booking is the one the feedback scores.
+      // The first prediction served for a booking is the one its feedback scores: a later post of the same id
+      // (by anyone, where predictions are open) cannot replace what the error counters judge.
       const served = await db
         .selectDistinctOn([predictions.bookingId], {
           bookingId: predictions.bookingId,
@@ -72,7 +73,7 @@ export function createFeedbackService({
         })
         .from(predictions)
         .where(inArray(predictions.bookingId, ids))
-        .orderBy(predictions.bookingId, sql`${predictions.predictedAt} desc`);
+        .orderBy(predictions.bookingId, predictions.predictedAt, predictions.id);
       const servedBy = new Map(served.map((p) => [p.bookingId, p]));
 
       const results: FeedbackResult[] = [];

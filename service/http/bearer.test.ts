@@ -64,3 +64,28 @@ describe('feedback endpoints with FEEDBACK_TOKEN', () => {
     }
   });
 });
+
+describe('prediction endpoints with PREDICTIONS_TOKEN', () => {
+  it('refuse a missing or wrong token, so no caller without it can replace what feedback scores', async () => {
+    const t = await testApp({ flags: { mlWeight: 0 }, deps: { predictionsToken: TOKEN } });
+    try {
+      const post = (path: string, body: unknown, authorization?: string) =>
+        t.app.request(path, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) },
+          body: JSON.stringify(body),
+        });
+      for (const [path, body] of [
+        ['/v1/predictions', booking()],
+        ['/v1/predictions/batch', { bookings: [booking()] }],
+      ] as const) {
+        expect((await post(path, body)).status).toBe(401);
+        expect((await post(path, body, 'Bearer wrong-token-0123456789')).status).toBe(401);
+        expect((await post(path, body, `Bearer ${TOKEN}`)).status).toBe(200);
+      }
+      expect(await t.metricValue('delay.http.rejected_requests', { reason: 'unauthorized' })).toBe(4);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -10,13 +10,16 @@ import { z } from '@hono/zod-openapi';
  * An identifier the database keeps and hands back unchanged: Postgres refuses NUL in text, and an unpaired
  * UTF-16 surrogate is stored as U+FFFD (the id would no longer match its feedback). Other characters are kept.
  */
-const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const identifier = () =>
   z
     .string()
     .min(1)
     .max(128)
-    .refine((s) => !UNSTORABLE.test(s), 'must not contain NUL or unpaired surrogates');
+    .refine(
+      (s) => !s.includes('\u0000') && !LONE_SURROGATE.test(s),
+      'must not contain NUL or unpaired surrogates',
+    );
 
 const Coordinates = z
   .object({

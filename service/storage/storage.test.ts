@@ -152,6 +152,37 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
     },
   );
 
+  it.skipIf(!available)(
+    'scores the first prediction of a booking: a later post of its id with absurd inputs changes nothing',
+    async () => {
+      const d = await database();
+      const m = testMetrics();
+      const stored = persistence(d, m.metrics);
+      const t = await testApp({ flags: { mlWeight: 0 }, deps: stored });
+      try {
+        const first = await (
+          await postJson(t.app, '/v1/predictions', booking({ booking_id: 'victim' }))
+        ).json();
+        const spoof = booking({ booking_id: 'victim', distance_km: 999, driver_active_bookings: 50 });
+        const second = await (await postJson(t.app, '/v1/predictions', spoof)).json();
+        expect(second.delay_minutes).toBeGreaterThan(first.delay_minutes + 20);
+        await eventually(
+          () => count(d, predictions),
+          (n) => n === 2,
+        );
+        const res = await postJson(t.app, '/v1/feedback', {
+          booking_id: 'victim',
+          actual_delay_minutes: first.delay_minutes,
+        });
+        expect(await res.json()).toMatchObject({ outcome: 'recorded' });
+        expect(await m.value('delay.feedback.absolute_error', { arm: 'heuristic' })).toBeCloseTo(0, 6);
+      } finally {
+        await stored.predictionLog.drain(1000);
+        await t.close();
+      }
+    },
+  );
+
   it.skipIf(!available)('drops and counts what does not fit in a full queue', async () => {
     const d = await database();
     const m = testMetrics();
