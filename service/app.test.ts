@@ -176,6 +176,22 @@ describe('POST /v1/predictions', () => {
     expect(await metricValue('delay.predictions')).toBe(0);
   });
 
+  it('refuses coordinates that imply a trip longer than distance_km may be, unless distance_km is given', async () => {
+    const { app } = await appWith();
+    const tokyo = { lat: 35.68, lon: 139.69 };
+    const res = await postJson(app, '/v1/predictions', booking({ dropoff: tokyo }));
+    expect(res.status).toBe(400);
+    expect((await res.json()).errors).toEqual([
+      expect.objectContaining({ pointer: '/dropoff', detail: expect.stringContaining('over 1000 km') }),
+    ]);
+    expect(
+      (await postJson(app, '/v1/predictions', booking({ dropoff: tokyo, distance_km: 12 }))).status,
+    ).toBe(200);
+    // 700 km straight (910 km by road): allowed.
+    const nice = { lat: 43.7, lon: 7.27 };
+    expect((await postJson(app, '/v1/predictions', booking({ dropoff: nice }))).status).toBe(200);
+  });
+
   it('ignores unknown fields, so clients may send newer ones', async () => {
     const { app } = await appWith();
     const res = await postJson(app, '/v1/predictions', booking({ passenger_count: 3 }));

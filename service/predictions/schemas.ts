@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import { haversineKm, ROAD_FACTOR } from '../features/booking-features.js';
 
 /*
  * The public contract of the prediction API. Compatibility rules, so later fields never break a client:
@@ -28,6 +29,10 @@ const Coordinates = z
   })
   .openapi('Coordinates');
 
+const MAX_TRIP_KM = 1000;
+const impliedKm = (b: { pickup: { lat: number; lon: number }; dropoff: { lat: number; lon: number } }) =>
+  haversineKm(b.pickup, b.dropoff) * ROAD_FACTOR;
+
 export const BookingSchema = z
   .object({
     booking_id: identifier().openapi({ example: 'bk-2026-000123' }),
@@ -41,7 +46,7 @@ export const BookingSchema = z
     distance_km: z
       .number()
       .min(0)
-      .max(1000)
+      .max(MAX_TRIP_KM)
       .optional()
       .openapi({ description: 'Road distance; straight-line distance x 1.3 when absent' }),
     estimated_duration_min: z.number().positive().max(1440).optional(),
@@ -50,6 +55,11 @@ export const BookingSchema = z
       .enum(['standard', 'medical', 'urgent'])
       .optional()
       .openapi({ description: 'Default standard' }),
+  })
+  // The trip the model would be asked about must be one distance_km itself may describe.
+  .refine((b) => b.distance_km !== undefined || impliedKm(b) <= MAX_TRIP_KM, {
+    path: ['dropoff'],
+    message: `pickup and dropoff imply a trip over ${MAX_TRIP_KM} km: check the coordinates, or send distance_km`,
   })
   .openapi('Booking');
 
