@@ -11,7 +11,7 @@ import {
   testMetrics,
   writeFlags,
 } from '../test-support/harness.js';
-import { FlagFileError, type FlagService, startFlagService } from './flag-service.js';
+import { FlagFileError, type FlagService, MAX_FLAG_FILE_BYTES, startFlagService } from './flag-service.js';
 
 function brokenDefault() {
   const doc = flagsDocument({ mlWeight: 0 });
@@ -121,6 +121,20 @@ describe('flag file changes while running', () => {
       (s) => s.ml_percentage === 0,
     );
     expect(recovered.last_error).toBeNull();
+  });
+});
+
+describe('flag service and an oversized file', () => {
+  it('refuses a flag file over the size limit without parsing it, and keeps the last good configuration', async () => {
+    const { flags, file } = await started({ mlWeight: 40 });
+    const doc = flagsDocument({ mlWeight: 0 }) as Record<string, unknown>;
+    writeFlags(file, { ...doc, padding: 'x'.repeat(MAX_FLAG_FILE_BYTES) });
+    const status = await eventually(
+      () => flags.status(),
+      (s) => s.last_error !== null,
+    );
+    expect(status.last_error?.message).toContain('over the 1048576-byte limit');
+    expect(status.ml_percentage).toBe(40);
   });
 });
 

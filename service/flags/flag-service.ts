@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, unwatchFile, watchFile } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, unwatchFile, watchFile } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { FlagdProvider } from '@openfeature/flagd-provider';
@@ -56,6 +56,16 @@ export interface FlagService {
   close(): Promise<void>;
 }
 
+/** A flag document is a few kilobytes; parsing a huge one would hold the event loop (50 MB: 0.4 s). */
+export const MAX_FLAG_FILE_BYTES = 1024 * 1024;
+
+function readFlagFile(file: string): string {
+  const { size } = statSync(file);
+  if (size > MAX_FLAG_FILE_BYTES)
+    throw new Error(`${size} bytes, over the ${MAX_FLAG_FILE_BYTES}-byte limit of a flag file`);
+  return readFileSync(file, 'utf8');
+}
+
 export class FlagFileError extends Error {
   constructor(
     readonly file: string,
@@ -104,7 +114,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     const file = resolve(flags.file);
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readFlagFile(file);
       rollout = parseFlagConfig(text);
     } catch (err) {
       throw new FlagFileError(file, (err as Error).message);
@@ -123,7 +133,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     const onChange = () => {
       let next: string;
       try {
-        next = readFileSync(file, 'utf8');
+        next = readFlagFile(file);
       } catch (err) {
         refuse(`cannot read ${file}: ${(err as Error).message}`);
         return;
