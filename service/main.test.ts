@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { predictions } from '../db/schema.js';
@@ -66,6 +67,33 @@ describe('the service as a process', () => {
     } finally {
       await database.close();
     }
+  });
+
+  it('closes a connection whose body trickles in slower than REQUEST_TIMEOUT_MS', async () => {
+    const service = await start({ REQUEST_TIMEOUT_MS: '2000' });
+    await waitForReady(service);
+    const started = performance.now();
+    const closed = await new Promise<{ seconds: number; answer: string }>((resolve, reject) => {
+      const socket = connect(service.port, '127.0.0.1', () => {
+        socket.write(
+          'POST /v1/predictions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{',
+        );
+      });
+      let answer = '';
+      // One byte every 200 ms: the body would take 100 s to arrive.
+      const drip = setInterval(() => socket.writable && socket.write(' '), 200);
+      socket.on('data', (d) => {
+        answer += d.toString();
+      });
+      socket.on('close', () => {
+        clearInterval(drip);
+        resolve({ seconds: (performance.now() - started) / 1000, answer });
+      });
+      socket.on('error', () => undefined);
+      setTimeout(() => reject(new Error('still open after 15 s')), 15_000);
+    });
+    expect(closed.seconds).toBeLessThan(6);
+    expect(closed.answer).toMatch(/^HTTP\/1\.1 408/);
   });
 
   it('drains a request in flight when SIGTERM arrives', async () => {

@@ -194,9 +194,18 @@ export async function runServer(config: Config, telemetry: Telemetry) {
       : {}),
   });
 
-  const server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, (info) => {
-    logger.info({ port: info.port, metrics_port: config.metricsPort }, 'listening');
-  });
+  // Node's defaults let a slow client hold a connection for minutes (5 min for a body, checked every 30 s).
+  const serverOptions = {
+    requestTimeout: config.requestTimeoutMs,
+    headersTimeout: Math.ceil(config.requestTimeoutMs / 3),
+    connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs),
+  };
+  const server = serve(
+    { fetch: app.fetch, port: config.port, hostname: config.host, serverOptions },
+    (info) => {
+      logger.info({ port: info.port, metrics_port: config.metricsPort }, 'listening');
+    },
+  );
 
   let stopping = false;
   async function shutdown(signal: string) {

@@ -56,6 +56,7 @@ const configSchema = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(z.url().optional()),
   TRACE_SAMPLE_RATIO: z.coerce.number().min(0).max(1).default(1),
   SHUTDOWN_TIMEOUT_MS: positiveInt.max(120_000).default(10_000),
+  REQUEST_TIMEOUT_MS: positiveInt.min(1000).max(600_000).default(30_000),
 });
 
 export type EnvName = keyof z.input<typeof configSchema>;
@@ -93,6 +94,8 @@ export interface Config {
   /** Share of traces started here that are recorded and exported; a caller's sampled trace is always followed. */
   traceSampleRatio: number;
   shutdownTimeoutMs: number;
+  /** The longest a request may take to arrive whole (headers and body); its headers get a third of it. */
+  requestTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -185,5 +188,6 @@ export function loadConfig(
     otlpEndpoint: c.OTEL_EXPORTER_OTLP_ENDPOINT,
     traceSampleRatio: c.TRACE_SAMPLE_RATIO,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
+    requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
   };
 }
