@@ -143,16 +143,21 @@ export function createApp(deps: AppDeps) {
     }
   };
 
-  if (deps.predictionsToken) {
-    app.use('/v1/predictions', requireBearer(deps.predictionsToken));
-    app.use('/v1/predictions/batch', requireBearer(deps.predictionsToken));
-  }
-  const predictionsUnauthorized = {
-    401: {
-      description: 'Missing or wrong bearer token (when PREDICTIONS_TOKEN is set)',
-      content: problemContent,
-    },
+  /** Requires `token` on `paths` when it is set; returns the 401 their OpenAPI responses document. */
+  const guarded = (paths: string[], token: string | undefined, variable: string) => {
+    if (token) for (const path of paths) app.use(path, requireBearer(token));
+    return {
+      401: {
+        description: `Missing or wrong bearer token (when ${variable} is set)`,
+        content: problemContent,
+      },
+    };
   };
+  const predictionsUnauthorized = guarded(
+    ['/v1/predictions', '/v1/predictions/batch'],
+    deps.predictionsToken,
+    'PREDICTIONS_TOKEN',
+  );
 
   app.openapi(
     createRoute({
@@ -213,16 +218,7 @@ export function createApp(deps: AppDeps) {
     ...problemResponses,
   });
 
-  if (deps.feedbackToken) {
-    app.use('/v1/feedback', requireBearer(deps.feedbackToken));
-    app.use('/v1/feedback/batch', requireBearer(deps.feedbackToken));
-  }
-  const unauthorized = {
-    401: {
-      description: 'Missing or wrong bearer token (when FEEDBACK_TOKEN is set)',
-      content: problemContent,
-    },
-  };
+  const unauthorized = guarded(['/v1/feedback', '/v1/feedback/batch'], deps.feedbackToken, 'FEEDBACK_TOKEN');
 
   app.openapi(
     createRoute({
