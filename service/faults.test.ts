@@ -200,6 +200,7 @@ function weatherBooking(n: number) {
     booking_id: `wx-${n}`,
     scheduled_at: new Date().toISOString(),
     pickup: cell,
+    dropoff: { lat: cell.lat + 0.03, lon: cell.lon },
   });
 }
 

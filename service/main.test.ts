@@ -159,7 +159,11 @@ describe('the service as a process', () => {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify(
-            booking({ scheduled_at: new Date().toISOString(), pickup: { lat: -33.91, lon } }),
+            booking({
+              scheduled_at: new Date().toISOString(),
+              pickup: { lat: -33.91, lon },
+              dropoff: { lat: -33.88, lon },
+            }),
           ),
         }).then((r) => r.json());
       const first = await predict();
