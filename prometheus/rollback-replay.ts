@@ -241,7 +241,7 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
         db: database.db,
         metrics,
         logger: silentLogger,
-        acceptedText: () => flags.acceptedText(),
+        routing: flags,
       }),
     },
   });

@@ -6,6 +6,7 @@ import type { DriftMonitor } from './drift/drift-monitor.js';
 import type { FeedbackService } from './feedback/feedback-service.js';
 import { HEURISTIC_VARIANT } from './flags/flag-config.js';
 import type { FlagService } from './flags/flag-service.js';
+import { type FlagChange, FlagNotWrittenError } from './flags/flag-writer.js';
 import { requireBearer } from './http/bearer.js';
 import { bodyLimit } from './http/body-limit.js';
 import { type Problem, ProblemError, problemResponse, validationProblem } from './http/problem.js';
@@ -369,6 +370,10 @@ export function createApp(deps: AppDeps) {
             'What each alert did',
           ),
           401: { description: 'Missing or wrong bearer token', content: problemContent },
+          503: {
+            description: 'Rolled back in this process only: the flag file could not be written',
+            content: problemContent,
+          },
         },
       }),
       async (c) => {
@@ -384,14 +389,30 @@ export function createApp(deps: AppDeps) {
           if (asksRollback && rolledBack) {
             outcome = 'already_rolled_back';
           } else if (asksRollback) {
-            const change = await rollout.setPercentage(0, {
-              actor: 'alertmanager',
-              action: 'rollback',
-              alertName: alertname,
-              fingerprint: alert.fingerprint,
-              labels: alert.labels,
-              reason: `${alert.labels.signal ?? 'unknown'} signal: ${alert.annotations?.summary ?? alertname}`,
-            });
+            let change: FlagChange;
+            try {
+              change = await rollout.setPercentage(0, {
+                actor: 'alertmanager',
+                action: 'rollback',
+                alertName: alertname,
+                fingerprint: alert.fingerprint,
+                labels: alert.labels,
+                reason: `${alert.labels.signal ?? 'unknown'} signal: ${alert.annotations?.summary ?? alertname}`,
+              });
+            } catch (err) {
+              if (!(err instanceof FlagNotWrittenError)) throw err;
+              // A 5xx: Alertmanager sends the post again, and the next try writes once the file is mended.
+              metrics.webhookAlerts.add(1, { outcome: 'rolled_back_here_only' });
+              throw new ProblemError(
+                {
+                  type: '/problems/rollback-not-written',
+                  title: 'Rolled back in this process only',
+                  status: 503,
+                  detail: `${alertname}: this process routes every booking to the heuristic, but ${err.message}; other processes reading the flag file still serve ML. Mend the flag file (docs/runbook.md#rollback-by-hand).`,
+                },
+                'rollback_not_written',
+              );
+            }
             outcome = change.changed ? 'rolled_back' : 'already_rolled_back';
             percentage = change.next.mlPercentage;
             rolledBack = percentage === 0;

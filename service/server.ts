@@ -144,7 +144,7 @@ export async function runServer(config: Config, telemetry: Telemetry) {
     db: database.db,
     metrics,
     logger,
-    acceptedText: () => flags.acceptedText(),
+    routing: flags,
   });
   if (config.autoPromote) {
     const { prometheusUrl, soakMs, intervalMs, minSamples } = config.autoPromote;

@@ -51,6 +51,11 @@ export interface FlagService {
   status(): FlagStatus;
   /** File mode: the text of the last flag file this service accepted (what it routes on); null with flagd. */
   acceptedText(): string | null;
+  /**
+   * File mode: routes this process on `text` (validated) when a rollback could not be written to the flag
+   * file; the next valid file read replaces it. False with flagd, whose configuration is flagd's.
+   */
+  routeHere(text: string, reason: string): boolean;
   /** Called after the flag configuration changed (file reloaded or flagd pushed a change). */
   onChange(listener: () => void): void;
   close(): Promise<void>;
@@ -105,6 +110,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     log.error({ err: message }, 'flag configuration refused; the last good configuration stays in force');
   };
 
+  let routeHere: (text: string, reason: string) => boolean = () => false;
   let stopWatching = () => {};
   let removeCopy = () => {};
   // In file mode the provider reads a copy holding only the files this service accepted: reading the file
@@ -130,6 +136,23 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     publish(text);
     lastText = text;
     lastChangedAt = new Date();
+    routeHere = (text, reason) => {
+      const routed = parseFlagConfig(text);
+      publish(text);
+      rollout = routed;
+      // The file, once readable and valid again, is the source of truth: even its old content is applied.
+      lastText = null;
+      lastChangedAt = new Date();
+      lastError = {
+        at: new Date(),
+        message: `this process routes on a change the flag file could not hold (${reason}); other readers of ${file} do not see it`,
+      };
+      log.error(
+        { err: reason, ml_percentage: routed.mlPercentage },
+        'flag file not writable: this process alone routes on the change',
+      );
+      return true;
+    };
     const onChange = () => {
       let next: string;
       try {
@@ -250,6 +273,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     },
 
     acceptedText: () => acceptedText,
+    routeHere: (text, reason) => routeHere(text, reason),
     fallbackOnError: () => switches.fallbackOnError,
     weatherEnrichment: () => switches.weatherEnrichment,
 

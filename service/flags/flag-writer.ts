@@ -22,6 +22,24 @@ interface FlagDocument {
 export interface FallbackBase {
   text: () => string | null;
   onUse: (reason: string) => void;
+  /**
+   * When the file cannot be written (a folder in its place, a read-only mount): applies the change to this
+   * process's routing alone (true when it could), so the rollback still stops the model here;
+   * `rewriteFlags` then throws `FlagNotWrittenError`, because the other readers of the file were not reached.
+   */
+  routeHere?: (text: string, reason: string) => boolean;
+}
+
+/** The change was applied to this process only: the flag file could not be written. */
+export class FlagNotWrittenError extends Error {
+  constructor(
+    readonly file: string,
+    readonly change: FlagChange,
+    cause: Error,
+  ) {
+    super(`cannot write ${file}: ${cause.message}`);
+    this.name = 'FlagNotWrittenError';
+  }
 }
 
 export interface FlagChange {
@@ -49,6 +67,7 @@ export function rewriteFlags(
 ): FlagChange {
   let text: string;
   let previous: RolloutState;
+  let fileUnusable = false;
   try {
     text = readFileSync(file, 'utf8');
     previous = parseFlagConfig(text);
@@ -58,16 +77,22 @@ export function rewriteFlags(
     fallback?.onUse((err as Error).message);
     text = base;
     previous = parseFlagConfig(base);
+    fileUnusable = true;
   }
   const doc = JSON.parse(text) as FlagDocument;
   edit(doc, previous);
   const nextText = `${JSON.stringify(doc, null, 2)}\n`;
   const next = parseFlagConfig(nextText);
-  if (JSON.stringify(JSON.parse(text)) === JSON.stringify(doc)) {
-    return { previous, next, changed: false };
+  const change = { previous, next, changed: JSON.stringify(JSON.parse(text)) !== JSON.stringify(doc) };
+  // A broken file is written even when the configuration is unchanged: the other readers need a valid one.
+  if (!change.changed && !fileUnusable) return change;
+  try {
+    replaceFile(file, nextText);
+  } catch (err) {
+    if (!fallback?.routeHere?.(nextText, (err as Error).message)) throw err;
+    throw new FlagNotWrittenError(file, change, err as Error);
   }
-  replaceFile(file, nextText);
-  return { previous, next, changed: true };
+  return change;
 }
 
 /**

@@ -2,10 +2,12 @@ import { desc } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { flagChanges } from '../../db/schema.js';
 import { FLAG_KEYS } from '../flags/flag-config.js';
+import type { FlagService } from '../flags/flag-service.js';
 import {
   addCanary,
   currentModelVersion,
   type FlagChange,
+  FlagNotWrittenError,
   setMlPercentage,
   setModelVersion,
 } from '../flags/flag-writer.js';
@@ -33,14 +35,17 @@ export function createRolloutService({
   db,
   metrics,
   logger,
-  acceptedText,
+  routing,
 }: {
   flagsFile: string;
   db?: Db;
   metrics?: ServiceMetrics;
   logger: Logger;
-  /** The running service's last accepted flag text: a rollback writes from it when the file is broken. */
-  acceptedText?: () => string | null;
+  /**
+   * The running service's routing: a rollback writes from its last accepted text when the file is broken,
+   * and routes this process on the rollback when the file cannot be written.
+   */
+  routing?: Pick<FlagService, 'acceptedText' | 'routeHere'>;
 }) {
   const log = logger.child({ component: 'rollout' });
   let queue: Promise<unknown> = Promise.resolve();
@@ -80,9 +85,20 @@ export function createRolloutService({
 
   const apply = (who: Actor, edit: () => FlagChange) =>
     serialized(async () => {
-      const change = edit();
-      if (change.changed) await audit(change, who);
-      return change;
+      try {
+        const change = edit();
+        if (change.changed) await audit(change, who);
+        return change;
+      } catch (err) {
+        // Applied here but not written: audited as what this process did, and thrown, so the caller says so.
+        if (err instanceof FlagNotWrittenError && err.change.changed) {
+          await audit(err.change, {
+            ...who,
+            reason: `${who.reason ?? who.action} (this process only: ${err.message})`,
+          });
+        }
+        throw err;
+      }
     });
 
   return {
@@ -92,14 +108,15 @@ export function createRolloutService({
           flagsFile,
           percentage,
           // A rollback never depends on the file being valid; a person's change does (they fix the file first).
-          who.action === 'rollback' && acceptedText
+          who.action === 'rollback' && routing
             ? {
-                text: acceptedText,
+                text: () => routing.acceptedText(),
                 onUse: (reason) =>
                   log.warn(
                     { err: reason, actor: who.actor },
                     'flag file unreadable or invalid: rolling back from the last configuration the service accepted',
                   ),
+                routeHere: (text, reason) => routing.routeHere(text, reason),
               }
             : undefined,
         ),

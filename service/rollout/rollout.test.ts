@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseFlagConfig } from '../flags/flag-config.js';
@@ -129,7 +129,7 @@ describe('rollback webhook', () => {
       db: db.db,
       metrics: m.metrics,
       logger: silentLogger,
-      acceptedText: () => flags.acceptedText(),
+      routing: flags,
     });
     const t = await testApp({ deps: { flags, rollback: { token: TOKEN, rollout } } });
     const send = (body: unknown, token = TOKEN) =>
@@ -145,6 +145,7 @@ describe('rollback webhook', () => {
       rollout,
       send,
       metricValue: m.value,
+      appMetricValue: t.metricValue,
       close: async () => {
         await t.close();
         await db.close();
@@ -201,6 +202,65 @@ describe('rollback webhook', () => {
         previousWeight: 50,
         newWeight: 0,
       });
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('stops ML in this process when a folder stands where the flag file was, answers 503 until the file is back, then writes', async () => {
+    const w = await webhookApp();
+    try {
+      const original = readFileSync(w.file, 'utf8');
+      rmSync(w.file);
+      mkdirSync(w.file);
+      writeFileSync(`${w.file}/stray.json`, '{}');
+      await eventually(
+        () => w.flags.status().last_error,
+        (e) => e !== null,
+      );
+      for (const attempt of [1, 2]) {
+        const res = await w.send(payload([alert()]));
+        expect(res.status, `attempt ${attempt}`).toBe(503);
+        const problem = await res.json();
+        expect(problem.type).toBe('/problems/rollback-not-written');
+        expect(problem.detail).toMatch(
+          /this process routes every booking to the heuristic, but cannot write/,
+        );
+      }
+      expect(w.flags.status()).toMatchObject({
+        ml_percentage: 0,
+        last_error: { message: /this process routes/ },
+      });
+      // Within the poll interval the provider routes on the rolled-back copy: 200 bookings, none to ML.
+      await eventually(
+        async () =>
+          new Set(
+            await Promise.all(
+              Array.from({ length: 200 }, (_, i) => w.flags.modelVariant(`b-${i}`).then((a) => a.variant)),
+            ),
+          ),
+        (variants) => variants.size === 1 && variants.has('heuristic'),
+      );
+      const history = await w.rollout.history();
+      expect(history).toHaveLength(1);
+      expect(history[0]).toMatchObject({ action: 'rollback', previousWeight: 50, newWeight: 0 });
+      expect(history[0]?.reason).toMatch(/this process only: cannot write/);
+      expect(await w.appMetricValue('delay.webhook.alerts', { outcome: 'rolled_back_here_only' })).toBe(2);
+      expect(await w.appMetricValue('delay.http.rejected_requests', { reason: 'rollback_not_written' })).toBe(
+        2,
+      );
+
+      // The file comes back as it was: it is the source of truth again, and the next post writes the rollback.
+      rmSync(w.file, { recursive: true });
+      writeFileSync(`${w.file}.restore`, original);
+      renameSync(`${w.file}.restore`, w.file);
+      await eventually(
+        () => w.flags.status(),
+        (s) => s.ml_percentage === 50 && s.last_error === null,
+      );
+      const res = await w.send(payload([alert()]));
+      expect(res.status).toBe(200);
+      expect(rolloutOf(w.file).mlPercentage).toBe(0);
     } finally {
       await w.close();
     }

@@ -184,6 +184,7 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
     'unknown_booking',
     'storage_unavailable',
     'unauthorized',
+    'rollback_not_written',
   ]) {
     m.rejectedRequests.add(0, { reason });
   }
@@ -218,7 +219,7 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
     m.weatherCallsRefused.add(0, { reason });
   }
   for (const operation of ['get', 'set', 'lock', 'budget']) m.weatherCacheErrors.add(0, { operation });
-  for (const outcome of ['rolled_back', 'already_rolled_back', 'ignored'])
+  for (const outcome of ['rolled_back', 'already_rolled_back', 'rolled_back_here_only', 'ignored'])
     m.webhookAlerts.add(0, { outcome });
   for (const alertname of Object.keys(ROLLBACK_SIGNALS)) m.rollbacks.add(0, { alertname });
 }
