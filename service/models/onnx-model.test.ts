@@ -14,10 +14,28 @@ describe('the committed model gbt-v1', () => {
 
   it('has contributions that sum to the prediction minus the expected value, within 0.01 min', async () => {
     const { model, scored } = await expectParity('models', 'gbt-v1');
-    for (const row of scored.filter((r) => r.delay_minutes > 0)) {
-      const sum = row.all_contributions.reduce((s, c) => s + c, 0);
+    for (const row of scored) {
+      const sum = row.all_contributions.reduce((s, c) => s + c, row.floor_minutes);
       expect(Math.abs(model.card.expected_value + sum - row.delay_minutes)).toBeLessThanOrEqual(0.01);
     }
+  });
+
+  it('adds up also when it floors the delay at 0: a floor_at_zero factor carries what the floor added', async () => {
+    const model = await loadOnnxModel('models', 'gbt-v1');
+    // 01:42 on a Friday, 1.7 km, urgent, dry: the trees sum below 0.
+    const night = [1.7, 5, 0, 8, 1.71, 3.5, 0, 2, 10.1, 0, 0, 4.4, 10];
+    const [row] = await model.score(new Float32Array(night), 1);
+    if (!row) throw new Error('no row scored');
+    const sum = row.all_contributions.reduce((s, c) => s + c, model.card.expected_value);
+    expect(sum).toBeLessThan(-0.05);
+    expect(row.delay_minutes).toBe(0);
+    expect(row.floor_minutes).toBeCloseTo(-sum, 6);
+    const floor = row.contributing_factors.at(-1);
+    expect(floor).toMatchObject({
+      factor: 'floor_at_zero',
+      label: expect.stringMatching(/^no delay below 0: \+0\.\d min$/),
+    });
+    expect(Math.abs(sum + row.floor_minutes - row.delay_minutes)).toBeLessThanOrEqual(0.001);
   });
 
   it('never crosses its interval, and labels the top contributions', async () => {

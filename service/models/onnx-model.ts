@@ -5,7 +5,7 @@ import DataLoader from 'dataloader';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { z } from 'zod';
 import { FEATURE_NAMES, FEATURE_SCHEMA } from '../features/booking-features.js';
-import type { PointEstimate } from '../predictors/heuristic.js';
+import { type ContributingFactor, floorFactor, type PointEstimate } from '../predictors/heuristic.js';
 import type { ModelPredictor } from './model-registry.js';
 
 /** What the service reads of a model card; the rest (metrics, drift bins) is for people and Prometheus. */
@@ -38,8 +38,13 @@ export const TOP_CONTRIBUTIONS = 5;
 const round = (x: number, digits: number) => Math.round(x * 10 ** digits) / 10 ** digits;
 
 export interface ScoredRow extends PointEstimate {
-  /** Every feature's contribution, in FEATURE_SCHEMA order: they sum to delay - expected_value. */
+  /**
+   * Every feature's contribution, in FEATURE_SCHEMA order: with `floor_minutes` they sum to
+   * delay - expected_value.
+   */
   all_contributions: number[];
+  /** What the graph's floor at 0 added when the trees' sum was below it; else 0. */
+  floor_minutes: number;
 }
 
 export function readableFactor(index: number, value: number, minutes: number) {
@@ -101,20 +106,26 @@ export async function loadOnnxModel(
     const scored: ScoredRow[] = [];
     for (let i = 0; i < n; i++) {
       const all = Array.from(contributions.subarray(i * width, (i + 1) * width));
+      const served = delay[i] as number;
+      // Float32 sums differ from the graph's by a few thousandths: only a floored answer (0) has a floor.
+      const floor = served === 0 ? Math.max(0, -all.reduce((sum, c) => sum + c, card.expected_value)) : 0;
+      const factors: ContributingFactor[] = all
+        .map((_, f) => f)
+        .sort((a, b) => Math.abs(all[b] as number) - Math.abs(all[a] as number))
+        .slice(0, TOP_CONTRIBUTIONS)
+        .map((f) => readableFactor(f, rows[i * width + f] as number, all[f] as number));
+      if (floor > 0) factors.push(floorFactor(round(floor, 3)));
       scored.push({
-        delay_minutes: delay[i] as number,
+        delay_minutes: served,
         interval: {
           low: low[i] as number,
           high: high[i] as number,
           level: card.interval_level,
         },
         all_contributions: all,
+        floor_minutes: floor,
         // Labels are built only for the factors returned.
-        contributing_factors: all
-          .map((_, f) => f)
-          .sort((a, b) => Math.abs(all[b] as number) - Math.abs(all[a] as number))
-          .slice(0, TOP_CONTRIBUTIONS)
-          .map((f) => readableFactor(f, rows[i * width + f] as number, all[f] as number)),
+        contributing_factors: factors,
       });
     }
     return scored;

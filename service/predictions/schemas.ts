@@ -80,14 +80,19 @@ export const PredictionSchema = z
     }),
     confidence: z.number().min(0).max(1),
     risk_level: z.enum(['low', 'medium', 'high']),
-    contributing_factors: z.array(
-      z.object({
-        factor: z.string(),
-        minutes: z.number().openapi({ description: 'Additive contribution to delay_minutes' }),
-        value: z.number().optional().openapi({ description: "The feature's value (ML contributions)" }),
-        label: z.string().openapi({ example: 'precipitation_mm_h 2.3 mm/h: +4.1 min' }),
+    contributing_factors: z
+      .array(
+        z.object({
+          factor: z.string(),
+          minutes: z.number().openapi({ description: 'Additive contribution to delay_minutes' }),
+          value: z.number().optional().openapi({ description: "The feature's value (ML contributions)" }),
+          label: z.string().openapi({ example: 'precipitation_mm_h 2.3 mm/h: +4.1 min' }),
+        }),
+      )
+      .openapi({
+        description:
+          "The largest contributions, largest first (the heuristic's: all of them). When the contributions sum below 0 and the delay is floored there, a last factor `floor_at_zero` carries what the floor added.",
       }),
-    ),
     source: z.enum(['ml', 'heuristic']),
     fallback_reason: z.enum(fallbackReasons).nullable(),
     model_version: z.string().nullable(),

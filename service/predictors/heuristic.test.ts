@@ -82,10 +82,16 @@ describe('heuristic', () => {
     }
   });
 
-  it('never predicts a negative delay', () => {
+  it('never predicts a negative delay, and its floor_at_zero factor keeps the sum equal to it', () => {
     const estimate = at('2026-11-25T03:00:00+01:00', { distance_km: 0, priority: 'urgent' });
     expect(estimate.delay_minutes).toBe(0);
     expect(estimate.interval.low).toBe(0);
+    expect(estimate.contributing_factors.at(-1)).toMatchObject({ factor: 'floor_at_zero', minutes: 1.5 });
+    const sum = estimate.contributing_factors.reduce<number>(
+      (s, f) => s + f.minutes,
+      HEURISTIC_RULES.baseMinutes,
+    );
+    expect(sum).toBeCloseTo(0, 6);
   });
 });
 

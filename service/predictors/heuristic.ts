@@ -6,6 +6,16 @@ import type { BookingFeatures } from '../features/booking-features.js';
  * contributions are the explanation: no attribution method is needed.
  */
 
+/**
+ * The factor that brings the contributions back to the served delay when a predictor's sum is below 0 and the
+ * delay is floored there: its minutes are what the floor added.
+ */
+export const FLOOR_FACTOR = 'floor_at_zero';
+
+export function floorFactor(minutes: number): ContributingFactor {
+  return { factor: FLOOR_FACTOR, minutes, label: `no delay below 0: +${minutes.toFixed(1)} min` };
+}
+
 export interface ContributingFactor {
   factor: string;
   minutes: number;
@@ -93,6 +103,7 @@ export function heuristicEstimate(f: BookingFeatures): PointEstimate {
 
   const raw = R.baseMinutes + factors.reduce((sum, x) => sum + x.minutes, 0);
   const delay = round1(Math.max(raw, 0));
+  const floored = raw < 0 ? [floorFactor(round1(-raw))] : [];
   const i = R.interval;
   return {
     delay_minutes: delay,
@@ -107,6 +118,7 @@ export function heuristicEstimate(f: BookingFeatures): PointEstimate {
         minutes: round1(x.minutes),
         label: `${x.factor.replaceAll('_', ' ')}: ${x.minutes >= 0 ? '+' : ''}${x.minutes.toFixed(1)} min`,
       }))
-      .sort((a, b) => Math.abs(b.minutes) - Math.abs(a.minutes)),
+      .sort((a, b) => Math.abs(b.minutes) - Math.abs(a.minutes))
+      .concat(floored),
   };
 }
