@@ -84,7 +84,10 @@ interface ScoredRow {
   actual: number;
 }
 
-/** Reports over stored predictions and feedback (the latest prediction of each booking is the one scored). */
+/**
+ * Reports over stored predictions and feedback. The first prediction served for a booking is the one scored,
+ * as in the service's counters (ADR 0004): a later re-post of the same id is listed, never scored.
+ */
 export function createReports(db: Db) {
   const scored = (days: number, limit: number) =>
     rows<ScoredRow>(
@@ -92,7 +95,7 @@ export function createReports(db: Db) {
       sql`with served as (
             select distinct on (booking_id) booking_id, source, model_version, delay_minutes, shadow_heuristic_delay, predicted_at
             from predictions where predicted_at > now() - make_interval(days => ${days})
-            order by booking_id, predicted_at desc)
+            order by booking_id, predicted_at, id)
           select s.source, s.model_version, s.delay_minutes as predicted, s.shadow_heuristic_delay as shadow,
                  f.actual_delay_minutes as actual
           from served s join feedback f on f.booking_id = s.booking_id
@@ -143,7 +146,9 @@ export function createReports(db: Db) {
       return rows(
         db,
         sql`with p as (
-              select date_trunc('day', predicted_at at time zone 'UTC') as day, p.source, p.delay_minutes, f.actual_delay_minutes as actual
+              select date_trunc('day', predicted_at at time zone 'UTC') as day, p.source, p.delay_minutes,
+                     case when row_number() over (partition by p.booking_id order by p.predicted_at, p.id) = 1
+                          then f.actual_delay_minutes end as actual
               from predictions p left join feedback f on f.booking_id = p.booking_id
               where predicted_at > now() - make_interval(days => ${days}))
             select to_char(day, 'YYYY-MM-DD') as day, count(*)::int as predictions,

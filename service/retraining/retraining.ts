@@ -22,12 +22,12 @@ export interface ServedRow {
 }
 
 /**
- * The served feature vectors with the actual delays from feedback, one row per booking (its latest prediction
- * in the window), the most recent `maxRows` at most, oldest first. Vectors of another width (an older feature
+ * The served feature vectors with the actual delays from feedback, one row per booking (its first prediction
+ * in the window, the one feedback scored), the most recent `maxRows` at most, oldest first. Vectors of another width (an older feature
  * schema) are left out and counted.
  */
 export async function exportServedRows(db: Db, window: { from: Date; to: Date }, maxRows: number) {
-  const latest = db
+  const firstServed = db
     .selectDistinctOn([predictions.bookingId], {
       bookingId: predictions.bookingId,
       predictedAt: predictions.predictedAt,
@@ -39,9 +39,9 @@ export async function exportServedRows(db: Db, window: { from: Date; to: Date },
     .from(predictions)
     .innerJoin(feedback, eq(feedback.bookingId, predictions.bookingId))
     .where(and(gte(predictions.predictedAt, window.from), lt(predictions.predictedAt, window.to)))
-    .orderBy(predictions.bookingId, desc(predictions.predictedAt))
-    .as('latest');
-  const rows = await db.select().from(latest).orderBy(desc(latest.predictedAt)).limit(maxRows);
+    .orderBy(predictions.bookingId, predictions.predictedAt, predictions.id)
+    .as('first_served');
+  const rows = await db.select().from(firstServed).orderBy(desc(firstServed.predictedAt)).limit(maxRows);
   const usable = rows.filter((r) => Array.isArray(r.features) && r.features.length === FEATURE_NAMES.length);
   usable.sort(
     (a, b) => a.predictedAt.getTime() - b.predictedAt.getTime() || a.bookingId.localeCompare(b.bookingId),

@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
 import { createFeedbackService } from '../feedback/feedback-service.js';
 import { createReports, pairedComparison } from '../reports/reports.js';
+import { exportServedRows } from '../retraining/retraining.js';
 import { freshPglite, freshPostgres, persistence, postgresAvailable } from '../test-support/databases.js';
 import {
   booking,
@@ -288,6 +289,37 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
       const [low, high] = report.paired.ci95 as [number, number];
       expect(low).toBeLessThan(-1.8);
       expect(high).toBeLessThan(0);
+    },
+  );
+
+  it.skipIf(!available)(
+    'reports and the retraining export score the first prediction of a booking, never a later re-post',
+    async () => {
+      const d = await database();
+      const at = (s: number) => new Date(Date.now() - 60_000 + s * 1000);
+      const honest = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+      await d.db.insert(predictions).values([
+        row('reposted', { predictedAt: at(0), delayMinutes: 5, shadowHeuristicDelay: 4, features: honest }),
+        row('reposted', {
+          predictedAt: at(10),
+          delayMinutes: 900,
+          shadowHeuristicDelay: 900,
+          features: honest.map(() => 999),
+        }),
+      ]);
+      await d.db.insert(feedback).values({ bookingId: 'reposted', actualDelayMinutes: 6 });
+      const reports = createReports(d.db);
+      const ab = await reports.abReport();
+      expect(ab.arms.heuristic).toMatchObject({ n: 1, mae: 1 });
+      const [today] = (await reports.daily(1)) as {
+        predictions: number;
+        with_feedback: number;
+        mae_heuristic: number;
+      }[];
+      expect(today).toMatchObject({ predictions: 2, with_feedback: 1, mae_heuristic: 1 });
+      const { rows } = await exportServedRows(d.db, { from: at(-10), to: at(60) }, 100);
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ features: honest, heuristic: 4, actual: 6 });
     },
   );
 
