@@ -1,7 +1,7 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { predictions } from '../../db/schema.js';
-import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import type { PredictionDropReason, ServiceMetrics } from '../telemetry/service-metrics.js';
 import { inSpan } from '../telemetry/spans.js';
 
 export type PredictionRow = typeof predictions.$inferInsert;
@@ -30,11 +30,6 @@ export interface PredictionLog {
 }
 
 /**
- * Predictions reach the database off the hot path: a bounded in-memory queue, written in batches by one
- * loop. While the database fails, the loop retries the same batch with growing pauses and the queue
- * absorbs new rows up to its capacity; writing resumes by itself when the database answers again.
- */
-/**
  * Postgres refuses these rows for what they hold (SQLSTATE class 22, data exception; 23, integrity): another
  * try fails alike, so they are set aside. Anything else (connection lost, server down) is retried. Drizzle
  * wraps the driver's error in `cause`.
@@ -50,6 +45,11 @@ const errorMessage = (err: unknown) => {
   return e.cause?.message ? `${e.message}: ${e.cause.message}` : e.message;
 };
 
+/**
+ * Predictions reach the database off the hot path: a bounded in-memory queue, written in batches by one
+ * loop. While the database fails, the loop retries the same batch with growing pauses and the queue
+ * absorbs new rows up to its capacity; writing resumes by itself when the database answers again.
+ */
 export function createPredictionLog({
   insert,
   tracer,
@@ -68,6 +68,8 @@ export function createPredictionLog({
   let closed = false;
 
   metrics.predictionLogDepth.addCallback((r) => r.observe(queue.length));
+  const dropped = (n: number, reason: PredictionDropReason) =>
+    metrics.predictionLogDropped.add(n, { reason });
 
   // Rows of the batch, from its head, that are written or set aside: a failure retries only what follows.
   let settled = 0;
@@ -86,7 +88,7 @@ export function createPredictionLog({
         return;
       }
       settled += 1;
-      metrics.predictionLogDropped.add(1, { reason: 'refused' });
+      dropped(1, 'refused');
       log.error(
         { err: errorMessage(err), booking_count: 1 },
         'the database refused a prediction; it is set aside',
@@ -146,7 +148,7 @@ export function createPredictionLog({
     enqueue(rows) {
       const room = capacity - queue.length;
       if (rows.length > room) {
-        metrics.predictionLogDropped.add(rows.length - Math.max(room, 0), { reason: 'queue_full' });
+        dropped(rows.length - Math.max(room, 0), 'queue_full');
       }
       if (room > 0) queue.push(...rows.slice(0, room));
     },
@@ -160,7 +162,7 @@ export function createPredictionLog({
         if (!(await writeBatch())) await new Promise((r) => setTimeout(r, 100));
       }
       if (queue.length > 0) {
-        metrics.predictionLogDropped.add(queue.length, { reason: 'shutdown' });
+        dropped(queue.length, 'shutdown');
         log.error({ dropped: queue.length }, 'prediction log: rows left unwritten at shutdown');
         queue = [];
       }

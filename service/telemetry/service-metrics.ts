@@ -3,6 +3,7 @@ import { ROLLBACK_SIGNALS } from '../rollout/rollback-policy.js';
 
 /** Why a served prediction was never stored: the log's full queue, a shutdown's deadline, a row the database refused. */
 export const PREDICTION_DROP_REASONS = ['queue_full', 'shutdown', 'refused'] as const;
+export type PredictionDropReason = (typeof PREDICTION_DROP_REASONS)[number];
 
 /**
  * The service's own instruments. Attribute values are bounded enumerations or model versions:
