@@ -46,6 +46,24 @@ describe.skipIf(!hasAmtool)('Alertmanager configuration (amtool)', () => {
     expect(routeOf('alertname=DelayWeatherApiFailing', 'severity=warning')).toBe('team-channel');
   });
 
+  it("sends the watchdog to the dead man's switch alone, every minute, and pages on the new storage and HTTP alerts", () => {
+    expect(routeOf('alertname=DelayWatchdog', 'severity=none', 'component=alerting')).toBe('deadmans-switch');
+    const config = parse(readFileSync('alertmanager/alertmanager.yml', 'utf8'));
+    const watchdog = config.route.routes.find((r: { receiver: string }) => r.receiver === 'deadmans-switch');
+    expect(watchdog.repeat_interval).toBe('1m');
+    for (const alertname of [
+      'DelayPredictionsLost',
+      'DelayPredictionLogWriteFailing',
+      'DelayPredictionLogStalled',
+      'DelayHttpServerErrors',
+      'DelayMetricsAbsent',
+    ])
+      expect(routeOf(`alertname=${alertname}`, 'severity=critical')).toBe('oncall-pager');
+    expect(routeOf('alertname=DelayPredictionsRefused', 'severity=warning', 'component=storage')).toBe(
+      'team-channel',
+    );
+  });
+
   it('never sends a warning without rollback="true" to the rollback webhook', () => {
     expect(routeOf('alertname=Anything', 'severity=warning')).not.toContain('rollback-webhook');
   });

@@ -47,7 +47,7 @@ if (args.markdown) {
   for (const r of results) {
     const aim = r.aim.expect === 'rollback' ? `<= ${r.aim.within_s} s` : 'no rollback';
     const fired = r.rollback ? `${r.rollback.alertname} (${r.rollback.signal})` : 'none';
-    const others = r.alerts.filter((a) => !a.rollback).map((a) => a.alertname);
+    const others = r.alerts.filter((a) => !a.rollback && a.severity !== 'none').map((a) => a.alertname);
     console.log(
       `| ${r.scenario} | ${fired}${others.length ? `; pages/warnings: ${others.join(', ')}` : ''} | ${r.rollback ? `${r.rollback.alert_s} s` : '-'} | ${r.rollback ? `${r.rollback.to_heuristic_s} s` : '-'} | ${aim} | ${r.met ? 'yes' : `**no**: ${r.why}`} |`,
     );

@@ -314,20 +314,24 @@ async function drive(scenario: ReplayScenario, seed: number, flagPollMs: number)
   const service = await replayService((v) => behaviour.get(v) ?? {}, flagPollMs);
   const keep = ruleMetricNames();
   const scrapes: Scrapes = { steps: 0, series: new Map() };
+  const sample = (key: string, value: string | undefined) => {
+    let values = scrapes.series.get(key);
+    if (!values) {
+      values = [];
+      scrapes.series.set(key, values);
+    }
+    values[scrapes.steps] = value;
+  };
   const record = (text: string) => {
     for (const line of text.split('\n')) {
       const m = SERIES_LINE.exec(line);
       if (!m) continue;
       const base = (m[1] as string).replace(/_(bucket|sum|count)$/, '');
       if (!keep.has(m[1] as string) && !keep.has(base)) continue;
-      const key = `${m[1]}${m[2] ?? ''}`;
-      let values = scrapes.series.get(key);
-      if (!values) {
-        values = [];
-        scrapes.series.set(key, values);
-      }
-      values[scrapes.steps] = m[3];
+      sample(`${m[1]}${m[2] ?? ''}`, m[3]);
     }
+    // Prometheus's own series for a scrape that succeeded (DelayServiceDown, DelayMetricsAbsent read it).
+    sample('up{job="delay-prediction",instance="replay"}', '1');
     scrapes.steps += 1;
   };
   const rng = rngFrom(seed);

@@ -112,8 +112,12 @@ export function judge(aim: Aim, result: ReplayResult): { met: boolean; why: stri
       : { met: false, why: `${result.rollback.to_heuristic_s} s > ${aim.within_s} s` };
   }
   if (result.rollback) return { met: false, why: `rolled back by ${result.rollback.alertname}` };
+  // Severity none (the watchdog) always fires and never reaches a person: not a page, not a warning.
   const paged = result.alerts.filter(
-    (a) => aim.allow !== 'pages' && (aim.allow !== 'warnings' || a.severity !== 'warning'),
+    (a) =>
+      a.severity !== 'none' &&
+      aim.allow !== 'pages' &&
+      (aim.allow !== 'warnings' || a.severity !== 'warning'),
   );
   return paged.length === 0
     ? { met: true, why: 'quiet' }

@@ -212,7 +212,9 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
   for (const flag of ['delay-model', 'ml-fallback-on-error', 'weather-enrichment'])
     m.flagEvaluationErrors.add(0, { flag });
   for (const reason of PREDICTION_DROP_REASONS) m.predictionLogDropped.add(0, { reason });
+  // DelayPredictionLogStalled compares written with 0: the series must exist before the first write.
   m.predictionLogWriteErrors.add(0);
+  m.predictionLogWritten.add(0);
   for (const outcome of ['recorded', 'unchanged', 'corrected']) m.feedbackEvents.add(0, { outcome });
   for (const outcome of ['l1_hit', 'l2_hit', 'miss', 'stale', 'default'])
     m.weatherLookups.add(0, { outcome });
