@@ -25,6 +25,30 @@ export interface Actor {
   labels?: Record<string, string> | undefined;
 }
 
+/** One alert of an Alertmanager webhook post. */
+export interface AlertmanagerAlert {
+  status: 'firing' | 'resolved';
+  labels: Record<string, string>;
+  annotations?: Record<string, string> | undefined;
+  fingerprint?: string | undefined;
+}
+
+export interface AlertOutcome {
+  alertname: string;
+  outcome: 'rolled_back' | 'already_rolled_back' | 'ignored';
+}
+
+/** A rollback alert whose change this process applied to itself alone: the flag file could not be written. */
+export class RollbackNotWrittenError extends Error {
+  constructor(
+    readonly alertname: string,
+    override readonly cause: FlagNotWrittenError,
+  ) {
+    super(cause.message, { cause });
+    this.name = 'RollbackNotWrittenError';
+  }
+}
+
 /**
  * Every change to the rollout, by a machine (the rollback webhook) or a person (the CLI): validated and
  * atomic (flag-writer), then recorded in the audit table, logged and counted. Changes in one process are
@@ -101,26 +125,68 @@ export function createRolloutService({
       }
     });
 
-  return {
-    setPercentage: (percentage: number, who: Actor) =>
-      apply(who, () =>
-        setMlPercentage(
-          flagsFile,
-          percentage,
-          // A rollback never depends on the file being valid; a person's change does (they fix the file first).
-          who.action === 'rollback' && routing
-            ? {
-                text: () => routing.acceptedText(),
-                onUse: (reason) =>
-                  log.warn(
-                    { err: reason, actor: who.actor },
-                    'flag file unreadable or invalid: rolling back from the last configuration the service accepted',
-                  ),
-                routeHere: (text, reason) => routing.routeHere(text, reason),
-              }
-            : undefined,
-        ),
+  const setPercentage = (percentage: number, who: Actor) =>
+    apply(who, () =>
+      setMlPercentage(
+        flagsFile,
+        percentage,
+        // A rollback never depends on the file being valid; a person's change does (they fix the file first).
+        who.action === 'rollback' && routing
+          ? {
+              text: () => routing.acceptedText(),
+              onUse: (reason) =>
+                log.warn(
+                  { err: reason, actor: who.actor },
+                  'flag file unreadable or invalid: rolling back from the last configuration the service accepted',
+                ),
+              routeHere: (text, reason) => routing.routeHere(text, reason),
+            }
+          : undefined,
       ),
+    );
+
+  return {
+    setPercentage,
+    /**
+     * An Alertmanager post: firing alerts labelled rollback="true" set ML traffic to 0%, the rest are ignored.
+     * One rollback per post: once ML is at 0%, the other alerts of the post cannot change it, and re-reading
+     * the flag file for each of thousands of alerts would hold the event loop for seconds.
+     */
+    async rollbackOn(alerts: AlertmanagerAlert[]) {
+      const results: AlertOutcome[] = [];
+      let percentage: number | null = null;
+      let rolledBack = false;
+      for (const alert of alerts) {
+        const alertname = alert.labels.alertname ?? 'unknown';
+        let outcome: AlertOutcome['outcome'] = 'ignored';
+        const asksRollback = alert.status === 'firing' && alert.labels.rollback === 'true';
+        if (asksRollback && rolledBack) {
+          outcome = 'already_rolled_back';
+        } else if (asksRollback) {
+          let change: FlagChange;
+          try {
+            change = await setPercentage(0, {
+              actor: 'alertmanager',
+              action: 'rollback',
+              alertName: alertname,
+              fingerprint: alert.fingerprint,
+              labels: alert.labels,
+              reason: `${alert.labels.signal ?? 'unknown'} signal: ${alert.annotations?.summary ?? alertname}`,
+            });
+          } catch (err) {
+            if (!(err instanceof FlagNotWrittenError)) throw err;
+            metrics?.webhookAlerts.add(1, { outcome: 'rolled_back_here_only' });
+            throw new RollbackNotWrittenError(alertname, err);
+          }
+          outcome = change.changed ? 'rolled_back' : 'already_rolled_back';
+          percentage = change.next.mlPercentage;
+          rolledBack = percentage === 0;
+        }
+        metrics?.webhookAlerts.add(1, { outcome });
+        results.push({ alertname, outcome });
+      }
+      return { results, ml_percentage: percentage };
+    },
     setModel: (version: string, who: Actor) => apply(who, () => setModelVersion(flagsFile, version)),
     canary: (version: string, percentage: number, who: Actor) =>
       apply(who, () => addCanary(flagsFile, version, percentage)),

@@ -245,7 +245,7 @@ describe('rollback webhook', () => {
       expect(history).toHaveLength(1);
       expect(history[0]).toMatchObject({ action: 'rollback', previousWeight: 50, newWeight: 0 });
       expect(history[0]?.reason).toMatch(/this process only: cannot write/);
-      expect(await w.appMetricValue('delay.webhook.alerts', { outcome: 'rolled_back_here_only' })).toBe(2);
+      expect(await w.metricValue('delay.webhook.alerts', { outcome: 'rolled_back_here_only' })).toBe(2);
       expect(await w.appMetricValue('delay.http.rejected_requests', { reason: 'rollback_not_written' })).toBe(
         2,
       );

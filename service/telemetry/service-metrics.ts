@@ -183,7 +183,6 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
     'not_ready',
     'ml_unavailable',
     'unknown_booking',
-    'storage_unavailable',
     'unauthorized',
     'rollback_not_written',
   ]) {

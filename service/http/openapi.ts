@@ -1,0 +1,51 @@
+import { OpenAPIHono, type z } from '@hono/zod-openapi';
+import { ProblemSchema } from '../predictions/schemas.js';
+import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import { requireBearer } from './bearer.js';
+import { type Problem, problemResponse, validationProblem } from './problem.js';
+
+/** Answers a problem document and counts it by reason (`delay_http_rejected_requests_total`). */
+export type Reject = (problem: Problem, reason: string, headers?: Record<string, string>) => Response;
+
+export function createReject(metrics: ServiceMetrics): Reject {
+  return (problem, reason, headers) => {
+    metrics.rejectedRequests.add(1, { reason });
+    return problemResponse(problem, headers);
+  };
+}
+
+/** A resource's sub-app: every validation failure answers one problem naming each bad field. */
+export function routeApp(reject: Reject) {
+  return new OpenAPIHono({
+    defaultHook: (result) => {
+      if (!result.success) return reject(validationProblem(result.error), 'validation');
+    },
+  });
+}
+
+export type RouteApp = ReturnType<typeof routeApp>;
+
+export const problemContent = { 'application/problem+json': { schema: ProblemSchema } };
+export const problemResponses = {
+  400: { description: 'Invalid body: every bad field, by JSON pointer', content: problemContent },
+  413: { description: 'Body over the size limit', content: problemContent },
+  415: { description: 'Body is not application/json', content: problemContent },
+  503: { description: 'Not ready, or ML failed with ml-fallback-on-error off', content: problemContent },
+};
+
+/** A 200 JSON answer of `schema`, with the problems every route may answer. */
+export const jsonResponses = (schema: z.ZodType, description: string) => ({
+  200: { description, content: { 'application/json': { schema } } },
+  ...problemResponses,
+});
+
+/** Requires `token` on `paths` of `app` when it is set; returns the 401 their OpenAPI responses document. */
+export function guarded(app: RouteApp, paths: string[], token: string | undefined, variable: string) {
+  if (token) for (const path of paths) app.use(path, requireBearer(token));
+  return {
+    401: {
+      description: `Missing or wrong bearer token (when ${variable} is set)`,
+      content: problemContent,
+    },
+  };
+}

@@ -1,0 +1,66 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { jsonResponses, type Reject, routeApp } from '../http/openapi.js';
+import type { Reports } from '../reports/reports.js';
+
+const report = z.record(z.string(), z.unknown());
+
+/** GET /v1/ab-report and /v1/monitoring/*: reads of the stored predictions and feedback. */
+export function reportRoutes({ reports, reject }: { reports: Reports; reject: Reject }) {
+  const app = routeApp(reject);
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/ab-report',
+      summary:
+        'ML vs heuristic per arm (n, MAE, RMSE, R²) and paired on the same bookings, with a 95% bootstrap interval',
+      request: { query: z.object({ days: z.coerce.number().int().min(1).max(365).default(30) }) },
+      responses: jsonResponses(report, 'The comparison and its verdict'),
+    }),
+    async (c) => c.json(await reports.abReport({ days: c.req.valid('query').days }), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/monitoring/summary',
+      summary: 'Last 24 hours: volumes, ML share, fallbacks, weather defaults, accuracy per arm',
+      responses: jsonResponses(report, 'Summary'),
+    }),
+    async (c) => c.json(await reports.summary(), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/monitoring/daily',
+      summary: 'Per UTC day: predictions, ML share, feedback, MAE per source',
+      request: { query: z.object({ days: z.coerce.number().int().min(1).max(90).default(7) }) },
+      responses: jsonResponses(z.object({ days: z.array(report) }), 'Newest day first'),
+    }),
+    async (c) => c.json({ days: await reports.daily(c.req.valid('query').days) }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/monitoring/predictions',
+      summary: 'The latest stored predictions, with their actual delay when known',
+      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }) },
+      responses: jsonResponses(z.object({ predictions: z.array(report) }), 'Newest first'),
+    }),
+    async (c) => c.json({ predictions: await reports.latest(c.req.valid('query').limit) }, 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/monitoring/anomalies',
+      summary: 'Predictions of the last 7 days whose absolute error exceeds threshold_mae minutes',
+      request: { query: z.object({ threshold_mae: z.coerce.number().min(0).max(1440).default(5) }) },
+      responses: jsonResponses(z.object({ anomalies: z.array(report) }), 'Newest first, 100 at most'),
+    }),
+    async (c) => c.json({ anomalies: await reports.anomalies(c.req.valid('query').threshold_mae) }, 200),
+  );
+  return app;
+}
