@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { trace } from '@opentelemetry/api';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
@@ -8,18 +8,14 @@ import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { parse } from 'yaml';
 import { generateBookings, type RawBooking, type Season } from '../models/generator.js';
-import { createApp } from '../service/app.js';
+import { composeService } from '../service/compose.js';
 import { loadConfig } from '../service/config/config.js';
-import { createDriftMonitor, type DriftBaseline } from '../service/drift/drift-monitor.js';
+import type { DriftBaseline } from '../service/drift/drift-monitor.js';
 import { ACTUAL_DELAY_FLOOR } from '../service/feedback/feedback-service.js';
-import { startFlagService } from '../service/flags/flag-service.js';
-import { createModelRegistry, type ModelPredictor } from '../service/models/model-registry.js';
-import { loadOnnxModel } from '../service/models/onnx-model.js';
+import type { ModelPredictor } from '../service/models/model-registry.js';
 import type { Booking } from '../service/predictions/schemas.js';
-import { createRolloutService } from '../service/rollout/rollout-service.js';
 import { INSTRUMENTATION_SCOPE } from '../service/telemetry/otel.js';
-import { createServiceMetrics, initializeCounters } from '../service/telemetry/service-metrics.js';
-import { freshPglite, persistence } from '../service/test-support/databases.js';
+import { initializeCounters } from '../service/telemetry/service-metrics.js';
 import {
   flagsDocument,
   postJson,
@@ -166,28 +162,36 @@ interface Scrapes {
   series: Map<string, (string | undefined)[]>;
 }
 
-/** Builds the service as server.ts does, with the replay's stand-ins for weather and misbehaving models. */
+/** Builds the service with the composition root, and the replay's stand-ins for weather and misbehaving models. */
 async function replayService(behaviourOf: (version: string) => ModelBehaviour, flagPollMs: number) {
   const exporter = new PrometheusExporter({ preventServerStart: true });
   const provider = new MeterProvider({ readers: [exporter] });
-  const metrics = createServiceMetrics(provider.getMeter(INSTRUMENTATION_SCOPE));
   const dir = tempDir('delay-rollback-replay-');
   const flagsFile = join(dir, 'flags.json');
   writeFlags(flagsFile, flagsDocument({ mlWeight: 50 }));
-  const flags = await startFlagService({
-    flags: { kind: 'file', file: flagsFile, pollIntervalMs: flagPollMs },
-    logger: silentLogger,
-    metrics,
-  });
+  const webhookToken = 'rollback-replay-token-0123456789';
+  const config = loadConfig(
+    {},
+    {
+      FLAGS_FILE: flagsFile,
+      FLAGS_POLL_INTERVAL_MS: flagPollMs,
+      DATA_DIR: join(dir, 'data'),
+      ALERTMANAGER_WEBHOOK_TOKEN: webhookToken,
+    },
+  );
   const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8')) as { drift: DriftBaseline };
   // Minutes into the current phase: what a gradual misbehaviour is a function of.
   let phaseMinute = 0;
-  const models = createModelRegistry({
-    dir: 'models',
+  const weatherOf = new Map<string, RawBooking['weather']>();
+  const service = await composeService(config, {
+    telemetry: {
+      meter: provider.getMeter(INSTRUMENTATION_SCOPE),
+      tracer: trace.getTracer('rollback-replay'),
+    },
     logger: silentLogger,
-    metrics,
-    load: async (folder, version): Promise<ModelPredictor> => {
-      const base = await loadOnnxModel(folder, 'gbt-v1', { inferenceRows: metrics.inferenceRows });
+    // Stand-in: gbt-v1 under every version, shifted, delayed or failing as the scenario says.
+    loadModel: async (folder, version, onnx): Promise<ModelPredictor> => {
+      const base = await onnx(folder, 'gbt-v1');
       return {
         version,
         driftBaseline: { ...card.drift, model_version: version },
@@ -208,43 +212,17 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
         },
       };
     },
-  });
-  await models.preload(['gbt-v1']);
-  initializeCounters(metrics, ['gbt-v1']);
-  const drift = createDriftMonitor(metrics);
-  drift.setBaseline({ ...card.drift, model_version: 'gbt-v1' });
-  const database = await freshPglite();
-  const { predictionLog, storage } = persistence(database, metrics);
-  const weatherOf = new Map<string, RawBooking['weather']>();
-  const webhookToken = 'rollback-replay-token-0123456789';
-  const app = createApp({
-    flags,
-    models,
+    // Stand-in: each generator booking's own weather, as the API would have answered it.
     weather: {
       lookup: async (b: Booking) => ({
         source: 'api' as const,
         conditions: weatherOf.get(b.booking_id) ?? null,
       }),
     },
-    metrics,
-    logger: silentLogger,
-    limits: { bodyLimitBytes: 16 * 1024 * 1024, batchMaxBookings: 1000 },
-    mlTimeoutMs: loadConfig({}).mlTimeoutMs,
-    tracer: trace.getTracer('rollback-replay'),
-    drift,
-    predictionLog,
-    storage,
-    rollback: {
-      token: webhookToken,
-      rollout: createRolloutService({
-        flagsFile,
-        db: database.db,
-        metrics,
-        logger: silentLogger,
-        routing: flags,
-      }),
-    },
+    // The replay waits for the log after every simulated interval: a short pause keeps 72 h within the hour.
+    predictionLogFlushMs: 10,
   });
+  const { app, flags, models, metrics, predictionLog, database } = service;
   const serializer = new PrometheusSerializer();
   return {
     app,
@@ -297,10 +275,9 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
       await database.db.execute(sql`delete from predictions where predicted_at < ${new Date(beforeMs)}`);
     },
     async close() {
-      await predictionLog.drain(2000);
-      await flags.close();
-      await database.close();
+      await service.close(2000);
       await provider.shutdown();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { FEATURE_NAMES, type FeatureName, WEATHER_FEATURES } from '../features/booking-features.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 import type { WeatherSource } from '../weather/weather.js';
@@ -112,3 +113,29 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
 }
 
 export type DriftMonitor = ReturnType<typeof createDriftMonitor>;
+
+export interface ServingModels {
+  /** The flag's split, as the service reads it. */
+  split: () => readonly { variant: string; weight: number }[];
+  /** Versions loaded, in load order. */
+  loaded: () => readonly string[];
+  baselineOf: (version: string) => DriftBaseline | undefined;
+}
+
+/**
+ * Drift is measured against the training distribution of the model taking the most traffic (then of any
+ * loaded model). Returns the choice, to run at start and after every flag change or model load.
+ */
+export function followServingModel(drift: DriftMonitor, models: ServingModels, logger: Logger) {
+  return () => {
+    const byWeight = [...models.split()].sort((a, b) => b.weight - a.weight).map((s) => s.variant);
+    for (const version of [...byWeight, ...models.loaded()]) {
+      const baseline = models.loaded().includes(version) ? models.baselineOf(version) : undefined;
+      if (baseline) {
+        if (drift.baselineVersion() !== version) logger.info({ model_version: version }, 'drift baseline');
+        drift.setBaseline(baseline);
+        return;
+      }
+    }
+  };
+}

@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import type { Db } from '../storage/database.js';
@@ -197,3 +198,21 @@ export function createReports(db: Db) {
 }
 
 export type Reports = ReturnType<typeof createReports>;
+
+/** Purges what is older than `days` now and every `everyMs` after; returns the stop. A failure waits for the next. */
+export function scheduleRetention(
+  reports: Pick<Reports, 'purge'>,
+  { days, logger, everyMs = 86_400_000 }: { days: number; logger: Logger; everyMs?: number },
+) {
+  const purge = async () => {
+    try {
+      logger.info({ retention_days: days, ...(await reports.purge(days)) }, 'retention purge');
+    } catch (err) {
+      logger.error({ err: (err as Error).message }, 'retention purge failed; next attempt in 24 h');
+    }
+  };
+  void purge();
+  const timer = setInterval(purge, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}

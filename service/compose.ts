@@ -1,0 +1,227 @@
+import type { Meter, Tracer } from '@opentelemetry/api';
+import type { Logger } from 'pino';
+import { createApp } from './app.js';
+import { connectRedis, redisReady } from './cache/redis.js';
+import type { Config } from './config/config.js';
+import { createDriftMonitor, followServingModel } from './drift/drift-monitor.js';
+import { createFeedbackService } from './feedback/feedback-service.js';
+import { startFlagService } from './flags/flag-service.js';
+import { createModelRegistry, type ModelPredictor } from './models/model-registry.js';
+import { loadOnnxModel } from './models/onnx-model.js';
+import { createReports, scheduleRetention } from './reports/reports.js';
+import { createAutoPromoter } from './rollout/auto-promoter.js';
+import { createRolloutService } from './rollout/rollout-service.js';
+import { type Database, openDatabase } from './storage/database.js';
+import { createPredictionLog } from './storage/prediction-log.js';
+import { createLogger } from './telemetry/logger.js';
+import { createServiceMetrics, initializeCounters } from './telemetry/service-metrics.js';
+import { openWeatherMapClient } from './weather/openweathermap.js';
+import { neutralWeatherProvider, type WeatherProvider } from './weather/weather.js';
+import { createWeatherService, type WeatherServiceOptions } from './weather/weather-service.js';
+
+type OnnxLoader = (dir: string, version: string) => Promise<ModelPredictor>;
+
+/** A part that could not start; the server exits 1 with this message. */
+export class ComposeError extends Error {
+  override name = 'ComposeError';
+}
+
+/**
+ * What the config alone cannot give: the telemetry the process started, and the stand-ins a replay or a test
+ * puts in place of a real part (each named where it is used).
+ */
+export interface ComposeOptions {
+  telemetry: { meter: Meter; tracer: Tracer };
+  logger?: Logger;
+  /** Loads a model version; by default `onnx`, the ONNX loader recording into the service's metrics. */
+  loadModel?: (dir: string, version: string, onnx: OnnxLoader) => Promise<ModelPredictor>;
+  /** The weather lookup; by default OpenWeatherMap with OPENWEATHER_API_KEY, neutral defaults without. */
+  weather?: WeatherProvider;
+  /** The prediction log's pause between writes; by default per database (docs/performance.md). */
+  predictionLogFlushMs?: number;
+}
+
+/**
+ * The one composition root: builds every part of the service from its config, in dependency order, for the
+ * server, the in-process replays and the tests. `close` stops them in reverse order, writing the prediction
+ * log's queue within `drainMs`.
+ */
+export async function composeService(config: Config, options: ComposeOptions) {
+  const { telemetry } = options;
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const metrics = createServiceMetrics(telemetry.meter);
+  const closers: (() => Promise<unknown> | unknown)[] = [];
+
+  const flags = await startFlagService({ flags: config.flags, logger, metrics });
+  closers.push(() => flags.close());
+  const onnx: OnnxLoader = (dir, version) =>
+    loadOnnxModel(dir, version, { inferenceRows: metrics.inferenceRows });
+  const { loadModel } = options;
+  const models = createModelRegistry({
+    dir: config.modelsDir,
+    load: loadModel ? (dir, version) => loadModel(dir, version, onnx) : onnx,
+    logger,
+    metrics,
+  });
+  // The versions the flag names are loaded before traffic; in flagd mode the flag's variants are not known
+  // here, and each version loads on the first booking routed to it.
+  const declaredModels = () => flags.status().model_variants ?? [];
+  const drift = createDriftMonitor(metrics);
+  const chooseDriftBaseline = followServingModel(
+    drift,
+    {
+      split: () => flags.status().split ?? [],
+      loaded: () => models.versions(),
+      baselineOf: (version) => {
+        const found = models.lookup(version);
+        return found.ok ? found.model.driftBaseline : undefined;
+      },
+    },
+    logger,
+  );
+  await models.preload(declaredModels());
+  initializeCounters(metrics, declaredModels());
+  chooseDriftBaseline();
+  // A version added by a flag change gets its counters at 0 before its first booking, as increase() needs.
+  flags.onChange(() => {
+    initializeCounters(metrics, declaredModels());
+    void models.preload(declaredModels()).then(chooseDriftBaseline);
+  });
+  metrics.rolloutMlPercentage.addCallback((result) => {
+    const percentage = flags.status().ml_percentage;
+    if (percentage !== null) result.observe(percentage);
+  });
+  logger.info(
+    { flags: flags.status().source, ml_percentage: flags.status().ml_percentage, models: models.versions() },
+    'flags and model registry loaded',
+  );
+
+  const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : undefined;
+  if (redis) {
+    closers.push(() => redis.quit().catch(() => undefined));
+    if (!(await redisReady(redis, 2000))) logger.warn('redis not reachable at start; serving without it');
+  }
+  const weather = options.weather ?? defaultWeather(config, { ...(redis ? { redis } : {}), metrics, logger });
+
+  let database: Database;
+  try {
+    database = await openDatabase(config.database);
+  } catch (err) {
+    await closeAll(closers);
+    throw new ComposeError(
+      `database ${config.database.url ? 'at DATABASE_URL' : `in DATA_DIR ${config.database.dataDir}`} cannot be opened or migrated: ${(err as Error).message}`,
+    );
+  }
+  closers.push(() => database.close());
+  logger.info({ database: database.kind }, 'database migrated');
+  const predictionLog = createPredictionLog({
+    insert: database.insertPredictions,
+    tracer: telemetry.tracer,
+    metrics,
+    logger,
+    // Postgres: small, frequent inserts (each holds the event loop while it is serialized) and large ones when
+    // the queue is deep. PGlite runs on this thread: fewer, smaller batches (docs/performance.md).
+    batchSize: database.kind === 'pglite' ? 100 : 2000,
+    flushIntervalMs: options.predictionLogFlushMs ?? (database.kind === 'pglite' ? 200 : 20),
+  });
+  const reports = createReports(database.db);
+  closers.push(scheduleRetention(reports, { days: config.database.retentionDays, logger }));
+
+  const rollout = createRolloutService({
+    flagsFile: config.flagsFile,
+    db: database.db,
+    metrics,
+    logger,
+    routing: flags,
+  });
+  if (config.autoPromote) {
+    const { prometheusUrl, soakMs, intervalMs, minSamples } = config.autoPromote;
+    const stop = createAutoPromoter({
+      prometheusUrl,
+      rollout,
+      flagStatus: () => flags.status(),
+      logger,
+      soakMs,
+      minSamples,
+    }).start(intervalMs);
+    closers.push(stop);
+    logger.info({ prometheus: prometheusUrl, soak_s: soakMs / 1000 }, 'automatic promotion on');
+  }
+  warnOpenEndpoints(config, logger);
+
+  const app = createApp({
+    flags,
+    models,
+    weather,
+    metrics,
+    logger,
+    limits: { bodyLimitBytes: config.bodyLimitBytes, batchMaxBookings: config.batchMaxBookings },
+    mlTimeoutMs: config.mlTimeoutMs,
+    tracer: telemetry.tracer,
+    drift,
+    predictionLog,
+    storage: { feedback: createFeedbackService({ db: database.db, metrics, logger }), reports },
+    ...(config.feedbackToken ? { feedbackToken: config.feedbackToken } : {}),
+    ...(config.predictionsToken ? { predictionsToken: config.predictionsToken } : {}),
+    ...(config.webhookToken ? { rollback: { token: config.webhookToken, rollout } } : {}),
+  });
+
+  return {
+    app,
+    logger,
+    metrics,
+    flags,
+    models,
+    drift,
+    database,
+    predictionLog,
+    rollout,
+    /** Writes the queued predictions (up to `drainMs`), then closes every part, the last built first. */
+    async close(drainMs: number) {
+      await predictionLog.drain(drainMs);
+      await closeAll(closers);
+    },
+  };
+}
+
+export type Service = Awaited<ReturnType<typeof composeService>>;
+
+async function closeAll(closers: (() => Promise<unknown> | unknown)[]) {
+  for (const close of closers.splice(0).reverse()) await close();
+}
+
+function defaultWeather(
+  config: Config,
+  parts: Pick<WeatherServiceOptions, 'redis' | 'metrics' | 'logger'>,
+): WeatherProvider {
+  if (!config.weather.apiKey) {
+    parts.logger.info(
+      'weather: no OPENWEATHER_API_KEY; predictions use neutral weather defaults (weather.source "default")',
+    );
+    return neutralWeatherProvider();
+  }
+  const { apiKey, baseUrl, ...settings } = config.weather;
+  parts.logger.info(
+    { base_url: baseUrl, shared_cache: !!parts.redis, daily_budget: settings.dailyBudget },
+    'weather: OpenWeatherMap',
+  );
+  return createWeatherService({ client: openWeatherMapClient({ baseUrl, apiKey }), ...parts, ...settings });
+}
+
+function warnOpenEndpoints(config: Config, logger: Logger) {
+  if (!config.webhookToken) {
+    logger.warn(
+      'rollback webhook disabled: set ALERTMANAGER_WEBHOOK_TOKEN (or _FILE) to enable /v1/webhooks/alertmanager',
+    );
+  }
+  if (!config.predictionsToken) {
+    logger.info(
+      'prediction endpoints open to any caller (feedback scores the first prediction of a booking); set PREDICTIONS_TOKEN (or _FILE) to require a bearer token',
+    );
+  }
+  if (!config.feedbackToken) {
+    logger.warn(
+      'feedback endpoints open to any caller: set FEEDBACK_TOKEN (or _FILE) to require a bearer token',
+    );
+  }
+}
