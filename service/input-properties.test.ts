@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freshPglite, persistence } from './test-support/databases.js';
-import { booking, eventually, postJson, testApp, testMetrics } from './test-support/harness.js';
+import { booking, eventually, postJson, testApp } from './test-support/harness.js';
+import { testService } from './test-support/service.js';
 
 /* Whatever JSON arrives, the answer is a 2xx or a 4xx problem document: never a 5xx. */
 let t: Awaited<ReturnType<typeof testApp>>;
@@ -83,10 +83,7 @@ describe('no JSON input produces a 5xx', () => {
 
 describe('every id the API accepts is stored and found again by its feedback', () => {
   it('refuses ids the database would refuse or alter (NUL, unpaired surrogates), keeps every other', async () => {
-    const database = await freshPglite();
-    const m = testMetrics();
-    const { predictionLog, storage } = persistence(database, m.metrics);
-    const stored = await testApp({ flags: { mlWeight: 50 }, deps: { predictionLog, storage } });
+    const stored = await testService({ flags: { mlWeight: 50 } });
     try {
       const lone = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
       const refused = { test: (id: string) => id.includes('\u0000') || lone.test(id) };
@@ -115,7 +112,7 @@ describe('every id the API accepts is stored and found again by its feedback', (
             expect(res.status, JSON.stringify(id)).toBe(200);
             expect((await res.json()).booking_id).toBe(id);
             await eventually(
-              () => predictionLog.depth(),
+              () => stored.predictionLog.depth(),
               (d) => d === 0,
             );
             const fb = await postJson(stored.app, '/v1/feedback', {
@@ -128,11 +125,9 @@ describe('every id the API accepts is stored and found again by its feedback', (
         ),
         { numRuns: 60 },
       );
-      expect(await m.value('delay.prediction_log.dropped')).toBe(0);
+      expect(await stored.metricValue('delay.prediction_log.dropped')).toBe(0);
     } finally {
-      await predictionLog.drain(1000);
       await stored.close();
-      await database.close();
     }
   }, 60_000);
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { freshPglite, persistence } from '../test-support/databases.js';
-import { booking, testApp, testMetrics } from '../test-support/harness.js';
+import { booking, eventually, testApp } from '../test-support/harness.js';
+import { testService } from '../test-support/service.js';
 import { bearerTokenMatches } from './bearer.js';
 
 const TOKEN = 'feedback-token-0123456789abcdef';
@@ -17,17 +17,7 @@ describe('bearer token', () => {
 
 describe('feedback endpoints with FEEDBACK_TOKEN', () => {
   it('refuse a missing or wrong token before reading the body, count it, and accept the right one', async () => {
-    const db = await freshPglite();
-    const m = testMetrics();
-    const { predictionLog, storage } = persistence(db, m.metrics);
-    const t = await testApp({
-      flags: { mlWeight: 0 },
-      deps: {
-        feedbackToken: TOKEN,
-        predictionLog,
-        storage,
-      },
-    });
+    const t = await testService({ flags: { mlWeight: 0 }, env: { FEEDBACK_TOKEN: TOKEN } });
     try {
       const post = (path: string, body: string, authorization?: string) =>
         t.app.request(path, {
@@ -53,14 +43,16 @@ describe('feedback endpoints with FEEDBACK_TOKEN', () => {
       expect((await post('/v1/predictions', JSON.stringify(booking({ booking_id: 'tok-1' })))).status).toBe(
         200,
       );
-      await predictionLog.drain(2000);
+      await eventually(
+        () => t.predictionLog.depth(),
+        (depth) => depth === 0,
+      );
       const ok = await post('/v1/feedback', item, `Bearer ${TOKEN}`);
       expect(ok.status).toBe(200);
       expect(await ok.json()).toEqual({ booking_id: 'tok-1', outcome: 'recorded' });
       expect((await post('/v1/feedback', '{not json', `Bearer ${TOKEN}`)).status).toBe(400);
     } finally {
       await t.close();
-      await db.close();
     }
   });
 });

@@ -6,22 +6,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
 import { generateBookings, type RawBooking, type Season } from '../../models/generator.js';
 import { driftReport } from '../drift/drift-report.js';
-import { createModelRegistry } from '../models/model-registry.js';
-import { loadOnnxModel } from '../models/onnx-model.js';
 import type { Booking } from '../predictions/schemas.js';
 import { THRESHOLDS } from '../rollout/rollback-policy.js';
-import { createRolloutService } from '../rollout/rollout-service.js';
 import type { Database } from '../storage/database.js';
-import { freshPglite, persistence } from '../test-support/databases.js';
-import {
-  eventually,
-  flagServiceOn,
-  postJson,
-  silentLogger,
-  tempDir,
-  testApp,
-  testMetrics,
-} from '../test-support/harness.js';
+import { eventually, postJson, tempDir } from '../test-support/harness.js';
+import { testService } from '../test-support/service.js';
 import { exportServedRows, RetrainError, retrain } from './retraining.js';
 
 const hasTrainer =
@@ -37,41 +26,22 @@ afterAll(async () => {
   for (const x of open.reverse()) await x.close();
 });
 
-async function seasonService(db: Database, mlWeight: number) {
+async function seasonService(mlWeight: number) {
   const modelsDir = tempDir('delay-season-models-');
   for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v1.${ext}`, join(modelsDir, `gbt-v1.${ext}`));
-  const m = testMetrics();
-  const { flags, file } = await flagServiceOn({ mlWeight }, m.metrics);
-  const models = createModelRegistry({
-    dir: modelsDir,
-    load: loadOnnxModel,
-    logger: silentLogger,
-    metrics: m.metrics,
-  });
-  await models.preload(['gbt-v1']);
   // The weather each generated booking had: the weather service's answer for that booking.
   const weatherOf = new Map<string, RawBooking['weather']>();
-  const { predictionLog, storage } = persistence(db, m.metrics);
-  const t = await testApp({
-    deps: {
-      flags,
-      models,
-      predictionLog,
-      weather: {
-        lookup: async (b: Booking) => ({
-          source: 'api' as const,
-          conditions: weatherOf.get(b.booking_id) ?? null,
-        }),
-      },
-      storage,
+  const t = await testService({
+    flags: { mlWeight },
+    env: { MODELS_DIR: modelsDir },
+    weather: {
+      lookup: async (b: Booking) => ({
+        source: 'api' as const,
+        conditions: weatherOf.get(b.booking_id) ?? null,
+      }),
     },
   });
-  open.push({
-    close: async () => {
-      await predictionLog.drain(1000);
-      await t.close();
-    },
-  });
+  open.push(t);
 
   async function serve(rows: RawBooking[]) {
     for (const r of rows) weatherOf.set(r.booking.booking_id, r.weather);
@@ -97,8 +67,7 @@ async function seasonService(db: Database, mlWeight: number) {
     }
   }
 
-  // The prediction counters are those of the app testApp built.
-  return { modelsDir, file, serve, sendFeedback, metricValue: t.metricValue };
+  return { ...t, modelsDir, serve, sendFeedback };
 }
 
 const count = async (db: Database, table: typeof predictions | typeof feedback) =>
@@ -106,9 +75,8 @@ const count = async (db: Database, table: typeof predictions | typeof feedback) 
 
 describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', () => {
   it('drifts, is retrained from production feedback, and the challenger beats the champion and is canaried', async () => {
-    const db = await freshPglite();
-    open.push(db);
-    const service = await seasonService(db, 50);
+    const service = await seasonService(50);
+    const db = service.database;
     const startedAt = new Date(Date.now() - 1000);
 
     const season = generateBookings({ seed: 2026, count: 6000, season: SEASON });
@@ -175,11 +143,7 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
     expect(challengerCard.retraining).toMatchObject({ candidate: true, champion: { version: 'gbt-v1' } });
 
     // Canary: gbt-v2 takes 10 of gbt-v1's 50 points; the running service loads it and serves it.
-    const rollout = createRolloutService({
-      flagsFile: service.file as string,
-      db: db.db,
-      logger: silentLogger,
-    });
+    const { rollout } = service;
     const change = await rollout.canary('gbt-v2', 10, {
       actor: 'test',
       action: 'canary',

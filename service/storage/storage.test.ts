@@ -11,16 +11,17 @@ import { feedback, predictions } from '../../db/schema.js';
 import { createFeedbackService } from '../feedback/feedback-service.js';
 import { createReports, pairedComparison } from '../reports/reports.js';
 import { exportServedRows } from '../retraining/retraining.js';
-import { freshPglite, freshPostgres, persistence, postgresAvailable } from '../test-support/databases.js';
+import { freshPglite, freshPostgres, postgresAvailable } from '../test-support/databases.js';
 import {
   booking,
   eventually,
+  type FlagsSpec,
   postJson,
   silentLogger,
-  testApp,
   testMetrics,
 } from '../test-support/harness.js';
 import { freePort } from '../test-support/process.js';
+import { testService } from '../test-support/service.js';
 import type { Database } from './database.js';
 import { createPredictionLog, type PredictionRow } from './prediction-log.js';
 
@@ -66,11 +67,23 @@ const engines = [
   ['Postgres', () => freshPostgres(), hasPostgres],
 ] as const;
 
-describe.each(engines)('storage on %s', (_name, fresh, available) => {
+describe.each(engines)('storage on %s', (name, fresh, available) => {
   async function database() {
     const d = await fresh();
     open.push(d);
     return d;
+  }
+  /** The whole service (composition root) on this engine: its own PGlite, or a fresh Postgres database. */
+  async function service(flags: FlagsSpec) {
+    const env: { DATABASE_URL?: string } = {};
+    if (name === 'Postgres') {
+      const postgres = await freshPostgres();
+      open.push(postgres);
+      env.DATABASE_URL = postgres.url;
+    }
+    const t = await testService({ flags, env });
+    open.push(t);
+    return t;
   }
 
   it.skipIf(!available)(
@@ -156,11 +169,9 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
   it.skipIf(!available)(
     'scores the first prediction of a booking: a later post of its id with absurd inputs changes nothing',
     async () => {
-      const d = await database();
-      const m = testMetrics();
-      const stored = persistence(d, m.metrics);
-      const t = await testApp({ flags: { mlWeight: 0 }, deps: stored });
-      try {
+      const t = await service({ mlWeight: 0 });
+      const d = t.database;
+      {
         const first = await (
           await postJson(t.app, '/v1/predictions', booking({ booking_id: 'victim' }))
         ).json();
@@ -176,10 +187,7 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
           actual_delay_minutes: first.delay_minutes,
         });
         expect(await res.json()).toMatchObject({ outcome: 'recorded' });
-        expect(await m.value('delay.feedback.absolute_error', { arm: 'heuristic' })).toBeCloseTo(0, 6);
-      } finally {
-        await stored.predictionLog.drain(1000);
-        await t.close();
+        expect(await t.metricValue('delay.feedback.absolute_error', { arm: 'heuristic' })).toBeCloseTo(0, 6);
       }
     },
   );
@@ -338,11 +346,8 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
   it.skipIf(!available)(
     'serves feedback and monitoring over HTTP, with validated, bounded parameters',
     async () => {
-      const d = await database();
-      const m = testMetrics();
-      const deps = persistence(d, m.metrics);
-      const t = await testApp({ flags: { mlWeight: 0 }, deps });
-      open.push(t);
+      const t = await service({ mlWeight: 0 });
+      const d = t.database;
       await postJson(t.app, '/v1/predictions/batch', {
         bookings: [booking({ booking_id: 'h-1' }), booking({ booking_id: 'h-2' })],
       });
@@ -391,7 +396,6 @@ describe.each(engines)('storage on %s', (_name, fresh, available) => {
       ]) {
         expect((await t.app.request(path)).status, path).toBe(400);
       }
-      await deps.predictionLog.drain(1000);
     },
   );
 });

@@ -1,12 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import postgres from 'postgres';
-import { createFeedbackService } from '../feedback/feedback-service.js';
-import { createReports } from '../reports/reports.js';
 import { type Database, openDatabase } from '../storage/database.js';
-import { createPredictionLog } from '../storage/prediction-log.js';
-import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 import { presentOrSkip } from './availability.js';
-import { silentLogger, tempDir } from './harness.js';
+import { tempDir } from './harness.js';
 
 export const POSTGRES_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -45,23 +41,4 @@ export async function freshPostgres(via?: (url: URL) => URL): Promise<Database &
 
 export async function freshPglite(): Promise<Database> {
   return openDatabase({ dataDir: tempDir('delay-pglite-') });
-}
-
-/**
- * What an app needs to keep predictions and take feedback, on `db`: the prediction log (flushing every 10 ms)
- * and the storage services, for `testApp({ deps: { ...persistence(database, metrics) } })`.
- */
-export function persistence(database: Database, metrics: ServiceMetrics) {
-  return {
-    predictionLog: createPredictionLog({
-      insert: database.insertPredictions,
-      metrics,
-      logger: silentLogger,
-      flushIntervalMs: 10,
-    }),
-    storage: {
-      feedback: createFeedbackService({ db: database.db, metrics, logger: silentLogger }),
-      reports: createReports(database.db),
-    },
-  };
 }

@@ -16,10 +16,11 @@ class CollectingReader extends MetricReader {
   protected override async onForceFlush() {}
 }
 
-export function testMetrics() {
+/** A meter the test reads back: `value` sums what /metrics would show. */
+export function testMeter() {
   const reader = new CollectingReader();
   const provider = new MeterProvider({ readers: [reader] });
-  const metrics = createServiceMetrics(provider.getMeter('test'));
+  const meter = provider.getMeter('test');
   /** Sum of a counter's (or histogram's count of) data points whose attributes include `attrs`. */
   async function value(name: string, attrs: Record<string, string> = {}): Promise<number> {
     const { resourceMetrics } = await reader.collect();
@@ -36,7 +37,12 @@ export function testMetrics() {
     }
     return total;
   }
-  return { metrics, value };
+  return { meter, value };
+}
+
+export function testMetrics() {
+  const { meter, value } = testMeter();
+  return { metrics: createServiceMetrics(meter), value };
 }
 
 export const silentLogger = pino({ level: 'silent' });
