@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, unwatchFile, watchFile } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { basename, join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { FlagdProvider } from '@openfeature/flagd-provider';
 import {
   type Client,
@@ -13,14 +11,10 @@ import {
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
-import {
-  FLAG_KEYS,
-  FlagConfigError,
-  HEURISTIC_VARIANT,
-  parseFlagConfig,
-  type RolloutState,
-} from './flag-config.js';
-import { replaceFile } from './flag-writer.js';
+import { FLAG_KEYS, HEURISTIC_VARIANT } from './flag-config.js';
+import { FlagFileError, startValidatedFileSource } from './validated-file-source.js';
+
+export { FlagFileError, MAX_FLAG_FILE_BYTES } from './validated-file-source.js';
 
 export interface FlagStatus {
   source: { kind: 'file'; file: string } | { kind: 'flagd'; host: string; port: number };
@@ -61,26 +55,6 @@ export interface FlagService {
   close(): Promise<void>;
 }
 
-/** A flag document is a few kilobytes; parsing a huge one would hold the event loop (50 MB: 0.4 s). */
-export const MAX_FLAG_FILE_BYTES = 1024 * 1024;
-
-function readFlagFile(file: string): string {
-  const { size } = statSync(file);
-  if (size > MAX_FLAG_FILE_BYTES)
-    throw new Error(`${size} bytes, over the ${MAX_FLAG_FILE_BYTES}-byte limit of a flag file`);
-  return readFileSync(file, 'utf8');
-}
-
-export class FlagFileError extends Error {
-  constructor(
-    readonly file: string,
-    reason: string,
-  ) {
-    super(`flag file ${file}: ${reason}`);
-    this.name = 'FlagFileError';
-  }
-}
-
 interface Options {
   flags: Config['flags'];
   logger: Logger;
@@ -88,118 +62,36 @@ interface Options {
 }
 
 /**
- * Flags through OpenFeature and the flagd provider's in-process resolver. In file mode the service also
- * validates the file itself (strict flagd schema plus this service's rules) on every change, so it can
- * report the rollout it serves and count refused files; the provider keeps the last configuration it
- * could parse.
+ * Flags through OpenFeature and the flagd provider's in-process resolver. In file mode the provider reads
+ * the copy a validated file source keeps, so the service can report the rollout it serves and count refused
+ * files; the provider keeps the last configuration it could parse.
  */
 export async function startFlagService({ flags, logger, metrics }: Options): Promise<FlagService> {
   const log = logger.child({ component: 'flags' });
   const domain = `delay-service-${randomUUID()}`;
-  let rollout: RolloutState | null = null;
-  let lastChangedAt: Date | null = null;
-  let lastError: { at: Date; message: string } | null = null;
-  let lastText: string | null = null;
-  let acceptedText: string | null = null;
-  const sourceKind = flags.kind;
   const listeners: (() => void)[] = [];
-
-  const refuse = (message: string) => {
-    lastError = { at: new Date(), message };
-    metrics.flagConfigErrors.add(1, { source: sourceKind });
+  const countRefusal = (message: string) => {
+    metrics.flagConfigErrors.add(1, { source: flags.kind });
     log.error({ err: message }, 'flag configuration refused; the last good configuration stays in force');
   };
+  // With flagd, the configuration is flagd's: this service only hears that it changed or failed to sync.
+  let flagdChangedAt: Date | null = null;
+  let flagdError: { at: Date; message: string } | null = null;
 
-  let routeHere: (text: string, reason: string) => boolean = () => false;
-  let stopWatching = () => {};
-  let removeCopy = () => {};
-  // In file mode the provider reads a copy holding only the files this service accepted: reading the file
-  // itself, it would apply a file flagd's schema refuses (it parses without strict validation).
-  let providerFile: string | undefined;
-  if (flags.kind === 'file') {
-    const file = resolve(flags.file);
-    let text: string;
-    try {
-      text = readFlagFile(file);
-      rollout = parseFlagConfig(text);
-    } catch (err) {
-      throw new FlagFileError(file, (err as Error).message);
-    }
-    const copyDir = mkdtempSync(join(tmpdir(), 'delay-flags-accepted-'));
-    const copy = join(copyDir, basename(file));
-    providerFile = copy;
-    removeCopy = () => rmSync(copyDir, { recursive: true, force: true });
-    const publish = (accepted: string) => {
-      replaceFile(copy, accepted);
-      acceptedText = accepted;
-    };
-    publish(text);
-    lastText = text;
-    lastChangedAt = new Date();
-    routeHere = (text, reason) => {
-      const routed = parseFlagConfig(text);
-      publish(text);
-      rollout = routed;
-      // The file, once readable and valid again, is the source of truth: even its old content is applied.
-      lastText = null;
-      lastChangedAt = new Date();
-      lastError = {
-        at: new Date(),
-        message: `this process routes on a change the flag file could not hold (${reason}); other readers of ${file} do not see it`,
-      };
-      log.error(
-        { err: reason, ml_percentage: routed.mlPercentage },
-        'flag file not writable: this process alone routes on the change',
-      );
-      return true;
-    };
-    const onChange = () => {
-      let next: string;
-      try {
-        next = readFlagFile(file);
-      } catch (err) {
-        refuse(`cannot read ${file}: ${(err as Error).message}`);
-        return;
-      }
-      if (next === lastText) {
-        // The file is back as it was accepted (after a failed read): nothing to apply, nothing wrong any more.
-        if (next === acceptedText) lastError = null;
-        return;
-      }
-      try {
-        const accepted = parseFlagConfig(next);
-        publish(next);
-        rollout = accepted;
-        lastText = next;
-        lastChangedAt = new Date();
-        lastError = null;
-        log.info(
-          { ml_percentage: rollout.mlPercentage, models: rollout.activeModelVersions },
-          'flag file changed',
-        );
-      } catch (err) {
-        // A refused file is refused once; a failed write of the accepted copy is tried again next poll.
-        if (err instanceof FlagConfigError) lastText = next;
-        refuse(`${file}: ${err instanceof FlagConfigError ? err.message : `cannot apply: ${String(err)}`}`);
-      }
-    };
-    // A change goes through two polls, the file's then the copy's: half the interval each keeps it applied
-    // within FLAGS_POLL_INTERVAL_MS. The copy's is registered before the provider's own watcher: Node shares
-    // one stat poller per file, so this interval also paces the provider's reloads.
-    const interval = Math.max(1, Math.floor(flags.pollIntervalMs / 2));
-    const pace = () => {};
-    watchFile(file, { interval, persistent: false }, onChange);
-    watchFile(copy, { interval, persistent: false }, pace);
-    stopWatching = () => {
-      unwatchFile(file, onChange);
-      unwatchFile(copy, pace);
-    };
-  }
+  const source =
+    flags.kind === 'file'
+      ? startValidatedFileSource({
+          file: flags.file,
+          pollIntervalMs: flags.pollIntervalMs,
+          logger: log,
+          onRefused: countRefusal,
+        })
+      : null;
 
   const providerLogger = log.child({ component: 'flagd-provider' });
   const provider = new FlagdProvider(
     flags.kind === 'file'
-      ? { resolverType: 'in-process', offlineFlagSourcePath: providerFile as string }
+      ? { resolverType: 'in-process', offlineFlagSourcePath: source?.copy }
       : { resolverType: 'in-process', host: flags.host, port: flags.port },
     {
       error: (...args: unknown[]) => providerLogger.error(args.map(String).join(' ')),
@@ -211,22 +103,24 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
   const client: Client = OpenFeature.getClient(domain);
   if (flags.kind === 'flagd') {
     client.addHandler(ProviderEvents.ConfigurationChanged, (details) => {
-      lastChangedAt = new Date();
+      flagdChangedAt = new Date();
       log.info({ flags_changed: details?.flagsChanged }, 'flag configuration changed on flagd');
     });
     client.addHandler(ProviderEvents.Error, (details) => {
-      refuse(`flagd sync error: ${details?.message ?? 'unknown'}`);
+      const message = `flagd sync error: ${details?.message ?? 'unknown'}`;
+      flagdError = { at: new Date(), message };
+      countRefusal(message);
     });
   }
   try {
     await OpenFeature.setProviderAndWait(domain, provider);
   } catch (err) {
-    stopWatching();
-    removeCopy();
+    source?.stopWatching();
+    source?.removeCopy();
     const where = flags.kind === 'file' ? resolve(flags.file) : `flagd at ${flags.host}:${flags.port}`;
     throw new FlagFileError(where, `flag provider did not start: ${(err as Error).message}`);
   }
-  if (flags.kind === 'flagd') lastChangedAt = new Date();
+  if (flags.kind === 'flagd') flagdChangedAt = new Date();
 
   const evaluationError = (flag: string, message: string | undefined) => {
     metrics.flagEvaluationErrors.add(1, { flag });
@@ -272,12 +166,15 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
       return { variant: details.value };
     },
 
-    acceptedText: () => acceptedText,
-    routeHere: (text, reason) => routeHere(text, reason),
+    acceptedText: () => source?.acceptedText() ?? null,
+    routeHere: (text, reason) => source?.routeHere(text, reason) ?? false,
     fallbackOnError: () => switches.fallbackOnError,
     weatherEnrichment: () => switches.weatherEnrichment,
 
     status(): FlagStatus {
+      const rollout = source?.rollout() ?? null;
+      const lastChangedAt = source ? source.lastChangedAt() : flagdChangedAt;
+      const lastError = source ? source.lastError() : flagdError;
       return {
         source:
           flags.kind === 'file'
@@ -300,9 +197,9 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
 
     async close() {
       closed = true;
-      stopWatching();
+      source?.stopWatching();
       await provider.onClose();
-      removeCopy();
+      source?.removeCopy();
       OpenFeature.setProvider(domain, NOOP_PROVIDER);
     },
   };

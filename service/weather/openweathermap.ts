@@ -81,6 +81,10 @@ export interface OpenWeatherMapClient {
   forecast(lat: number, lon: number, signal: AbortSignal): Promise<ForecastSlots>;
 }
 
+/** An endpoint of the client, and what either answers: the weather service calls and caches them by endpoint. */
+export type WeatherEndpoint = keyof OpenWeatherMapClient;
+export type WeatherData = WeatherConditions | ForecastSlots;
+
 export function openWeatherMapClient({
   baseUrl,
   apiKey,

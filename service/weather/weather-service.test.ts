@@ -138,6 +138,25 @@ describe('weather lookups (fake OpenWeatherMap, no Redis)', () => {
     expect(await metricValue('delay.weather.calls_refused', { reason: 'circuit_open' })).toBeGreaterThan(0);
   });
 
+  it('reports budget, caches, circuit and key in its stats; checkKey tries a rejected key again', async () => {
+    fake.setMode({ kind: 'status', status: 401 });
+    const { weather } = service({ dailyBudget: 10 });
+    await weather.lookup(at(48.85, 2.35));
+    expect(await weather.stats()).toEqual({
+      day: new Date().toISOString().slice(0, 10),
+      budget: 10,
+      budget_used: 1,
+      l1_entries: 0,
+      l2_entries: null,
+      circuit: 'closed',
+      key_rejected: true,
+    });
+    fake.setMode({ kind: 'ok' });
+    expect(await weather.checkKey(48.85, 2.35)).toMatchObject({ temperature_c: 7.4 });
+    expect(await weather.lookup(at(48.85, 2.35))).toMatchObject({ source: 'api' });
+    expect(await weather.stats()).toMatchObject({ budget_used: 3, l1_entries: 1, key_rejected: false });
+  });
+
   it('keeps to its daily budget without Redis too', async () => {
     const { weather } = service({ dailyBudget: 3 });
     for (let i = 0; i < 6; i++) await weather.lookup(at(40 + i, 2));

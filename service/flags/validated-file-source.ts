@@ -1,0 +1,160 @@
+import { mkdtempSync, readFileSync, rmSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { FlagConfigError, parseFlagConfig, type RolloutState } from './flag-config.js';
+import { replaceFile } from './flag-writer.js';
+
+/** A flag document is a few kilobytes; parsing a huge one would hold the event loop (50 MB: 0.4 s). */
+export const MAX_FLAG_FILE_BYTES = 1024 * 1024;
+
+function readFlagFile(file: string): string {
+  const { size } = statSync(file);
+  if (size > MAX_FLAG_FILE_BYTES)
+    throw new Error(`${size} bytes, over the ${MAX_FLAG_FILE_BYTES}-byte limit of a flag file`);
+  return readFileSync(file, 'utf8');
+}
+
+export class FlagFileError extends Error {
+  constructor(
+    readonly file: string,
+    reason: string,
+  ) {
+    super(`flag file ${file}: ${reason}`);
+    this.name = 'FlagFileError';
+  }
+}
+
+export interface ValidatedFileSourceOptions {
+  file: string;
+  pollIntervalMs: number;
+  logger: Logger;
+  /** Hears every file refused (unreadable, invalid, not copied), after it is recorded as the last error. */
+  onRefused: (message: string) => void;
+}
+
+/**
+ * The flag file as the provider sees it: a private copy holding only the files this source accepted (strict
+ * flagd schema plus this service's rules). Reading the file itself, the provider would apply a file flagd's
+ * schema refuses, since it parses without strict validation.
+ */
+export interface ValidatedFileSource {
+  /** The copy, for the provider to read and watch. */
+  readonly copy: string;
+  rollout(): RolloutState;
+  /** The text of the last file accepted, or routed on by `routeHere`. */
+  acceptedText(): string;
+  lastChangedAt(): Date;
+  lastError(): { at: Date; message: string } | null;
+  /**
+   * Routes on `text` (validated, throws if invalid) when a rollback could not be written to the file; the
+   * next valid file read replaces it.
+   */
+  routeHere(text: string, reason: string): boolean;
+  stopWatching(): void;
+  /** Deletes the copy: once the provider reading it is closed. */
+  removeCopy(): void;
+}
+
+/** Reads and validates the file (FlagFileError when it cannot serve), publishes it, and watches it. */
+export function startValidatedFileSource(o: ValidatedFileSourceOptions): ValidatedFileSource {
+  const log = o.logger;
+  const file = resolve(o.file);
+  let rollout: RolloutState;
+  let text: string;
+  try {
+    text = readFlagFile(file);
+    rollout = parseFlagConfig(text);
+  } catch (err) {
+    throw new FlagFileError(file, (err as Error).message);
+  }
+  const copyDir = mkdtempSync(join(tmpdir(), 'delay-flags-accepted-'));
+  const copy = join(copyDir, basename(file));
+  let acceptedText = text;
+  let lastText: string | null = text;
+  let lastError: { at: Date; message: string } | null = null;
+  const publish = (accepted: string) => {
+    replaceFile(copy, accepted);
+    acceptedText = accepted;
+  };
+  publish(text);
+  let lastChangedAt = new Date();
+
+  const refuse = (message: string) => {
+    lastError = { at: new Date(), message };
+    o.onRefused(message);
+  };
+
+  const onChange = () => {
+    let next: string;
+    try {
+      next = readFlagFile(file);
+    } catch (err) {
+      refuse(`cannot read ${file}: ${(err as Error).message}`);
+      return;
+    }
+    if (next === lastText) {
+      // The file is back as it was accepted (after a failed read): nothing to apply, nothing wrong any more.
+      if (next === acceptedText) lastError = null;
+      return;
+    }
+    try {
+      const accepted = parseFlagConfig(next);
+      publish(next);
+      rollout = accepted;
+      lastText = next;
+      lastChangedAt = new Date();
+      lastError = null;
+      log.info(
+        { ml_percentage: rollout.mlPercentage, models: rollout.activeModelVersions },
+        'flag file changed',
+      );
+    } catch (err) {
+      // A refused file is refused once; a failed write of the accepted copy is tried again next poll.
+      if (err instanceof FlagConfigError) lastText = next;
+      refuse(`${file}: ${err instanceof FlagConfigError ? err.message : `cannot apply: ${String(err)}`}`);
+    }
+  };
+  // A change goes through two polls, the file's then the copy's: half the interval each keeps it applied
+  // within FLAGS_POLL_INTERVAL_MS. The copy's is registered before the provider's own watcher: Node shares
+  // one stat poller per file, so this interval also paces the provider's reloads.
+  const interval = Math.max(1, Math.floor(o.pollIntervalMs / 2));
+  const pace = () => {};
+  watchFile(file, { interval, persistent: false }, onChange);
+  watchFile(copy, { interval, persistent: false }, pace);
+
+  return {
+    copy,
+    rollout: () => rollout,
+    acceptedText: () => acceptedText,
+    lastChangedAt: () => lastChangedAt,
+    lastError: () => lastError,
+
+    routeHere(text, reason) {
+      const routed = parseFlagConfig(text);
+      publish(text);
+      rollout = routed;
+      // The file, once readable and valid again, is the source of truth: even its old content is applied.
+      lastText = null;
+      lastChangedAt = new Date();
+      lastError = {
+        at: new Date(),
+        message: `this process routes on a change the flag file could not hold (${reason}); other readers of ${file} do not see it`,
+      };
+      log.error(
+        { err: reason, ml_percentage: routed.mlPercentage },
+        'flag file not writable: this process alone routes on the change',
+      );
+      return true;
+    },
+
+    stopWatching() {
+      unwatchFile(file, onChange);
+      unwatchFile(copy, pace);
+    },
+
+    removeCopy() {
+      rmSync(copyDir, { recursive: true, force: true });
+    },
+  };
+}
