@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { WEBHOOK_BODY_LIMIT_BYTES } from '../service/app.js';
-import { ROLLBACK_SIGNALS } from '../service/rollout/rollback-policy.js';
+import { ROLLBACK_SIGNALS } from '../service/domain/rollback-policy.js';
 import { monitoringBinaries } from '../service/test-support/monitoring.js';
 
 const hasAmtool = monitoringBinaries('amtool');

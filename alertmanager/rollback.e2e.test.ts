@@ -6,10 +6,11 @@ import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { generateBookings } from '../models/generator.js';
+import type { Booking } from '../service/domain/booking.js';
+import { NEUTRAL_WEATHER } from '../service/domain/weather.js';
 import { bookingFeatures } from '../service/features/booking-features.js';
 import { ACTUAL_DELAY_FLOOR } from '../service/feedback/feedback-service.js';
 import { parseFlagConfig } from '../service/flags/flag-config.js';
-import type { Booking } from '../service/predictions/schemas.js';
 import { heuristicEstimate } from '../service/predictors/heuristic.js';
 import { flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
 import {
@@ -20,7 +21,6 @@ import {
 } from '../service/test-support/monitoring.js';
 import { type ServiceProcess, startService, waitForReady } from '../service/test-support/process.js';
 import { onnxEditorAvailable, writeShiftedModel } from '../service/test-support/shifted-model.js';
-import { NEUTRAL_WEATHER } from '../service/weather/weather.js';
 
 /*
  * The proof of automatic rollback: the service, a real Prometheus and a real Alertmanager (Debian binaries)

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
+import { NEUTRAL_WEATHER } from '../service/domain/weather.js';
 import { bookingFeatures, FEATURE_NAMES, featureVector } from '../service/features/booking-features.js';
 import { heuristicEstimate } from '../service/predictors/heuristic.js';
-import { NEUTRAL_WEATHER } from '../service/weather/weather.js';
 import { noiseSd, type RawBooking } from './generator.js';
 
 /** z such that P(|N(0,1)| <= z) = 0.8: the oracle's 80% interval around the true median. */

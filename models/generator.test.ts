@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NEUTRAL_WEATHER } from '../service/weather/weather.js';
+import { NEUTRAL_WEATHER } from '../service/domain/weather.js';
 import { datasetCsv } from './dataset.js';
 import { generateBookings, medianDelay, parisOffsetHours } from './generator.js';
 

@@ -1,7 +1,7 @@
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
-import type { Booking } from '../service/predictions/schemas.js';
-import type { WeatherConditions } from '../service/weather/weather.js';
+import type { Booking } from '../service/domain/booking.js';
+import type { WeatherConditions } from '../service/domain/weather.js';
 
 /**
  * Synthetic bookings over one year in one city (Paris), with weather and actual delays. The generative

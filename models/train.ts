@@ -2,9 +2,9 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { runTrainer } from '../service/retraining/trainer-process.js';
 import { datasetCsv } from './dataset.js';
 import { generateBookings } from './generator.js';
-import { runTrainer } from './trainer-process.js';
 
 /*
  * npm run train -- [--train 50000] [--test 10000] [--seed 42] [--version gbt-v1] [--out models]

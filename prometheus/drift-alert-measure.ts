@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { DriftBaseline } from '../service/drift/drift-monitor.js';
-import { THRESHOLDS } from '../service/rollout/rollback-policy.js';
+import type { DriftBaseline } from '../service/domain/drift-baseline.js';
+import { THRESHOLDS } from '../service/domain/rollback-policy.js';
 import { type Scenario, simulateDriftAlert } from './drift-alert-simulation.js';
 
 /*

@@ -1,8 +1,9 @@
 import { generateBookings, type Season } from '../models/generator.js';
-import { binOf, DRIFT_FEATURES, type DriftBaseline } from '../service/drift/drift-monitor.js';
+import type { DriftBaseline } from '../service/domain/drift-baseline.js';
+import { THRESHOLDS } from '../service/domain/rollback-policy.js';
+import { NEUTRAL_WEATHER } from '../service/domain/weather.js';
+import { binOf, DRIFT_FEATURES } from '../service/drift/drift-monitor.js';
 import { bookingFeatures, FEATURE_NAMES, featureVector } from '../service/features/booking-features.js';
-import { THRESHOLDS } from '../service/rollout/rollback-policy.js';
-import { NEUTRAL_WEATHER } from '../service/weather/weather.js';
 import { evaluateRules, taggedQuery } from './promtool-eval.js';
 
 /**

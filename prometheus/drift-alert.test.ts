@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { DriftBaseline } from '../service/drift/drift-monitor.js';
+import type { DriftBaseline } from '../service/domain/drift-baseline.js';
 import { monitoringBinaries } from '../service/test-support/monitoring.js';
 import { simulateDriftAlert } from './drift-alert-simulation.js';
 

@@ -10,10 +10,10 @@ import { parse } from 'yaml';
 import { generateBookings, type RawBooking, type Season } from '../models/generator.js';
 import { composeService } from '../service/compose.js';
 import { loadConfig } from '../service/config/config.js';
-import type { DriftBaseline } from '../service/drift/drift-monitor.js';
+import type { Booking } from '../service/domain/booking.js';
+import type { DriftBaseline } from '../service/domain/drift-baseline.js';
 import { ACTUAL_DELAY_FLOOR } from '../service/feedback/feedback-service.js';
 import type { ModelPredictor } from '../service/models/model-registry.js';
-import type { Booking } from '../service/predictions/schemas.js';
 import { INSTRUMENTATION_SCOPE } from '../service/telemetry/otel.js';
 import { initializeCounters } from '../service/telemetry/service-metrics.js';
 import {

@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { ROLLBACK_SIGNALS, THRESHOLDS as T } from '../service/domain/rollback-policy.js';
 import { WEATHER_FEATURES } from '../service/features/booking-features.js';
-import { ROLLBACK_SIGNALS, THRESHOLDS as T } from '../service/rollout/rollback-policy.js';
 import { monitoringBinaries } from '../service/test-support/monitoring.js';
 
 const hasPromtool = monitoringBinaries('promtool');
@@ -110,7 +110,7 @@ describe('rules and their documents', () => {
   });
 });
 
-describe('the rules use the thresholds of service/rollout/rollback-policy.ts', () => {
+describe('the rules use the thresholds of service/domain/rollback-policy.ts', () => {
   const alerts = new Map(rules('alerts.yml').map((r) => [r.alert as string, r]));
   const expr = (name: string) => (alerts.get(name)?.expr ?? '').replace(/\s+/g, ' ');
   const f = T.pairedFast;

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import type { PointEstimate } from './domain/estimate.js';
 import type { FlagService } from './flags/flag-service.js';
 import type { ModelRegistry } from './models/model-registry.js';
 import { PredictionSchema } from './predictions/schemas.js';
-import type { PointEstimate } from './predictors/heuristic.js';
 import { booking, postJson, testApp } from './test-support/harness.js';
 
 type TestApp = Awaited<ReturnType<typeof testApp>>;

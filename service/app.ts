@@ -2,6 +2,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Tracer } from '@opentelemetry/api';
 import { HTTPException } from 'hono/http-exception';
 import type { Logger } from 'pino';
+import type { WeatherProvider } from './domain/weather.js';
 import type { DriftMonitor } from './drift/drift-monitor.js';
 import type { FeedbackService } from './feedback/feedback-service.js';
 import type { FlagService } from './flags/flag-service.js';
@@ -19,7 +20,6 @@ import { reportRoutes } from './routes/reports.js';
 import { WEBHOOK_BODY_LIMIT_BYTES, WEBHOOK_PATH, webhookRoutes } from './routes/webhooks.js';
 import type { PredictionLog } from './storage/prediction-log.js';
 import type { ServiceMetrics } from './telemetry/service-metrics.js';
-import type { WeatherProvider } from './weather/weather.js';
 
 export { WEBHOOK_BODY_LIMIT_BYTES } from './routes/webhooks.js';
 

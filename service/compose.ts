@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { createApp } from './app.js';
 import { connectRedis, redisReady } from './cache/redis.js';
 import type { Config } from './config/config.js';
+import type { WeatherProvider } from './domain/weather.js';
 import { createDriftMonitor, followServingModel } from './drift/drift-monitor.js';
 import { createFeedbackService } from './feedback/feedback-service.js';
 import { startFlagService } from './flags/flag-service.js';
@@ -16,7 +17,7 @@ import { createPredictionLog } from './storage/prediction-log.js';
 import { createLogger } from './telemetry/logger.js';
 import { createServiceMetrics, initializeCounters } from './telemetry/service-metrics.js';
 import { openWeatherMapClient } from './weather/openweathermap.js';
-import { neutralWeatherProvider, type WeatherProvider } from './weather/weather.js';
+import { neutralWeatherProvider } from './weather/weather.js';
 import { createWeatherService, type WeatherServiceOptions } from './weather/weather-service.js';
 
 type OnnxLoader = (dir: string, version: string) => Promise<ModelPredictor>;

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import type { WeatherSettings } from '../weather/weather-service.js';
 
 /**
  * The one place that reads the environment. Precedence: typed defaults < environment < explicit options.
@@ -60,6 +59,21 @@ const configSchema = z.object({
 });
 
 export type EnvName = keyof z.input<typeof configSchema>;
+
+/** The weather service's tunables (README: WEATHER_*). */
+export interface WeatherSettings {
+  gridDeg: number;
+  currentTtlMs: number;
+  forecastTtlMs: number;
+  staleMaxMs: number;
+  dailyBudget: number;
+  /** What a prediction waits for weather at most. */
+  lookupTimeoutMs: number;
+  /** What one API call may take (it goes on filling the cache after a lookup gave up on it). */
+  apiTimeoutMs: number;
+  /** After a 401, how long before the key is tried again. */
+  authRetryMs: number;
+}
 
 export interface Config {
   port: number;

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
+import type { DriftBaseline } from '../domain/drift-baseline.js';
+import type { WeatherSource } from '../domain/weather.js';
 import { FEATURE_NAMES, type FeatureName, WEATHER_FEATURES } from '../features/booking-features.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
-import type { WeatherSource } from '../weather/weather.js';
 
 /**
  * Features whose live distribution is compared with training (PSI, computed by Prometheus). Calendar features
@@ -30,11 +31,6 @@ export function binOf(edges: number[], x: number): number {
   let bin = 0;
   while (bin < edges.length && (edges[bin] as number) < x) bin += 1;
   return bin;
-}
-
-export interface DriftBaseline {
-  model_version: string;
-  features: { name: string; bin_edges: number[]; baseline_ratios: number[] }[];
 }
 
 type BinCount = { labels: { feature: string; bin: string }; n: number };

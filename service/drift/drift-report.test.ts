@@ -2,10 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { predictions } from '../../db/schema.js';
 import { generateBookings } from '../../models/generator.js';
+import { NEUTRAL_WEATHER } from '../domain/weather.js';
 import { bookingFeatures, FEATURE_NAMES, featureVector } from '../features/booking-features.js';
 import { openDatabase } from '../storage/database.js';
 import { tempDir } from '../test-support/harness.js';
-import { NEUTRAL_WEATHER } from '../weather/weather.js';
 import { binOf } from './drift-monitor.js';
 import { ksTest, psi } from './drift-report.js';
 

@@ -1,10 +1,11 @@
 import { and, gte, lt } from 'drizzle-orm';
 import { predictions } from '../../db/schema.js';
+import type { DriftBaseline } from '../domain/drift-baseline.js';
+import { THRESHOLDS } from '../domain/rollback-policy.js';
+import type { WeatherSource } from '../domain/weather.js';
 import { FEATURE_NAMES, type FeatureName, WEATHER_FEATURES } from '../features/booking-features.js';
-import { THRESHOLDS } from '../rollout/rollback-policy.js';
 import type { Db } from '../storage/database.js';
-import type { WeatherSource } from '../weather/weather.js';
-import { binOf, DRIFT_FEATURES, type DriftBaseline, measuredWeather } from './drift-monitor.js';
+import { binOf, DRIFT_FEATURES, measuredWeather } from './drift-monitor.js';
 
 /** The same epsilon as the Prometheus rule: empty bins count as 1e-4 on both sides. */
 export const PSI_EPSILON = 1e-4;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { NEUTRAL_WEATHER } from '../domain/weather.js';
 import { booking } from '../test-support/harness.js';
-import { NEUTRAL_WEATHER } from '../weather/weather.js';
 import {
   bookingFeatures,
   FEATURE_NAMES,

@@ -1,5 +1,5 @@
-import type { Booking } from '../predictions/schemas.js';
-import type { WeatherConditions } from '../weather/weather.js';
+import type { Booking } from '../domain/booking.js';
+import type { WeatherConditions } from '../domain/weather.js';
 
 /**
  * The one place booking features are computed, for serving and (through the model pipeline) for training.

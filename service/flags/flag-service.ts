@@ -10,8 +10,8 @@ import {
 } from '@openfeature/server-sdk';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
+import { FLAG_KEYS, HEURISTIC_VARIANT } from '../domain/flags.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
-import { FLAG_KEYS, HEURISTIC_VARIANT } from './flag-config.js';
 import { FlagFileError, startValidatedFileSource } from './validated-file-source.js';
 
 export { FlagFileError, MAX_FLAG_FILE_BYTES } from './validated-file-source.js';

@@ -1,12 +1,7 @@
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import {
-  FLAG_KEYS,
-  FlagConfigError,
-  HEURISTIC_VARIANT,
-  parseFlagConfig,
-  type RolloutState,
-} from './flag-config.js';
+import { FLAG_KEYS, HEURISTIC_VARIANT } from '../domain/flags.js';
+import { FlagConfigError, parseFlagConfig, type RolloutState } from './flag-config.js';
 
 interface FlagDocument {
   flags: Record<

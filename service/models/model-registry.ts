@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { DriftBaseline } from '../drift/drift-monitor.js';
-import type { PointEstimate } from '../predictors/heuristic.js';
+import type { DriftBaseline } from '../domain/drift-baseline.js';
+import type { PointEstimate } from '../domain/estimate.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 
 /** A loaded model version, able to score many bookings in one call. */

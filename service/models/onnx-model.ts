@@ -4,8 +4,8 @@ import type { Histogram } from '@opentelemetry/api';
 import DataLoader from 'dataloader';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { z } from 'zod';
+import { type ContributingFactor, floorFactor, type PointEstimate } from '../domain/estimate.js';
 import { FEATURE_NAMES, FEATURE_SCHEMA } from '../features/booking-features.js';
-import { type ContributingFactor, floorFactor, type PointEstimate } from '../predictors/heuristic.js';
 import type { ModelPredictor } from './model-registry.js';
 
 /** What the service reads of a model card; the rest (metrics, drift bins) is for people and Prometheus. */

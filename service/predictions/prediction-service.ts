@@ -1,17 +1,19 @@
 import { type Tracer, trace } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import type { Booking } from '../domain/booking.js';
+import type { FallbackReason, PointEstimate } from '../domain/estimate.js';
+import { HEURISTIC_VARIANT } from '../domain/flags.js';
+import { NEUTRAL_WEATHER, type WeatherLookup, type WeatherProvider } from '../domain/weather.js';
 import type { DriftMonitor } from '../drift/drift-monitor.js';
 import { bookingFeatures, featureVector } from '../features/booking-features.js';
-import { HEURISTIC_VARIANT } from '../flags/flag-config.js';
 import type { FlagService } from '../flags/flag-service.js';
 import type { ModelRegistry } from '../models/model-registry.js';
-import { heuristicEstimate, type PointEstimate } from '../predictors/heuristic.js';
+import { heuristicEstimate } from '../predictors/heuristic.js';
 import { confidenceOf, riskLevelOf } from '../predictors/risk.js';
 import type { PredictionLog } from '../storage/prediction-log.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 import { inSpan } from '../telemetry/spans.js';
-import { NEUTRAL_WEATHER, type WeatherLookup, type WeatherProvider } from '../weather/weather.js';
-import type { Booking, FallbackReason, Prediction } from './schemas.js';
+import type { Prediction } from './schemas.js';
 
 /** ML failed for some bookings and the ml-fallback-on-error flag is off: the request cannot be answered. */
 export class MlUnavailableError extends Error {

@@ -1,4 +1,7 @@
 import { z } from '@hono/zod-openapi';
+import { type Booking, MAX_TRIP_KM, PRIORITIES } from '../domain/booking.js';
+import { FALLBACK_REASONS } from '../domain/estimate.js';
+import { WEATHER_SOURCES } from '../domain/weather.js';
 import { haversineKm, ROAD_FACTOR } from '../features/booking-features.js';
 
 /*
@@ -29,7 +32,6 @@ const Coordinates = z
   })
   .openapi('Coordinates');
 
-const MAX_TRIP_KM = 1000;
 const impliedKm = (b: { pickup: { lat: number; lon: number }; dropoff: { lat: number; lon: number } }) =>
   haversineKm(b.pickup, b.dropoff) * ROAD_FACTOR;
 
@@ -51,23 +53,14 @@ export const BookingSchema = z
       .openapi({ description: 'Road distance; straight-line distance x 1.3 when absent' }),
     estimated_duration_min: z.number().positive().max(1440).optional(),
     driver_active_bookings: z.number().int().min(0).max(100).optional(),
-    priority: z
-      .enum(['standard', 'medical', 'urgent'])
-      .optional()
-      .openapi({ description: 'Default standard' }),
+    priority: z.enum(PRIORITIES).optional().openapi({ description: 'Default standard' }),
   })
   // The trip the model would be asked about must be one distance_km itself may describe.
   .refine((b) => b.distance_km !== undefined || impliedKm(b) <= MAX_TRIP_KM, {
     path: ['dropoff'],
     message: `pickup and dropoff imply a trip over ${MAX_TRIP_KM} km: check the coordinates, or send distance_km`,
   })
-  .openapi('Booking');
-
-export type Booking = z.infer<typeof BookingSchema>;
-
-export const weatherSources = ['api', 'cache', 'default', 'disabled'] as const;
-export const fallbackReasons = ['model_unavailable', 'model_error', 'model_timeout', 'flag_error'] as const;
-export type FallbackReason = (typeof fallbackReasons)[number];
+  .openapi('Booking') satisfies z.ZodType<Booking>;
 
 export const PredictionSchema = z
   .object({
@@ -94,10 +87,10 @@ export const PredictionSchema = z
           "The largest contributions, largest first (the heuristic's: all of them). When the contributions sum below 0 and the delay is floored there, a last factor `floor_at_zero` carries what the floor added.",
       }),
     source: z.enum(['ml', 'heuristic']),
-    fallback_reason: z.enum(fallbackReasons).nullable(),
+    fallback_reason: z.enum(FALLBACK_REASONS).nullable(),
     model_version: z.string().nullable(),
     variant: z.string().openapi({ description: 'delay-model flag variant this booking was assigned' }),
-    weather: z.object({ source: z.enum(weatherSources) }),
+    weather: z.object({ source: z.enum(WEATHER_SOURCES) }),
   })
   .openapi('Prediction');
 

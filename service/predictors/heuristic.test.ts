@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { NEUTRAL_WEATHER, type WeatherConditions } from '../domain/weather.js';
 import { bookingFeatures, haversineKm } from '../features/booking-features.js';
 import { booking } from '../test-support/harness.js';
-import { NEUTRAL_WEATHER, type WeatherConditions } from '../weather/weather.js';
 import { HEURISTIC_RULES, heuristicEstimate } from './heuristic.js';
 import { confidenceOf, riskLevelOf } from './risk.js';
 

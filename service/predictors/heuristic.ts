@@ -1,3 +1,4 @@
+import { floorFactor, type PointEstimate } from '../domain/estimate.js';
 import type { BookingFeatures } from '../features/booking-features.js';
 
 /**
@@ -5,30 +6,6 @@ import type { BookingFeatures } from '../features/booking-features.js';
  * Each rule contributes minutes; the delay is their sum (never below zero). Being additive, the
  * contributions are the explanation: no attribution method is needed.
  */
-
-/**
- * The factor that brings the contributions back to the served delay when a predictor's sum is below 0 and the
- * delay is floored there: its minutes are what the floor added.
- */
-export const FLOOR_FACTOR = 'floor_at_zero';
-
-export function floorFactor(minutes: number): ContributingFactor {
-  return { factor: FLOOR_FACTOR, minutes, label: `no delay below 0: +${minutes.toFixed(1)} min` };
-}
-
-export interface ContributingFactor {
-  factor: string;
-  minutes: number;
-  /** The feature's value, when the factor is one feature (ML contributions). */
-  value?: number;
-  label: string;
-}
-
-export interface PointEstimate {
-  delay_minutes: number;
-  interval: { low: number; high: number; level: number };
-  contributing_factors: ContributingFactor[];
-}
 
 export const HEURISTIC_RULES = {
   baseMinutes: 2,

@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { and, desc, eq, gte, lt } from 'drizzle-orm';
 import { feedback, predictions } from '../../db/schema.js';
-import { runTrainer } from '../../models/trainer-process.js';
+import type { WeatherSource } from '../domain/weather.js';
 import { measuredWeather } from '../drift/drift-monitor.js';
 import { FEATURE_NAMES } from '../features/booking-features.js';
 import { loadOnnxModel } from '../models/onnx-model.js';
 import type { Db } from '../storage/database.js';
-import type { WeatherSource } from '../weather/weather.js';
+import { runTrainer } from './trainer-process.js';
 
 /** A booking as production saw it: the vector the model was given, and what really happened. */
 export interface ServedRow {

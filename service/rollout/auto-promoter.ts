@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
+import { THRESHOLDS } from '../domain/rollback-policy.js';
 import type { FlagStatus } from '../flags/flag-service.js';
 import { nextStep } from '../flags/flag-writer.js';
-import { THRESHOLDS } from './rollback-policy.js';
 import type { RolloutService } from './rollout-service.js';
 
 export interface AutoPromoterOptions {

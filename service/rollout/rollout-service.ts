@@ -1,7 +1,7 @@
 import { desc } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { flagChanges } from '../../db/schema.js';
-import { FLAG_KEYS } from '../flags/flag-config.js';
+import { FLAG_KEYS } from '../domain/flags.js';
 import type { FlagService } from '../flags/flag-service.js';
 import {
   addCanary,

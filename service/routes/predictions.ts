@@ -1,5 +1,5 @@
 import { createRoute, type z } from '@hono/zod-openapi';
-import { HEURISTIC_VARIANT } from '../flags/flag-config.js';
+import { HEURISTIC_VARIANT } from '../domain/flags.js';
 import type { FlagService } from '../flags/flag-service.js';
 import { guarded, problemResponses, type Reject, routeApp } from '../http/openapi.js';
 import { ProblemError } from '../http/problem.js';

@@ -1,5 +1,5 @@
 import type { Meter } from '@opentelemetry/api';
-import { ROLLBACK_SIGNALS } from '../rollout/rollback-policy.js';
+import { ROLLBACK_SIGNALS } from '../domain/rollback-policy.js';
 
 /** Why a served prediction was never stored: the log's full queue, a shutdown's deadline, a row the database refused. */
 export const PREDICTION_DROP_REASONS = ['queue_full', 'shutdown', 'refused'] as const;

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { NEUTRAL_WEATHER } from '../domain/weather.js';
 import { silentLogger, testMetrics } from '../test-support/harness.js';
 import { createApiGate } from './api-gate.js';
 import { CallRefused } from './call-refused.js';
 import { type OpenWeatherMapClient, WeatherApiError } from './openweathermap.js';
-import { NEUTRAL_WEATHER } from './weather.js';
 
 /** A client that answers what `answer` says, counting its calls; and a budget counting what is spent. */
 function gate(options: { authRetryMs?: number; budgetLeft?: number } = {}) {

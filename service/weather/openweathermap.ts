@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { WeatherConditions } from './weather.js';
+import type { WeatherConditions } from '../domain/weather.js';
 
 /*
  * OpenWeatherMap's current weather (/data/2.5/weather) and 5 day / 3 hour forecast (/data/2.5/forecast),

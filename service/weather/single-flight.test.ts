@@ -1,11 +1,11 @@
 import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { redisReady } from '../cache/redis.js';
+import { NEUTRAL_WEATHER } from '../domain/weather.js';
 import { silentLogger, testMetrics } from '../test-support/harness.js';
 import { isolatedRedis, redisAvailable } from '../test-support/redis.js';
 import { CallRefused } from './call-refused.js';
 import { createSingleFlight } from './single-flight.js';
-import { NEUTRAL_WEATHER } from './weather.js';
 import { createWeatherCache, entryKey, lockKeyOf } from './weather-cache.js';
 
 const redisClients: Redis[] = [];

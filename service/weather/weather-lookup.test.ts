@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { NEUTRAL_WEATHER } from '../domain/weather.js';
 import { booking, silentLogger, testMetrics } from '../test-support/harness.js';
 import { CallRefused } from './call-refused.js';
 import type { WeatherData, WeatherEndpoint } from './openweathermap.js';
 import { createSingleFlight } from './single-flight.js';
-import { NEUTRAL_WEATHER } from './weather.js';
 import { createWeatherCache } from './weather-cache.js';
 import { createWeatherLookup } from './weather-lookup.js';
 

@@ -1,15 +1,15 @@
-import type { Booking } from '../predictions/schemas.js';
-import type { ServiceMetrics } from '../telemetry/service-metrics.js';
-import type { ApiGate } from './api-gate.js';
-import { CallRefused } from './call-refused.js';
-import { type ForecastSlots, nearestSlot, type WeatherEndpoint } from './openweathermap.js';
-import type { SingleFlight } from './single-flight.js';
+import type { Booking } from '../domain/booking.js';
 import {
   NEUTRAL_WEATHER,
   type WeatherConditions,
   type WeatherLookup,
   type WeatherProvider,
-} from './weather.js';
+} from '../domain/weather.js';
+import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import type { ApiGate } from './api-gate.js';
+import { CallRefused } from './call-refused.js';
+import { type ForecastSlots, nearestSlot, type WeatherEndpoint } from './openweathermap.js';
+import type { SingleFlight } from './single-flight.js';
 import { entryKey, type WeatherCache, type WeatherEntry } from './weather-cache.js';
 
 type Outcome = 'l1_hit' | 'l2_hit' | 'miss' | 'stale' | 'default';

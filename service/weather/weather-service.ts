@@ -1,28 +1,14 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { WeatherSettings } from '../config/config.js';
+import type { WeatherConditions, WeatherProvider } from '../domain/weather.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 import { createApiGate } from './api-gate.js';
 import { createCallBudget } from './call-budget.js';
 import type { OpenWeatherMapClient } from './openweathermap.js';
 import { createSingleFlight } from './single-flight.js';
-import type { WeatherConditions, WeatherProvider } from './weather.js';
 import { createWeatherCache } from './weather-cache.js';
 import { createWeatherLookup } from './weather-lookup.js';
-
-/** The tunables, as the configuration module reads them (README: WEATHER_*). */
-export interface WeatherSettings {
-  gridDeg: number;
-  currentTtlMs: number;
-  forecastTtlMs: number;
-  staleMaxMs: number;
-  dailyBudget: number;
-  /** What a prediction waits for weather at most. */
-  lookupTimeoutMs: number;
-  /** What one API call may take (it goes on filling the cache after a lookup gave up on it). */
-  apiTimeoutMs: number;
-  /** After a 401, how long before the key is tried again. */
-  authRetryMs: number;
-}
 
 export interface WeatherServiceOptions extends WeatherSettings {
   client: OpenWeatherMapClient;

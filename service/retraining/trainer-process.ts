@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { FEATURE_SCHEMA, WEATHER_FEATURES } from '../service/features/booking-features.js';
+import { FEATURE_SCHEMA, WEATHER_FEATURES } from '../features/booking-features.js';
 
 export interface TrainerRun {
   /** A folder holding train.csv and test.csv (feature columns in FEATURE_SCHEMA order, then labels). */
