@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PointEstimate } from './domain/estimate.js';
 import type { FlagService } from './flags/flag-service.js';
 import type { ModelRegistry } from './models/model-registry.js';
 import { PredictionSchema } from './predictions/schemas.js';
+import { REJECTION_REASONS } from './telemetry/service-metrics.js';
 import { booking, postJson, testApp } from './test-support/harness.js';
 
 type TestApp = Awaited<ReturnType<typeof testApp>>;
@@ -443,5 +445,12 @@ describe('health, readiness, flag status, OpenAPI', () => {
       'pickup',
       'dropoff',
     ]);
+  });
+});
+
+describe('docs/api.md', () => {
+  it('documents every rejection reason the code counts, and no other', () => {
+    const rows = readFileSync('docs/api.md', 'utf8').matchAll(/^\| \d{3} \| `[^`]+` \| `([a-z_]+)` \|/gm);
+    expect(new Set([...rows].map((m) => m[1]))).toEqual(new Set(REJECTION_REASONS));
   });
 });

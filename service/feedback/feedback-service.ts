@@ -2,7 +2,7 @@ import { and, eq, inArray, ne, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { feedback, predictions } from '../../db/schema.js';
 import type { Db } from '../storage/database.js';
-import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import type { FeedbackArm, FeedbackOutcome, ServiceMetrics } from '../telemetry/service-metrics.js';
 
 /** Early arrivals are negative delays; below this floor a value is a unit or sign error (docs/api.md). */
 export const ACTUAL_DELAY_FLOOR = -60;
@@ -14,11 +14,10 @@ export interface FeedbackItem {
   observed_at?: string | undefined;
 }
 
-export type FeedbackOutcome = 'recorded' | 'unchanged' | 'corrected' | 'unknown_booking';
-
 export interface FeedbackResult {
   booking_id: string;
-  outcome: FeedbackOutcome;
+  /** Scored (recorded), a repeat, a correction, or a booking never predicted. */
+  outcome: FeedbackOutcome | 'unknown_booking';
 }
 
 /**
@@ -39,7 +38,7 @@ export function createFeedbackService({
   const log = logger.child({ component: 'feedback' });
 
   function score(
-    arm: string,
+    arm: FeedbackArm,
     modelVersion: string,
     predicted: number,
     actual: number,
@@ -93,7 +92,13 @@ export function createFeedbackService({
         if (inserted.length === 1) {
           outcome = 'recorded';
           const actual = item.actual_delay_minutes;
-          score(prediction.source, prediction.modelVersion ?? 'none', prediction.delay, actual, prediction);
+          score(
+            prediction.source as FeedbackArm,
+            prediction.modelVersion ?? 'none',
+            prediction.delay,
+            actual,
+            prediction,
+          );
           if (prediction.source === 'ml') {
             const model_version = prediction.modelVersion ?? 'none';
             score('heuristic_shadow', model_version, prediction.shadow, actual);

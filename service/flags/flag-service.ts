@@ -11,7 +11,7 @@ import {
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { FLAG_KEYS, HEURISTIC_VARIANT } from '../domain/flags.js';
-import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import type { FlagKey, ServiceMetrics } from '../telemetry/service-metrics.js';
 import { FlagFileError, startValidatedFileSource } from './validated-file-source.js';
 
 export { FlagFileError, MAX_FLAG_FILE_BYTES } from './validated-file-source.js';
@@ -122,12 +122,12 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
   }
   if (flags.kind === 'flagd') flagdChangedAt = new Date();
 
-  const evaluationError = (flag: string, message: string | undefined) => {
+  const evaluationError = (flag: FlagKey, message: string | undefined) => {
     metrics.flagEvaluationErrors.add(1, { flag });
     log.warn({ flag, err: message }, 'flag evaluation failed; using the coded default');
   };
 
-  const booleanFlag = async (key: string, fallback: boolean) => {
+  const booleanFlag = async (key: FlagKey, fallback: boolean) => {
     const details = await client.getBooleanDetails(key, fallback);
     if (details.errorCode) evaluationError(key, details.errorMessage);
     return details.value;

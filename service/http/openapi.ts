@@ -1,11 +1,15 @@
 import { OpenAPIHono, type z } from '@hono/zod-openapi';
 import { ProblemSchema } from '../predictions/schemas.js';
-import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import type { RejectionReason, ServiceMetrics } from '../telemetry/service-metrics.js';
 import { requireBearer } from './bearer.js';
 import { type Problem, problemResponse, validationProblem } from './problem.js';
 
 /** Answers a problem document and counts it by reason (`delay_http_rejected_requests_total`). */
-export type Reject = (problem: Problem, reason: string, headers?: Record<string, string>) => Response;
+export type Reject = (
+  problem: Problem,
+  reason: RejectionReason,
+  headers?: Record<string, string>,
+) => Response;
 
 export function createReject(metrics: ServiceMetrics): Reject {
   return (problem, reason, headers) => {

@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import type { RejectionReason } from '../telemetry/service-metrics.js';
 
 /** RFC 9457 problem details. `type` URIs are relative anchors into docs/api-errors.md. */
 export interface Problem {
@@ -15,7 +16,7 @@ export class ProblemError extends Error {
   constructor(
     readonly problem: Problem,
     /** Bounded label for the rejected-requests metric. */
-    readonly reason: string,
+    readonly reason: RejectionReason,
     readonly headers: Record<string, string> = {},
   ) {
     super(problem.detail ?? problem.title);

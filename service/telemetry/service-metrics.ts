@@ -1,9 +1,64 @@
 import type { Meter } from '@opentelemetry/api';
+import { FALLBACK_REASONS } from '../domain/estimate.js';
+import { FLAG_KEYS } from '../domain/flags.js';
 import { ROLLBACK_SIGNALS } from '../domain/rollback-policy.js';
+
+/*
+ * The label values of every bounded label: the code that counts types its values against these lists, and
+ * initializeCounters starts every series at 0 from them, so a new value is added in one place.
+ */
 
 /** Why a served prediction was never stored: the log's full queue, a shutdown's deadline, a row the database refused. */
 export const PREDICTION_DROP_REASONS = ['queue_full', 'shutdown', 'refused'] as const;
 export type PredictionDropReason = (typeof PREDICTION_DROP_REASONS)[number];
+/** The `reason` of each problem document the API answers (docs/api.md). */
+export const REJECTION_REASONS = [
+  'validation',
+  'malformed_json',
+  'not_found',
+  'method_not_allowed',
+  'body_too_large',
+  'unsupported_media_type',
+  'internal',
+  'not_ready',
+  'ml_unavailable',
+  'unknown_booking',
+  'unauthorized',
+  'rollback_not_written',
+] as const;
+export type RejectionReason = (typeof REJECTION_REASONS)[number];
+export const WEBHOOK_OUTCOMES = [
+  'rolled_back',
+  'already_rolled_back',
+  'rolled_back_here_only',
+  'ignored',
+] as const;
+export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];
+export const FEEDBACK_OUTCOMES = ['recorded', 'unchanged', 'corrected'] as const;
+export type FeedbackOutcome = (typeof FEEDBACK_OUTCOMES)[number];
+/** Where feedback scores a booking: the arm that served it, and the heuristic's shadow answer on ML bookings. */
+export const FEEDBACK_ARMS = ['ml', 'heuristic', 'heuristic_shadow'] as const;
+export type FeedbackArm = (typeof FEEDBACK_ARMS)[number];
+/** The fallbacks of an ML-assigned booking (a flag error never assigned it). */
+export const MODEL_FALLBACK_REASONS = FALLBACK_REASONS.filter((r) => r !== 'flag_error');
+export type ModelFallbackReason = Exclude<(typeof FALLBACK_REASONS)[number], 'flag_error'>;
+export const WEATHER_LOOKUP_OUTCOMES = ['l1_hit', 'l2_hit', 'miss', 'stale', 'default'] as const;
+export type WeatherLookupOutcome = (typeof WEATHER_LOOKUP_OUTCOMES)[number];
+export const WEATHER_REFUSAL_REASONS = [
+  'budget',
+  'auth',
+  'rate_limited',
+  'circuit_open',
+  'lock_wait',
+  'timeout',
+] as const;
+export type WeatherRefusalReason = (typeof WEATHER_REFUSAL_REASONS)[number];
+export const WEATHER_CACHE_OPERATIONS = ['get', 'set', 'lock', 'budget'] as const;
+export type WeatherCacheOperation = (typeof WEATHER_CACHE_OPERATIONS)[number];
+export const FLAG_SOURCE_KINDS = ['file', 'flagd'] as const;
+export type FlagSourceKind = (typeof FLAG_SOURCE_KINDS)[number];
+export type FlagKey = (typeof FLAG_KEYS)[keyof typeof FLAG_KEYS];
+type ByModel = { model_version: string };
 
 /**
  * The service's own instruments. Attribute values are bounded enumerations or model versions:
@@ -15,7 +70,7 @@ export function createServiceMetrics(meter: Meter) {
       description: 'Predictions answered, by source (ml|heuristic), variant and endpoint (single|batch)',
       unit: '{prediction}',
     }),
-    fallbacks: meter.createCounter('delay.prediction.fallbacks', {
+    fallbacks: meter.createCounter<{ reason: ModelFallbackReason } & ByModel>('delay.prediction.fallbacks', {
       description: 'ML-assigned bookings answered by the heuristic, by reason',
       unit: '{prediction}',
     }),
@@ -36,11 +91,11 @@ export function createServiceMetrics(meter: Meter) {
       description: 'ML-served bookings compared with their shadow heuristic answer, by model_version',
       unit: '{prediction}',
     }),
-    rejectedRequests: meter.createCounter('delay.http.rejected_requests', {
+    rejectedRequests: meter.createCounter<{ reason: RejectionReason }>('delay.http.rejected_requests', {
       description: 'Requests answered with a problem document, by reason',
       unit: '{request}',
     }),
-    flagConfigErrors: meter.createCounter('delay.flags.config_errors', {
+    flagConfigErrors: meter.createCounter<{ source: FlagSourceKind }>('delay.flags.config_errors', {
       description: 'Flag configurations refused (invalid file or sync payload); the last good one stays',
       unit: '{error}',
     }),
@@ -53,7 +108,7 @@ export function createServiceMetrics(meter: Meter) {
       unit: '{row}',
       advice: { explicitBucketBoundaries: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000] },
     }),
-    weatherLookups: meter.createCounter('delay.weather.lookups', {
+    weatherLookups: meter.createCounter<{ outcome: WeatherLookupOutcome }>('delay.weather.lookups', {
       description: 'Weather lookups by outcome: l1_hit, l2_hit, miss (fetched), stale, default',
       unit: '{lookup}',
     }),
@@ -66,16 +121,22 @@ export function createServiceMetrics(meter: Meter) {
       unit: 's',
       advice: { explicitBucketBoundaries: [0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5] },
     }),
-    weatherCallsRefused: meter.createCounter('delay.weather.calls_refused', {
-      description:
-        'Lookups that did not reach the API or gave up on it, by reason: budget, auth, rate_limited, circuit_open, lock_wait, timeout',
-      unit: '{lookup}',
-    }),
-    weatherCacheErrors: meter.createCounter('delay.weather.cache_errors', {
-      description:
-        'Redis operations of the weather cache that failed, by operation; the lookup goes on without them',
-      unit: '{error}',
-    }),
+    weatherCallsRefused: meter.createCounter<{ reason: WeatherRefusalReason }>(
+      'delay.weather.calls_refused',
+      {
+        description:
+          'Lookups that did not reach the API or gave up on it, by reason: budget, auth, rate_limited, circuit_open, lock_wait, timeout',
+        unit: '{lookup}',
+      },
+    ),
+    weatherCacheErrors: meter.createCounter<{ operation: WeatherCacheOperation }>(
+      'delay.weather.cache_errors',
+      {
+        description:
+          'Redis operations of the weather cache that failed, by operation; the lookup goes on without them',
+        unit: '{error}',
+      },
+    ),
     weatherBudgetRemaining: meter.createObservableGauge('delay.weather.budget_remaining', {
       description: "Calls left in today's (UTC) weather API budget, as this instance last saw it",
       unit: '{call}',
@@ -92,42 +153,54 @@ export function createServiceMetrics(meter: Meter) {
       description: 'Failed batch writes (the batch is retried)',
       unit: '{error}',
     }),
-    predictionLogDropped: meter.createCounter('delay.prediction_log.dropped', {
-      description: `Predictions never written, by reason: ${PREDICTION_DROP_REASONS.join(', ')}`,
-      unit: '{prediction}',
-    }),
-    feedbackEvents: meter.createCounter('delay.feedback.events', {
+    predictionLogDropped: meter.createCounter<{ reason: PredictionDropReason }>(
+      'delay.prediction_log.dropped',
+      {
+        description: `Predictions never written, by reason: ${PREDICTION_DROP_REASONS.join(', ')}`,
+        unit: '{prediction}',
+      },
+    ),
+    feedbackEvents: meter.createCounter<{ outcome: FeedbackOutcome }>('delay.feedback.events', {
       description: 'Feedback received, by outcome: recorded (first value), unchanged (repeat), corrected',
       unit: '{feedback}',
     }),
-    feedbackCount: meter.createCounter('delay.feedback.scored', {
+    feedbackCount: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.feedback.scored', {
       description:
         'Bookings scored against their actual delay, by arm (ml, heuristic, heuristic_shadow) and model_version',
       unit: '{booking}',
     }),
-    feedbackAbsError: meter.createCounter('delay.feedback.absolute_error', {
+    feedbackAbsError: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.feedback.absolute_error', {
       description: 'Sum of |predicted - actual| delay, by arm and model_version (MAE = this / scored)',
       unit: 'min',
     }),
-    feedbackSquaredError: meter.createCounter('delay.feedback.squared_error', {
-      description:
-        'Sum of (predicted - actual)^2, by arm and model_version (RMSE, and R^2 with the two below)',
-      unit: 'min2',
-    }),
+    feedbackSquaredError: meter.createCounter<{ arm: FeedbackArm } & ByModel>(
+      'delay.feedback.squared_error',
+      {
+        description:
+          'Sum of (predicted - actual)^2, by arm and model_version (RMSE, and R^2 with the two below)',
+        unit: 'min2',
+      },
+    ),
     feedbackPairedDifferenceSquared: meter.createCounter('delay.feedback.paired_difference_squared', {
       description:
         "Sum of (|ML error| - |shadow heuristic error|)^2 over ML-served bookings, by model_version: the paired difference's variance",
       unit: 'min2',
     }),
-    feedbackActualAboveFloor: meter.createCounter('delay.feedback.actual_above_floor', {
-      description:
-        'Sum of (actual delay + 60): actual delays may be negative down to -60 min, and a counter only grows. Sum of actuals = this - 60 x scored',
-      unit: 'min',
-    }),
-    feedbackActualSquared: meter.createCounter('delay.feedback.actual_squared', {
-      description: 'Sum of squared actual delays, by arm and model_version',
-      unit: 'min2',
-    }),
+    feedbackActualAboveFloor: meter.createCounter<{ arm: FeedbackArm } & ByModel>(
+      'delay.feedback.actual_above_floor',
+      {
+        description:
+          'Sum of (actual delay + 60): actual delays may be negative down to -60 min, and a counter only grows. Sum of actuals = this - 60 x scored',
+        unit: 'min',
+      },
+    ),
+    feedbackActualSquared: meter.createCounter<{ arm: FeedbackArm } & ByModel>(
+      'delay.feedback.actual_squared',
+      {
+        description: 'Sum of squared actual delays, by arm and model_version',
+        unit: 'min2',
+      },
+    ),
     // Observed at collection: the monitor keeps plain counters, as a synchronous counter would cost one
     // attribute lookup per feature per booking.
     featureObservations: meter.createObservableCounter('delay.features.observations', {
@@ -144,21 +217,24 @@ export function createServiceMetrics(meter: Meter) {
         'Share of bookings the delay-model flag sends to ML, as this instance reads its flags (0..100)',
       unit: '%',
     }),
-    feedbackIntervalHits: meter.createCounter('delay.feedback.interval_hits', {
-      description:
-        'Scored bookings whose actual delay fell inside the predicted interval, by arm and model_version',
-      unit: '{booking}',
-    }),
+    feedbackIntervalHits: meter.createCounter<{ arm: FeedbackArm } & ByModel>(
+      'delay.feedback.interval_hits',
+      {
+        description:
+          'Scored bookings whose actual delay fell inside the predicted interval, by arm and model_version',
+        unit: '{booking}',
+      },
+    ),
     rollbacks: meter.createCounter('delay.rollout.rollbacks', {
       description: 'Automatic rollbacks that set ML traffic to 0%, by the alert that asked for them',
       unit: '{rollback}',
     }),
-    webhookAlerts: meter.createCounter('delay.webhook.alerts', {
+    webhookAlerts: meter.createCounter<{ outcome: WebhookOutcome }>('delay.webhook.alerts', {
       description:
         'Alerts received by the rollback webhook, by outcome: rolled_back, already_rolled_back, ignored',
       unit: '{alert}',
     }),
-    flagEvaluationErrors: meter.createCounter('delay.flags.evaluation_errors', {
+    flagEvaluationErrors: meter.createCounter<{ flag: FlagKey }>('delay.flags.evaluation_errors', {
       description: 'Flag evaluations that returned an error and used the coded default, by flag',
       unit: '{error}',
     }),
@@ -172,22 +248,7 @@ export type ServiceMetrics = ReturnType<typeof createServiceMetrics>;
  * (not "no data") before the first event, and a dashboard shows 0 rather than nothing.
  */
 export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
-  for (const reason of [
-    'validation',
-    'malformed_json',
-    'not_found',
-    'method_not_allowed',
-    'body_too_large',
-    'unsupported_media_type',
-    'internal',
-    'not_ready',
-    'ml_unavailable',
-    'unknown_booking',
-    'unauthorized',
-    'rollback_not_written',
-  ]) {
-    m.rejectedRequests.add(0, { reason });
-  }
+  for (const reason of REJECTION_REASONS) m.rejectedRequests.add(0, { reason });
   const feedbackCounters = [
     m.feedbackCount,
     m.feedbackAbsError,
@@ -198,30 +259,24 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
   ];
   for (const counter of feedbackCounters) counter.add(0, { arm: 'heuristic', model_version: 'none' });
   for (const model_version of modelVersions) {
-    for (const reason of ['model_unavailable', 'model_error', 'model_timeout'])
-      m.fallbacks.add(0, { reason, model_version });
+    for (const reason of MODEL_FALLBACK_REASONS) m.fallbacks.add(0, { reason, model_version });
     m.modelLoadErrors.add(0, { model_version });
     // A counter's first sample must be 0 for increase() to count the first feedback of a model.
-    for (const arm of ['ml', 'heuristic_shadow'])
+    for (const arm of FEEDBACK_ARMS.filter((a) => a !== 'heuristic'))
       for (const counter of feedbackCounters) counter.add(0, { arm, model_version });
     for (const counter of [m.feedbackPairedDifferenceSquared, m.shadowGap, m.shadowCompared])
       counter.add(0, { model_version });
   }
-  for (const source of ['file', 'flagd']) m.flagConfigErrors.add(0, { source });
-  for (const flag of ['delay-model', 'ml-fallback-on-error', 'weather-enrichment'])
-    m.flagEvaluationErrors.add(0, { flag });
+  for (const source of FLAG_SOURCE_KINDS) m.flagConfigErrors.add(0, { source });
+  for (const flag of Object.values(FLAG_KEYS)) m.flagEvaluationErrors.add(0, { flag });
   for (const reason of PREDICTION_DROP_REASONS) m.predictionLogDropped.add(0, { reason });
   // DelayPredictionLogStalled compares written with 0: the series must exist before the first write.
   m.predictionLogWriteErrors.add(0);
   m.predictionLogWritten.add(0);
-  for (const outcome of ['recorded', 'unchanged', 'corrected']) m.feedbackEvents.add(0, { outcome });
-  for (const outcome of ['l1_hit', 'l2_hit', 'miss', 'stale', 'default'])
-    m.weatherLookups.add(0, { outcome });
-  for (const reason of ['budget', 'auth', 'rate_limited', 'circuit_open', 'lock_wait', 'timeout']) {
-    m.weatherCallsRefused.add(0, { reason });
-  }
-  for (const operation of ['get', 'set', 'lock', 'budget']) m.weatherCacheErrors.add(0, { operation });
-  for (const outcome of ['rolled_back', 'already_rolled_back', 'rolled_back_here_only', 'ignored'])
-    m.webhookAlerts.add(0, { outcome });
+  for (const outcome of FEEDBACK_OUTCOMES) m.feedbackEvents.add(0, { outcome });
+  for (const outcome of WEATHER_LOOKUP_OUTCOMES) m.weatherLookups.add(0, { outcome });
+  for (const reason of WEATHER_REFUSAL_REASONS) m.weatherCallsRefused.add(0, { reason });
+  for (const operation of WEATHER_CACHE_OPERATIONS) m.weatherCacheErrors.add(0, { operation });
+  for (const outcome of WEBHOOK_OUTCOMES) m.webhookAlerts.add(0, { outcome });
   for (const alertname of Object.keys(ROLLBACK_SIGNALS)) m.rollbacks.add(0, { alertname });
 }
