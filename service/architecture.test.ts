@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
  */
 const LAYERS: Record<string, number> = {
   domain: 0,
+  async: 0,
   config: 1,
   telemetry: 2,
   cache: 3,

@@ -1,12 +1,13 @@
 import { type Tracer, trace } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import { TIMED_OUT, withTimeout } from '../async/with-timeout.js';
 import type { Booking } from '../domain/booking.js';
 import type { FallbackReason, PointEstimate } from '../domain/estimate.js';
 import { HEURISTIC_VARIANT } from '../domain/flags.js';
 import { NEUTRAL_WEATHER, type WeatherLookup, type WeatherProvider } from '../domain/weather.js';
 import type { DriftMonitor } from '../drift/drift-monitor.js';
 import { bookingFeatures, featureVector } from '../features/booking-features.js';
-import type { FlagService } from '../flags/flag-service.js';
+import type { FlagService, VariantAssignment } from '../flags/flag-service.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { heuristicEstimate } from '../predictors/heuristic.js';
 import { confidenceOf, riskLevelOf } from '../predictors/risk.js';
@@ -55,6 +56,14 @@ const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
 const DISABLED_WEATHER: WeatherLookup = { source: 'disabled', conditions: null };
 
+interface RecordContext {
+  endpoint: Endpoint;
+  vectors: number[][];
+  heuristics: PointEstimate[];
+  startedAt: number;
+  traceId: string | null;
+}
+
 export function createPredictionService({
   flags,
   models,
@@ -68,45 +77,91 @@ export function createPredictionService({
 }: PredictionServiceDeps) {
   const log = logger.child({ component: 'predictions' });
 
-  /** Scores bookings in order: one flag evaluation per booking, one model call per model version. */
-  async function predict(bookings: Booking[], endpoint: Endpoint): Promise<Prediction[]> {
-    const started = performance.now();
-    const traceId = trace.getActiveSpan()?.spanContext().traceId ?? null;
-    const assignments = await inSpan(
-      tracer,
-      'feature_flag.evaluation delay-model',
-      { 'delay.bookings': bookings.length },
-      () =>
-        Promise.all(
-          bookings.map((b) =>
-            flags.modelVariant(b.booking_id, {
-              priority: b.priority ?? 'standard',
-              ...(b.company_id ? { company_id: b.company_id } : {}),
-            }),
-          ),
+  /** Step 1: the delay-model flag's variant for each booking (its id is the fractional split's key). */
+  const assign = (bookings: Booking[]) =>
+    inSpan(tracer, 'feature_flag.evaluation delay-model', { 'delay.bookings': bookings.length }, () =>
+      Promise.all(
+        bookings.map((b) =>
+          flags.modelVariant(b.booking_id, {
+            priority: b.priority ?? 'standard',
+            ...(b.company_id ? { company_id: b.company_id } : {}),
+          }),
         ),
+      ),
     );
+
+  /** Step 2: weather (when the flag asks for it), features and the model's input vectors, counted for drift. */
+  async function enrich(bookings: Booking[]) {
     const lookups = flags.weatherEnrichment()
       ? await inSpan(tracer, 'weather.lookup', { 'delay.bookings': bookings.length }, () =>
           Promise.all(bookings.map((b) => weather.lookup(b))),
         )
       : null;
-    const features = bookings.map((b, i) => bookingFeatures(b, lookups?.[i]?.conditions ?? null));
+    const weatherOf = (i: number) => lookups?.[i] ?? DISABLED_WEATHER;
+    const features = bookings.map((b, i) => bookingFeatures(b, weatherOf(i).conditions));
     const vectors = features.map((f) => featureVector(f, NEUTRAL_WEATHER));
     drift?.observe(
       vectors,
-      bookings.map((_, i) => (lookups?.[i] ?? DISABLED_WEATHER).source),
+      bookings.map((_, i) => weatherOf(i).source),
     );
+    return { features, vectors, weatherOf };
+  }
 
-    // The heuristic answers every booking: as the fallback, and as the shadow an ML answer is compared with.
-    const heuristics = features.map(heuristicEstimate);
-    const routed: Routed[] = features.map((_, i) => ({
-      estimate: heuristics[i] as PointEstimate,
+  /**
+   * Step 3: one model call per version for the bookings assigned to it; a failure or a timeout leaves them
+   * on the heuristic (or throws with the fallback flag off). Returns null or why the version failed.
+   */
+  async function scoreWithModel(
+    version: string,
+    indexes: number[],
+    vectors: number[][],
+    heuristics: PointEstimate[],
+    routed: Routed[],
+  ) {
+    const found = models.lookup(version);
+    if (!found.ok) return { reason: found.reason, detail: found.detail };
+    try {
+      const scored = await inSpan(
+        tracer,
+        'model.inference',
+        { 'delay.model_version': version, 'delay.bookings': indexes.length },
+        () => withTimeout(found.model.predict(indexes.map((i) => vectors[i] as number[])), mlTimeoutMs),
+      );
+      if (scored === TIMED_OUT) {
+        return {
+          reason: 'model_timeout' as const,
+          detail: `no answer from ${version} within ${mlTimeoutMs} ms`,
+        };
+      }
+      // How far ML sits from the rules on the same bookings: a broken model shows before its feedback does.
+      let gap = 0;
+      indexes.forEach((bookingIndex, k) => {
+        gap += Math.abs(
+          (scored[k] as PointEstimate).delay_minutes -
+            (heuristics[bookingIndex] as PointEstimate).delay_minutes,
+        );
+        routed[bookingIndex] = {
+          estimate: scored[k] as PointEstimate,
+          source: 'ml',
+          modelVersion: version,
+          fallbackReason: null,
+        };
+      });
+      metrics.shadowGap.add(gap, { model_version: version });
+      metrics.shadowCompared.add(indexes.length, { model_version: version });
+      return null;
+    } catch (err) {
+      return { reason: 'model_error' as const, detail: (err as Error).message };
+    }
+  }
+
+  async function score(assignments: VariantAssignment[], vectors: number[][], heuristics: PointEstimate[]) {
+    const routed: Routed[] = heuristics.map((estimate, i) => ({
+      estimate,
       source: 'heuristic',
       modelVersion: null,
       fallbackReason: assignments[i]?.error ? 'flag_error' : null,
     }));
-
     const byVersion = new Map<string, number[]>();
     assignments.forEach((a, i) => {
       if (a.variant === HEURISTIC_VARIANT) return;
@@ -114,9 +169,8 @@ export function createPredictionService({
       if (group) group.push(i);
       else byVersion.set(a.variant, [i]);
     });
-
     for (const [version, indexes] of byVersion) {
-      const failure = await scoreWithModel(version, indexes);
+      const failure = await scoreWithModel(version, indexes, vectors, heuristics, routed);
       if (!failure) continue;
       if (!flags.fallbackOnError()) throw new MlUnavailableError(failure.reason, version, failure.detail);
       // A missing or slow model is counted, not logged per request (load errors log once); a model that
@@ -128,56 +182,21 @@ export function createPredictionService({
       metrics.fallbacks.add(indexes.length, { reason: failure.reason, model_version: version });
       for (const i of indexes) (routed[i] as Routed).fallbackReason = failure.reason;
     }
+    return routed;
+  }
 
-    async function scoreWithModel(version: string, indexes: number[]) {
-      const found = models.lookup(version);
-      if (!found.ok) return { reason: found.reason, detail: found.detail };
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), mlTimeoutMs);
-      });
-      try {
-        const scored = await inSpan(
-          tracer,
-          'model.inference',
-          { 'delay.model_version': version, 'delay.bookings': indexes.length },
-          () => Promise.race([found.model.predict(indexes.map((i) => vectors[i] as number[])), timeout]),
-        );
-        if (scored === 'timeout') {
-          return {
-            reason: 'model_timeout' as const,
-            detail: `no answer from ${version} within ${mlTimeoutMs} ms`,
-          };
-        }
-        // How far ML sits from the rules on the same bookings: a broken model shows before its feedback does.
-        let gap = 0;
-        indexes.forEach((bookingIndex, k) => {
-          gap += Math.abs(
-            (scored[k] as PointEstimate).delay_minutes -
-              (heuristics[bookingIndex] as PointEstimate).delay_minutes,
-          );
-          routed[bookingIndex] = {
-            estimate: scored[k] as PointEstimate,
-            source: 'ml',
-            modelVersion: version,
-            fallbackReason: null,
-          };
-        });
-        metrics.shadowGap.add(gap, { model_version: version });
-        metrics.shadowCompared.add(indexes.length, { model_version: version });
-        return null;
-      } catch (err) {
-        return { reason: 'model_error' as const, detail: (err as Error).message };
-      } finally {
-        clearTimeout(timer);
-      }
-    }
-
-    // One counter update per label set, not per booking: a batch of 1,000 has a handful of them.
+  /** Step 4: the API's answers, and one counter update per label set (a batch of 1,000 has a handful). */
+  function answer(
+    bookings: Booking[],
+    assignments: VariantAssignment[],
+    routed: Routed[],
+    weatherOf: (i: number) => WeatherLookup,
+    endpoint: Endpoint,
+  ): Prediction[] {
     const counts = new Map<string, { source: string; variant: string; n: number }>();
     const answered = bookings.map((booking, i) => {
       const r = routed[i] as Routed;
-      const variant = (assignments[i] as { variant: string }).variant;
+      const variant = (assignments[i] as VariantAssignment).variant;
       const key = `${r.source}\u0000${variant}`;
       const count = counts.get(key);
       if (count) count.n += 1;
@@ -194,36 +213,54 @@ export function createPredictionService({
         fallback_reason: r.fallbackReason,
         model_version: r.modelVersion,
         variant,
-        weather: { source: (lookups?.[i] ?? DISABLED_WEATHER).source },
+        weather: { source: weatherOf(i).source },
       };
     });
-
     for (const { source, variant, n } of counts.values())
       metrics.predictions.add(n, { source, variant, endpoint });
+    return answered;
+  }
 
-    if (predictionLog) {
-      const predictedAt = new Date();
-      const latencyMs = performance.now() - started;
-      predictionLog.enqueue(
-        answered.map((p, i) => ({
-          bookingId: p.booking_id,
-          predictedAt,
-          endpoint,
-          source: p.source,
-          variant: p.variant,
-          modelVersion: p.model_version,
-          fallbackReason: p.fallback_reason,
-          delayMinutes: p.delay_minutes,
-          intervalLow: p.interval.low,
-          intervalHigh: p.interval.high,
-          shadowHeuristicDelay: (heuristics[i] as PointEstimate).delay_minutes,
-          features: vectors[i] as number[],
-          weatherSource: p.weather.source,
-          latencyMs,
-          traceId,
-        })),
-      );
-    }
+  /** Step 5: the answers as stored, with the vectors the model saw and the heuristic's shadow answer. */
+  function record(
+    answered: Prediction[],
+    { endpoint, vectors, heuristics, startedAt, traceId }: RecordContext,
+  ) {
+    if (!predictionLog) return;
+    const predictedAt = new Date();
+    const latencyMs = performance.now() - startedAt;
+    predictionLog.enqueue(
+      answered.map((p, i) => ({
+        bookingId: p.booking_id,
+        predictedAt,
+        endpoint,
+        source: p.source,
+        variant: p.variant,
+        modelVersion: p.model_version,
+        fallbackReason: p.fallback_reason,
+        delayMinutes: p.delay_minutes,
+        intervalLow: p.interval.low,
+        intervalHigh: p.interval.high,
+        shadowHeuristicDelay: (heuristics[i] as PointEstimate).delay_minutes,
+        features: vectors[i] as number[],
+        weatherSource: p.weather.source,
+        latencyMs,
+        traceId,
+      })),
+    );
+  }
+
+  /** Scores bookings in order: one flag evaluation per booking, one model call per model version. */
+  async function predict(bookings: Booking[], endpoint: Endpoint): Promise<Prediction[]> {
+    const startedAt = performance.now();
+    const traceId = trace.getActiveSpan()?.spanContext().traceId ?? null;
+    const assignments = await assign(bookings);
+    const { features, vectors, weatherOf } = await enrich(bookings);
+    // The heuristic answers every booking: as the fallback, and as the shadow an ML answer is compared with.
+    const heuristics = features.map(heuristicEstimate);
+    const routed = await score(assignments, vectors, heuristics);
+    const answered = answer(bookings, assignments, routed, weatherOf, endpoint);
+    record(answered, { endpoint, vectors, heuristics, startedAt, traceId });
     return answered;
   }
 

@@ -1,3 +1,4 @@
+import { TIMED_OUT, withTimeout } from '../async/with-timeout.js';
 import type { Booking } from '../domain/booking.js';
 import {
   NEUTRAL_WEATHER,
@@ -104,13 +105,8 @@ export function createWeatherLookup(o: WeatherLookupOptions): WeatherProvider {
       const cached = o.cache.l1Get(key);
       if (cached && t - cached.fetchedAt < ttl) return answer('l1_hit', endpoint, cached, atMs);
 
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<'timeout'>((r) => {
-        timer = setTimeout(() => r('timeout'), o.lookupTimeoutMs);
-      });
-      const result = await Promise.race([resolve(key, endpoint, cell, ttl, atMs), timeout]);
-      clearTimeout(timer);
-      if (result !== 'timeout') return result;
+      const result = await withTimeout(resolve(key, endpoint, cell, ttl, atMs), o.lookupTimeoutMs);
+      if (result !== TIMED_OUT) return result;
       o.metrics.weatherCallsRefused.add(1, { reason: 'timeout' });
       return staleOrDefault(key, endpoint, atMs);
     },
