@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
 describe('README', () => {
@@ -18,5 +18,26 @@ describe('README', () => {
     for (const [, script] of readme.matchAll(/npm run ([a-z:-]+)/g))
       expect(scripts, script).toContain(script);
     expect(readFileSync('.ci/run', 'utf8')).toContain('npm test');
+  });
+
+  it('lists in its layout only paths that exist, and every folder of service/', () => {
+    const layout = readme.slice(readme.indexOf('## Layout'));
+    const block = layout.slice(
+      layout.indexOf('```\n') + 4,
+      layout.indexOf('\n```', layout.indexOf('```\n') + 4),
+    );
+    const listed: string[] = [];
+    let parent = '';
+    for (const line of block.split('\n')) {
+      const m = /^( *)(\S+)\s{2,}/.exec(line);
+      if (!m) continue;
+      const path = m[1] ? `${parent}${m[2]}` : (m[2] as string);
+      if (!m[1]) parent = path;
+      listed.push(path);
+    }
+    expect(listed.length).toBeGreaterThan(20);
+    for (const path of listed) expect(existsSync(path.replace(/:$/, '')), path).toBe(true);
+    const folders = readdirSync('service', { withFileTypes: true }).filter((e) => e.isDirectory());
+    for (const folder of folders) expect(listed, folder.name).toContain(`service/${folder.name}/`);
   });
 });

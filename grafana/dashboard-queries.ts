@@ -12,6 +12,7 @@ export const dashboards = readdirSync('grafana/dashboards')
 
 export const prometheusQueries = () =>
   dashboards.flatMap(({ json }) =>
-    (json.panels as Panel[]).flatMap((p) => p.targets.filter((t) => t.expr).map((t) => ({ panel: p.title, expr: t.expr as string }))),
+    (json.panels as Panel[]).flatMap((p) =>
+      p.targets.filter((t) => t.expr).map((t) => ({ panel: p.title, expr: t.expr as string })),
+    ),
   );
-
