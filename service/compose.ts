@@ -115,6 +115,12 @@ export async function composeService(config: Config, options: ComposeOptions) {
   }
   closers.push(() => database.close());
   logger.info({ database: database.kind }, 'database migrated');
+  if (database.kind === 'pglite') {
+    logger.warn(
+      { data_dir: config.database.dataDir },
+      'PGlite serves this process only (a second process on DATA_DIR is refused): set DATABASE_URL for several replicas',
+    );
+  }
   const predictionLog = createPredictionLog({
     insert: database.insertPredictions,
     tracer: telemetry.tracer,

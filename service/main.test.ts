@@ -230,6 +230,24 @@ describe('the service as a process', () => {
     expect(service.output()).not.toContain('nobody@');
   });
 
+  it('refuses a second process on the same PGlite DATA_DIR, naming why, while the first serves on', async () => {
+    const dataDir = tempDir('delay-shared-data-');
+    const first = await start({ DATA_DIR: dataDir });
+    await waitForReady(first);
+    expect(first.output()).toContain('PGlite serves this process only');
+    const second = await start({ DATA_DIR: dataDir });
+    expect(await second.exited).toBe(1);
+    expect(second.output()).toMatch(
+      /in DATA_DIR .* cannot be opened or migrated: DATA_DIR .* is in use by another process: PGlite serves one process only/,
+    );
+    const res = await fetch(`http://127.0.0.1:${first.port}/v1/predictions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(booking()),
+    });
+    expect(res.status).toBe(200);
+  });
+
   it('exits non-zero naming a bad variable', async () => {
     const service = await start({ PORT: 'eighty', BATCH_MAX_BOOKINGS: '0' });
     expect(await service.exited).toBe(1);

@@ -1,5 +1,6 @@
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config/config.js';
+import { DataDirInUseError, openDatabase } from '../storage/database.js';
 
 /** The tools' exit for bad input and errors: the message on stderr, exit code 2. */
 export function fail(message: string): never {
@@ -27,4 +28,14 @@ export function startCli<C extends string, O extends NonNullable<ParseArgsConfig
     fail(err.message);
   }
   return { command, values, config };
+}
+
+/** The service's database for a tool; a PGlite folder the running service holds is a clear refusal, exit 2. */
+export async function openToolDatabase(config: Config) {
+  try {
+    return await openDatabase(config.database);
+  } catch (err) {
+    if (err instanceof DataDirInUseError) fail(err.message);
+    throw err;
+  }
 }

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { driftReport, PSI_LIMIT } from '../drift/drift-report.js';
-import { openDatabase } from '../storage/database.js';
-import { fail, startCli } from './cli.js';
+import { fail, openToolDatabase, startCli } from './cli.js';
 
 /*
  * npm run drift -- check [--hours 1] [--reference-days 7] [--model gbt-v1] [--min-samples 500] [--json]
@@ -35,7 +34,7 @@ if (!card.drift) fail(`the model card of ${values.model} has no drift bins`);
 
 const now = Date.now();
 const windowFrom = new Date(now - hours * 3_600_000);
-const database = await openDatabase(config.database);
+const database = await openToolDatabase(config);
 let report: Awaited<ReturnType<typeof driftReport>>;
 try {
   report = await driftReport({

@@ -1,6 +1,5 @@
 import { createReports } from '../reports/reports.js';
-import { openDatabase } from '../storage/database.js';
-import { fail, startCli } from './cli.js';
+import { fail, openToolDatabase, startCli } from './cli.js';
 
 /*
  * npm run report -- ab [--days 30]        the A/B report (the same JSON as GET /v1/ab-report)
@@ -15,7 +14,7 @@ const { command, values, config } = startCli(
 const days = Number(values.days ?? (command === 'ab' ? 30 : config.database.retentionDays));
 if (!Number.isInteger(days) || days < 1)
   fail(`--days must be a positive whole number of days (got ${values.days})`);
-const database = await openDatabase(config.database);
+const database = await openToolDatabase(config);
 try {
   const reports = createReports(database.db);
   const result =

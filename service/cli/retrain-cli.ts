@@ -3,8 +3,7 @@ import { resolve } from 'node:path';
 import { parseFlagConfig } from '../flags/flag-config.js';
 import { currentModelVersion } from '../flags/flag-writer.js';
 import { nextVersion, RetrainError, retrain } from '../retraining/retraining.js';
-import { openDatabase } from '../storage/database.js';
-import { fail, startCli } from './cli.js';
+import { fail, openToolDatabase, startCli } from './cli.js';
 
 /*
  * npm run retrain -- run [--days 30] [--champion VERSION] [--version VERSION] [--holdout 0.2] [--margin 0.05]
@@ -55,7 +54,7 @@ if (!champion) {
 const version = values.version ?? nextVersion(champion, modelsDir);
 
 const now = Date.now();
-const database = await openDatabase(config.database);
+const database = await openToolDatabase(config);
 let report: Awaited<ReturnType<typeof retrain>>;
 try {
   report = await retrain({

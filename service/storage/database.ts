@@ -8,6 +8,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
+import lockfile from 'proper-lockfile';
 import * as schema from '../../db/schema.js';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -56,6 +57,30 @@ function unnestPredictionInsert(client: postgres.Sql) {
 
 const migrationsFolder = fileURLToPath(new URL('../../db/migrations', import.meta.url));
 
+/** A second process on a PGlite folder: PGlite runs inside one process, two would split or corrupt its data. */
+export class DataDirInUseError extends Error {
+  constructor(readonly dataDir: string) {
+    super(
+      `DATA_DIR ${dataDir} is in use by another process: PGlite serves one process only; run several replicas (or a CLI beside the service) on Postgres with DATABASE_URL`,
+    );
+    this.name = 'DataDirInUseError';
+  }
+}
+
+/**
+ * Holds `<dataDir>.lock` while the folder is open. The lock is refreshed every 2 s; one left by a killed process
+ * is taken over after 10 s. Losing it while open (another process took it over) makes the lock library throw,
+ * which ends this process rather than let two write.
+ */
+async function lockDataDir(dataDir: string) {
+  try {
+    return await lockfile.lock(dataDir, { stale: 10_000, update: 2_000 });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ELOCKED') throw new DataDirInUseError(dataDir);
+    throw err;
+  }
+}
+
 /**
  * Postgres through postgres-js when a URL is given, else PGlite in `dataDir`: the same schema and the same
  * drizzle-kit migrations, applied before anything else touches the database.
@@ -74,16 +99,26 @@ export async function openDatabase({ url, dataDir }: { url?: string; dataDir: st
     };
   }
   mkdirSync(dataDir, { recursive: true });
+  const release = await lockDataDir(dataDir);
   const client = new PGlite(dataDir);
   const db = drizzlePglite({ client, schema });
-  await migratePglite(db, { migrationsFolder });
+  try {
+    await migratePglite(db, { migrationsFolder });
+  } catch (err) {
+    await client.close();
+    await release();
+    throw err;
+  }
   return {
     db: db as unknown as Db,
     kind: 'pglite',
     insertPredictions: async (rows) => {
       await db.insert(schema.predictions).values(rows);
     },
-    close: () => client.close(),
+    async close() {
+      await client.close();
+      await release();
+    },
   };
 }
 

@@ -18,11 +18,12 @@ import {
   type FlagsSpec,
   postJson,
   silentLogger,
+  tempDir,
   testMetrics,
 } from '../test-support/harness.js';
 import { freePort } from '../test-support/process.js';
 import { testService } from '../test-support/service.js';
-import type { Database } from './database.js';
+import { type Database, DataDirInUseError, openDatabase } from './database.js';
 import { createPredictionLog, type PredictionRow } from './prediction-log.js';
 
 const hasPostgres = await postgresAvailable();
@@ -489,5 +490,22 @@ describe('paired comparison', () => {
     expect(pairedComparison(diffs)).toEqual(pairedComparison(diffs));
     expect(pairedComparison(diffs).verdict).toBe('not_yet_known');
     expect(pairedComparison(Array.from({ length: 40 }, (_, i) => 2 + (i % 3))).verdict).toBe('ml_worse');
+  });
+});
+
+describe('PGlite folder', () => {
+  it('refuses a second opener of the same DATA_DIR with a clear error, and opens again once closed', async () => {
+    const dataDir = tempDir('delay-pglite-lock-');
+    const first = await openDatabase({ dataDir });
+    try {
+      await expect(openDatabase({ dataDir })).rejects.toThrow(DataDirInUseError);
+      await expect(openDatabase({ dataDir })).rejects.toThrow(
+        /DATA_DIR .* is in use by another process: PGlite serves one process only; .*DATABASE_URL/,
+      );
+    } finally {
+      await first.close();
+    }
+    const again = await openDatabase({ dataDir });
+    await again.close();
   });
 });
