@@ -11,6 +11,7 @@ import { createModelRegistry, type ModelPredictor } from './models/model-registr
 import { loadOnnxModel } from './models/onnx-model.js';
 import { createReports, scheduleRetention } from './reports/reports.js';
 import { createAutoPromoter } from './rollout/auto-promoter.js';
+import { advisoryLockLeadership, soleLeadership } from './rollout/leadership.js';
 import { createRolloutService } from './rollout/rollout-service.js';
 import { type Database, openDatabase } from './storage/database.js';
 import { createPredictionLog } from './storage/prediction-log.js';
@@ -143,6 +144,11 @@ export async function composeService(config: Config, options: ComposeOptions) {
   });
   if (config.autoPromote) {
     const { prometheusUrl, soakMs, intervalMs, minSamples } = config.autoPromote;
+    // Every replica may run with AUTO_PROMOTE=true: the one holding the leader lock acts.
+    const leadership = config.database.url
+      ? advisoryLockLeadership(config.database.url, { logger })
+      : soleLeadership;
+    closers.push(() => leadership.close());
     const stop = createAutoPromoter({
       prometheusUrl,
       rollout,
@@ -150,6 +156,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
       logger,
       soakMs,
       minSamples,
+      leadership,
     }).start(intervalMs);
     closers.push(stop);
     logger.info({ prometheus: prometheusUrl, soak_s: soakMs / 1000 }, 'automatic promotion on');

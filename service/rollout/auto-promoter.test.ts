@@ -106,3 +106,32 @@ describe('automatic promotion', () => {
     });
   });
 });
+
+describe('automatic promotion on several replicas', () => {
+  it('acts only while this replica leads', async () => {
+    answers = healthy;
+    let leads = false;
+    const { file, flags } = await flagServiceOn({ mlWeight: 10 });
+    await flags.close();
+    const follower = createAutoPromoter({
+      prometheusUrl: url,
+      rollout: createRolloutService({ flagsFile: file, logger: silentLogger }),
+      flagStatus: () => ({
+        ...flags.status(),
+        last_changed_at: new Date(Date.now() - 2 * DAY).toISOString(),
+      }),
+      logger: silentLogger,
+      soakMs: DAY,
+      minSamples: 200,
+      leadership: { isLeader: async () => leads },
+    });
+    expect(await follower.check()).toEqual({
+      action: 'held',
+      reason: 'another replica leads the promotion (Postgres advisory lock)',
+    });
+    expect(parseFlagConfig(readFileSync(file, 'utf8')).mlPercentage).toBe(10);
+    leads = true;
+    expect(await follower.check()).toEqual({ action: 'promoted', from: 10, to: 25 });
+    expect(parseFlagConfig(readFileSync(file, 'utf8')).mlPercentage).toBe(25);
+  });
+});

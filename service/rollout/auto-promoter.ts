@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { THRESHOLDS } from '../domain/rollback-policy.js';
 import type { FlagStatus } from '../flags/flag-service.js';
 import { nextStep } from '../flags/flag-writer.js';
+import type { Leadership } from './leadership.js';
 import type { RolloutService } from './rollout-service.js';
 
 export interface AutoPromoterOptions {
@@ -12,6 +13,8 @@ export interface AutoPromoterOptions {
   /** How long a step must have been in force before the next one (24 h by default). */
   soakMs: number;
   minSamples: number;
+  /** With several replicas only the leader acts; without, this process does. */
+  leadership?: Pick<Leadership, 'isLeader'>;
   now?: () => number;
 }
 
@@ -46,6 +49,7 @@ export function createAutoPromoter({
   logger,
   soakMs,
   minSamples,
+  leadership,
   now = Date.now,
 }: AutoPromoterOptions) {
   const log = logger.child({ component: 'auto-promoter' });
@@ -61,6 +65,8 @@ export function createAutoPromoter({
   }
 
   async function check(): Promise<PromotionDecision> {
+    if (leadership && !(await leadership.isLeader()))
+      return { action: 'held', reason: 'another replica leads the promotion (Postgres advisory lock)' };
     const status = flagStatus();
     const current = status.ml_percentage;
     if (current === null) return { action: 'held', reason: 'the delay-model targeting is not a plain split' };
