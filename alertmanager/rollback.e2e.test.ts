@@ -70,7 +70,7 @@ async function startStack(env: Record<string, string> = {}) {
   for (const group of alerts.groups) for (const rule of group.rules) rule.for = '2s';
   writeFileSync(join(dir, 'alerts.yml'), stringify(alerts));
   const prometheus = await startPrometheus({
-    metricsPort: service.metricsPort,
+    metricsPorts: [service.metricsPort],
     alertmanagerUrl: alertmanager.url,
     alertsFile: join(dir, 'alerts.yml'),
   });

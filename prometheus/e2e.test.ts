@@ -52,7 +52,7 @@ describe.skipIf(!hasPrometheus || !hasRedis)('the service under a real Prometheu
     });
     await waitForReady(service);
 
-    const started = await startPrometheus({ metricsPort: service.metricsPort });
+    const started = await startPrometheus({ metricsPorts: [service.metricsPort] });
     prometheus = started.process;
     promUrl = started.url;
 

@@ -1,5 +1,6 @@
 import { desc } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import lockfile from 'proper-lockfile';
 import { flagChanges } from '../../db/schema.js';
 import { FLAG_KEYS } from '../domain/flags.js';
 import type { FlagService } from '../flags/flag-service.js';
@@ -107,8 +108,27 @@ export function createRolloutService({
     });
   }
 
+  /**
+   * Holds `<flags file>.lock` across read, write and audit, so the replicas and tools sharing the file make one
+   * change of two simultaneous requests: the second reads what the first wrote. A folder that cannot hold the
+   * lock (read-only) or a holder that keeps it past the wait goes on without it: a rollback must not wait.
+   */
+  async function lockFlagsFile(): Promise<() => Promise<void>> {
+    try {
+      return await lockfile.lock(flagsFile, {
+        realpath: false,
+        stale: 10_000,
+        retries: { retries: 40, factor: 1.3, minTimeout: 10, maxTimeout: 250 },
+      });
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'flag file lock not taken; changing the file without it');
+      return async () => {};
+    }
+  }
+
   const apply = (who: Actor, edit: () => FlagChange) =>
     serialized(async () => {
+      const release = await lockFlagsFile();
       try {
         const change = edit();
         if (change.changed) await audit(change, who);
@@ -122,6 +142,8 @@ export function createRolloutService({
           });
         }
         throw err;
+      } finally {
+        await release().catch(() => undefined);
       }
     });
 

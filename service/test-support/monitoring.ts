@@ -22,11 +22,11 @@ export interface Monitor {
 }
 
 /**
- * The repository's prometheus.yml with test overrides only: 1 s scrape and evaluation, the service's metrics
- * port as target, rule files by absolute path (`alerts` may replace alerts.yml), and an Alertmanager or none.
+ * The repository's prometheus.yml with test overrides only: 1 s scrape and evaluation, the services' metrics
+ * ports as targets, rule files by absolute path (`alerts` may replace alerts.yml), and an Alertmanager or none.
  */
 export async function startPrometheus(options: {
-  metricsPort: number;
+  metricsPorts: number[];
   alertmanagerUrl?: string;
   alertsFile?: string;
 }): Promise<Monitor> {
@@ -37,7 +37,7 @@ export async function startPrometheus(options: {
     resolve('prometheus/rules/recording.yml'),
     options.alertsFile ?? resolve('prometheus/rules/alerts.yml'),
   ];
-  config.scrape_configs[0].static_configs[0].targets = [`127.0.0.1:${options.metricsPort}`];
+  config.scrape_configs[0].static_configs[0].targets = options.metricsPorts.map((p) => `127.0.0.1:${p}`);
   if (options.alertmanagerUrl)
     config.alerting.alertmanagers[0].static_configs[0].targets = [new URL(options.alertmanagerUrl).host];
   else config.alerting = undefined;

@@ -1,0 +1,322 @@
+import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { flagChanges, predictions } from '../db/schema.js';
+import { PROMOTION_CHECKS } from './rollout/auto-promoter.js';
+import { freshPostgres, postgresAvailable } from './test-support/databases.js';
+import { startFakeOpenWeatherMap } from './test-support/fake-openweathermap.js';
+import { booking, eventually, flagsDocument, tempDir, writeFlags } from './test-support/harness.js';
+import {
+  monitoringBinaries,
+  promQuery,
+  startAlertmanager,
+  startPrometheus,
+} from './test-support/monitoring.js';
+import { redisServerAvailable, startPrivateRedis } from './test-support/private-redis.js';
+import { type ServiceProcess, scrapeMetrics, startService, waitForReady } from './test-support/process.js';
+
+/*
+ * Several replicas behave as one service: three service processes on one Postgres, one Redis and one flag
+ * file, scraped by a real Prometheus with the repository's rules (1 s scrape and evaluation), with a real
+ * Alertmanager routing to the rollback webhook of one of them. Flags are polled at the shipped 1 s.
+ */
+const ready =
+  monitoringBinaries('prometheus', 'prometheus-alertmanager') &&
+  (await postgresAvailable()) &&
+  redisServerAvailable();
+const TOKEN = 'replicas-webhook-token-0123456789';
+const POLL_MS = 1000;
+const BUDGET = 30;
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const post = (service: ServiceProcess, path: string, body: unknown) =>
+  fetch(`http://127.0.0.1:${service.port}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify(body),
+  });
+
+async function startReplicas(count: number, env: Record<string, string>) {
+  const replicas = await Promise.all(Array.from({ length: count }, () => startService(env)));
+  cleanups.push(() => Promise.all(replicas.map((r) => r.stop('SIGTERM'))));
+  await Promise.all(replicas.map((r) => waitForReady(r, 30_000)));
+  return replicas;
+}
+
+describe.skipIf(!ready)('three replicas on one Postgres, one Redis and one flag file', () => {
+  let replicas: ServiceProcess[];
+  let database: Awaited<ReturnType<typeof freshPostgres>>;
+  let weather: Awaited<ReturnType<typeof startFakeOpenWeatherMap>>;
+  let prometheus: string;
+  let alertmanager: string;
+  let flagsFile: string;
+
+  beforeAll(async () => {
+    database = await freshPostgres();
+    cleanups.push(() => database.close());
+    const redis = await startPrivateRedis();
+    cleanups.push(() => redis.kill('SIGTERM'));
+    weather = await startFakeOpenWeatherMap();
+    cleanups.push(() => weather.close());
+    const dir = tempDir('delay-replicas-');
+    flagsFile = join(dir, 'flags.json');
+    writeFlags(flagsFile, flagsDocument({ mlWeight: 50 }));
+    replicas = await startReplicas(3, {
+      DATABASE_URL: database.url,
+      REDIS_URL: redis.url,
+      OPENWEATHER_API_KEY: 'replicas-key',
+      OPENWEATHER_BASE_URL: weather.url,
+      WEATHER_DAILY_BUDGET: String(BUDGET),
+      FLAGS_FILE: flagsFile,
+      FLAGS_POLL_INTERVAL_MS: String(POLL_MS),
+      ALERTMANAGER_WEBHOOK_TOKEN: TOKEN,
+    });
+    const tokenFile = join(dir, 'webhook-token');
+    writeFlags(tokenFile, TOKEN);
+    const am = await startAlertmanager({
+      webhookUrl: `http://127.0.0.1:${(replicas[0] as ServiceProcess).port}/v1/webhooks/alertmanager`,
+      tokenFile,
+    });
+    cleanups.push(() => (am.process as ChildProcess).kill('SIGTERM'));
+    alertmanager = am.url;
+    const prom = await startPrometheus({
+      metricsPorts: replicas.map((r) => r.metricsPort),
+      alertmanagerUrl: am.url,
+    });
+    cleanups.push(() => prom.process.kill('SIGTERM'));
+    prometheus = prom.url;
+    await eventually(
+      async () => (await promQuery(prometheus, 'up{job="delay-prediction"} == 1').catch(() => [])).length,
+      (n) => n === 3,
+      30_000,
+    );
+  }, 120_000);
+
+  it('scores once the feedback sent to one replica for a prediction another answered, and the rules sum the three', async () => {
+    const [a, b, c] = replicas as [ServiceProcess, ServiceProcess, ServiceProcess];
+    // One weather cell for all of them: this test does not spend the weather budget.
+    const served: { booking_id: string; delay_minutes: number; source: string }[] = [];
+    for (const [k, replica] of [a, b, c].entries()) {
+      const bookings = Array.from({ length: 200 }, (_, i) => booking({ booking_id: `score-${k}-${i}` }));
+      const res = await post(replica, '/v1/predictions/batch', { bookings });
+      served.push(...((await res.json()).predictions as typeof served));
+    }
+    const ml = served.filter((p) => p.source === 'ml');
+    expect(ml.length).toBeGreaterThan(200);
+    await eventually(
+      async () =>
+        Number((await database.db.select({ n: sql<number>`count(*)::int` }).from(predictions))[0]?.n),
+      (n) => n === served.length,
+    );
+    // Feedback for what replica k answered goes to replica k + 1: ML 0.5 min off, every time.
+    const byReplica = [0, 1, 2].map((k) => ml.filter((p) => p.booking_id.startsWith(`score-${k}-`)));
+    for (const [k, answered] of byReplica.entries()) {
+      const target = replicas[(k + 1) % 3] as ServiceProcess;
+      const feedback = answered.map((p) => ({
+        booking_id: p.booking_id,
+        actual_delay_minutes: Math.round((p.delay_minutes + 0.5) * 1000) / 1000,
+      }));
+      const res = await post(target, '/v1/feedback/batch', { feedback });
+      const { results } = (await res.json()) as { results: { outcome: string }[] };
+      expect(new Set(results.map((r) => r.outcome))).toEqual(new Set(['recorded']));
+      // The same feedback again, to the replica that answered: a repeat, not a second score.
+      const again = await post(replicas[k] as ServiceProcess, '/v1/feedback/batch', { feedback });
+      expect(new Set(((await again.json()).results as { outcome: string }[]).map((r) => r.outcome))).toEqual(
+        new Set(['unchanged']),
+      );
+    }
+    const scoredOn = await Promise.all(
+      replicas.map(async (r) =>
+        (await scrapeMetrics(r.metricsPort))('delay_feedback_scored_total', { arm: 'ml' }),
+      ),
+    );
+    expect(scoredOn.reduce((s, n) => s + n, 0)).toBe(ml.length);
+    expect(scoredOn.every((n) => n > 0)).toBe(true);
+
+    // Prometheus: the count over the three instances is every ML feedback, and the MAE is the 0.5 min of all.
+    const total = await eventually(
+      async () =>
+        Number((await promQuery(prometheus, 'sum(delay_feedback_scored_total{arm="ml"})'))[0]?.value[1]),
+      (n) => n === ml.length,
+      30_000,
+    );
+    expect(total).toBe(ml.length);
+    const mae = await eventually(
+      async () =>
+        Number(
+          (
+            await promQuery(
+              prometheus,
+              'arm_model_version:delay_feedback_mae_minutes:5m{arm="ml",model_version="gbt-v1"}',
+            )
+          )[0]?.value[1],
+        ),
+      (v) => Math.abs(v - 0.5) < 0.005,
+      30_000,
+    );
+    expect(mae).toBeCloseTo(0.5, 2);
+    const scoredRule = Number(
+      (
+        await promQuery(
+          prometheus,
+          'arm_model_version:delay_feedback_scored:increase5m{arm="ml",model_version="gbt-v1"}',
+        )
+      )[0]?.value[1],
+    );
+    expect(scoredRule).toBeGreaterThan(Math.max(...scoredOn));
+  }, 90_000);
+
+  it('spends one weather budget across the three', async () => {
+    const before = weather.calls.length;
+    // 120 bookings in 120 cells of their own, 40 to each replica at once.
+    const sends = replicas.map((replica, k) =>
+      post(replica, '/v1/predictions/batch', {
+        bookings: Array.from({ length: 40 }, (_, i) => {
+          const lon = -170 + (k * 40 + i) * 0.5;
+          return booking({
+            booking_id: `weather-${k}-${i}`,
+            scheduled_at: new Date().toISOString(),
+            pickup: { lat: 10, lon },
+            dropoff: { lat: 10.01, lon },
+          });
+        }),
+      }),
+    );
+    for (const res of await Promise.all(sends)) expect(res.status).toBe(200);
+    const calls = weather.calls.length - before;
+    const refused = await Promise.all(
+      replicas.map(async (r) =>
+        (await scrapeMetrics(r.metricsPort))('delay_weather_calls_refused_total', { reason: 'budget' }),
+      ),
+    );
+    console.log(`weather: ${calls} API calls for 120 new cells on three replicas, budget ${BUDGET}`);
+    expect(calls).toBeLessThanOrEqual(BUDGET);
+    expect(calls).toBeGreaterThan(0);
+    expect(refused.reduce((s, n) => s + n, 0)).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('makes one rollback of an alert sent to two replicas at once and through Alertmanager; all three serve the heuristic within the poll interval', async () => {
+    const [a, b] = replicas as [ServiceProcess, ServiceProcess];
+    const alert = {
+      status: 'firing',
+      labels: {
+        alertname: 'DelayModelFarFromRules',
+        severity: 'critical',
+        rollback: 'true',
+        signal: 'label_free',
+      },
+      annotations: { summary: 'replicas test' },
+      fingerprint: 'replicas',
+    };
+    const payload = { version: '4', status: 'firing', receiver: 'rollback-webhook', alerts: [alert] };
+    const [onA, onB] = await Promise.all([
+      post(a, '/v1/webhooks/alertmanager', payload),
+      post(b, '/v1/webhooks/alertmanager', payload),
+    ]);
+    const rolledAt = performance.now();
+    const outcomes = [await onA.json(), await onB.json()].map((r) => r.results[0].outcome).sort();
+    expect(outcomes).toEqual(['already_rolled_back', 'rolled_back']);
+    // Alertmanager delivers the same alert to replica A's webhook: a no-op.
+    const am = await fetch(`${alertmanager}/api/v2/alerts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([{ labels: alert.labels, annotations: alert.annotations }]),
+    });
+    expect(am.status).toBe(200);
+
+    const probes = Array.from({ length: 100 }, (_, i) => booking({ booking_id: `probe-${i}` }));
+    const allHeuristic = async (replica: ServiceProcess) => {
+      const res = await post(replica, '/v1/predictions/batch', { bookings: probes });
+      return ((await res.json()).predictions as { source: string }[]).every((p) => p.source === 'heuristic');
+    };
+    const seconds = await Promise.all(
+      replicas.map(async (replica) => {
+        await eventually(() => allHeuristic(replica), Boolean, 10_000);
+        return (performance.now() - rolledAt) / 1000;
+      }),
+    );
+    console.log(
+      `all-heuristic ${seconds.map((s) => s.toFixed(2)).join(' / ')} s after the rollback (poll ${POLL_MS} ms)`,
+    );
+    // Within the poll interval, and the time of the probe batch that saw it.
+    expect(Math.max(...seconds)).toBeLessThan(POLL_MS / 1000 + 0.5);
+
+    await eventually(
+      async () =>
+        Number(
+          (await scrapeMetrics(a.metricsPort))('delay_webhook_alerts_total', {
+            outcome: 'already_rolled_back',
+          }) +
+            (await scrapeMetrics(b.metricsPort))('delay_webhook_alerts_total', {
+              outcome: 'already_rolled_back',
+            }),
+        ),
+      (n) => n >= 2,
+      20_000,
+    );
+    const rollbacks = await database.db
+      .select()
+      .from(flagChanges)
+      .where(sql`${flagChanges.action} = 'rollback'`);
+    expect(rollbacks).toHaveLength(1);
+  }, 60_000);
+});
+
+describe.skipIf(!ready)('three replicas with AUTO_PROMOTE=true', () => {
+  it('promote from one replica only: the holder of the leader lock', async () => {
+    const database = await freshPostgres();
+    cleanups.push(() => database.close());
+    // A stand-in for Prometheus' query API: every promotion query answers a healthy value.
+    const healthy: Record<string, string> = {
+      [PROMOTION_CHECKS.samples]: '500',
+      [PROMOTION_CHECKS.mae]: '1.7',
+      [PROMOTION_CHECKS.fallbackRatio]: '0.01',
+      [PROMOTION_CHECKS.latencyP95]: '0.004',
+    };
+    const server = createServer((req, res) => {
+      const value = healthy[new URL(req.url ?? '/', 'http://x').searchParams.get('query') ?? ''];
+      res.setHeader('content-type', 'application/json');
+      res.end(
+        JSON.stringify({
+          status: 'success',
+          data: { resultType: 'vector', result: value ? [{ metric: {}, value: [0, value] }] : [] },
+        }),
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => server.close(r)));
+    const flagsFile = join(tempDir('delay-promoters-'), 'flags.json');
+    writeFlags(flagsFile, flagsDocument({ mlWeight: 10 }));
+    const promoters = await startReplicas(3, {
+      DATABASE_URL: database.url,
+      FLAGS_FILE: flagsFile,
+      AUTO_PROMOTE: 'true',
+      PROMETHEUS_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      AUTO_PROMOTE_SOAK_S: '1',
+      AUTO_PROMOTE_INTERVAL_S: '1',
+    });
+    const promotions = () =>
+      database.db
+        .select()
+        .from(flagChanges)
+        .where(sql`${flagChanges.action} = 'promote'`)
+        .orderBy(flagChanges.id);
+    const steps = await eventually(promotions, (rows) => rows.length === 3, 30_000);
+    expect(steps.map((r) => [r.previousWeight, r.newWeight])).toEqual([
+      [10, 25],
+      [25, 50],
+      [50, 100],
+    ]);
+    const promotedBy = promoters.filter((p) => p.output().includes('rollout promoted'));
+    expect(promotedBy).toHaveLength(1);
+    const leaders = promoters.filter((p) => p.output().includes('leading the promotion'));
+    expect(leaders).toEqual(promotedBy);
+  }, 90_000);
+});
