@@ -1,6 +1,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startFlagdStandIn } from '../test-support/flagd-stand-in.js';
 import {
   eventually,
   flagServiceOn,
@@ -209,5 +210,52 @@ describe('change listeners', () => {
       (v) => v?.includes('gbt-v2') ?? false,
     );
     expect(last).toEqual(['gbt-v2']);
+  });
+});
+
+describe('flagd-server mode (FLAGD_HOST), against a stand-in speaking flagd sync protocol', () => {
+  it('reports the split flagd serves, routes on it, and follows a change pushed by flagd', async () => {
+    const file = join(tempDir(), 'flags.json');
+    writeFlags(file, flagsDocument({ mlWeight: 50 }));
+    const flagd = await startFlagdStandIn(file);
+    try {
+      const flags = await startFlagService({
+        flags: { kind: 'flagd', host: flagd.host, port: flagd.port, pollIntervalMs: 1000 },
+        logger: silentLogger,
+        metrics: testMetrics().metrics,
+      });
+      open.push(flags);
+      let changes = 0;
+      flags.onChange(() => {
+        changes += 1;
+      });
+      expect(flags.status()).toMatchObject({
+        source: { kind: 'flagd', host: flagd.host, port: flagd.port },
+        ml_enabled: true,
+        ml_percentage: 50,
+        model_variants: ['gbt-v1'],
+        split: [
+          { variant: 'gbt-v1', weight: 50 },
+          { variant: 'heuristic', weight: 50 },
+        ],
+        last_error: null,
+      });
+      const share = (await mlCohort(flags)).size / ids.length;
+      expect(share).toBeGreaterThan(0.45);
+      expect(share).toBeLessThan(0.55);
+
+      writeFlags(file, flagsDocument({ mlWeight: 0 }));
+      await eventually(
+        () => flags.status().ml_percentage,
+        (p) => p === 0,
+      );
+      expect(changes).toBeGreaterThan(0);
+      await eventually(
+        async () => (await mlCohort(flags)).size,
+        (n) => n === 0,
+      );
+    } finally {
+      await flagd.close();
+    }
   });
 });

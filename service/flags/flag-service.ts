@@ -12,6 +12,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { FLAG_KEYS, HEURISTIC_VARIANT } from '../domain/flags.js';
 import type { FlagKey, ServiceMetrics } from '../telemetry/service-metrics.js';
+import { parseFlagConfig, type RolloutState } from './flag-config.js';
+import { watchFlagdConfiguration } from './flagd-sync.js';
 import { FlagFileError, startValidatedFileSource } from './validated-file-source.js';
 
 export { FlagFileError, MAX_FLAG_FILE_BYTES } from './validated-file-source.js';
@@ -74,9 +76,43 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     metrics.flagConfigErrors.add(1, { source: flags.kind });
     log.error({ err: message }, 'flag configuration refused; the last good configuration stays in force');
   };
-  // With flagd, the configuration is flagd's: this service only hears that it changed or failed to sync.
+  // With flagd, the configuration is flagd's: the provider evaluates it, and a second sync stream of the
+  // same protocol gives the status (split, model variants, the rollout gauge) what flagd serves.
   let flagdChangedAt: Date | null = null;
   let flagdError: { at: Date; message: string } | null = null;
+  let flagdRollout: RolloutState | null = null;
+  let flagdText: string | null = null;
+  const flagdWatch =
+    flags.kind === 'flagd'
+      ? watchFlagdConfiguration({
+          host: flags.host,
+          port: flags.port,
+          logger: log,
+          onConfiguration: (text) => {
+            if (text === flagdText) return;
+            flagdText = text;
+            try {
+              flagdRollout = parseFlagConfig(text);
+              flagdChangedAt = new Date();
+              flagdError = null;
+              log.info(
+                { ml_percentage: flagdRollout.mlPercentage, models: flagdRollout.activeModelVersions },
+                'flag configuration from flagd',
+              );
+              for (const listener of listeners) listener();
+            } catch (err) {
+              flagdError = {
+                at: new Date(),
+                message: `flagd serves a configuration this service refuses: ${(err as Error).message}`,
+              };
+              countRefusal(flagdError.message);
+            }
+          },
+          onError: (message) => {
+            flagdError = { at: new Date(), message };
+          },
+        })
+      : null;
 
   const source =
     flags.kind === 'file'
@@ -117,10 +153,11 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
   } catch (err) {
     source?.stopWatching();
     source?.removeCopy();
+    flagdWatch?.close();
     const where = flags.kind === 'file' ? resolve(flags.file) : `flagd at ${flags.host}:${flags.port}`;
     throw new FlagFileError(where, `flag provider did not start: ${(err as Error).message}`);
   }
-  if (flags.kind === 'flagd') flagdChangedAt = new Date();
+  await flagdWatch?.first;
 
   const evaluationError = (flag: FlagKey, message: string | undefined) => {
     metrics.flagEvaluationErrors.add(1, { flag });
@@ -172,7 +209,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     weatherEnrichment: () => switches.weatherEnrichment,
 
     status(): FlagStatus {
-      const rollout = source?.rollout() ?? null;
+      const rollout = source?.rollout() ?? flagdRollout;
       const lastChangedAt = source ? source.lastChangedAt() : flagdChangedAt;
       const lastError = source ? source.lastError() : flagdError;
       return {
@@ -198,6 +235,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     async close() {
       closed = true;
       source?.stopWatching();
+      flagdWatch?.close();
       await provider.onClose();
       source?.removeCopy();
       OpenFeature.setProvider(domain, NOOP_PROVIDER);
