@@ -5,9 +5,11 @@ import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flagChanges, predictions } from '../db/schema.js';
+import { dashboards, type Panel } from '../grafana/dashboard-queries.js';
 import { PROMOTION_CHECKS } from './rollout/auto-promoter.js';
 import { freshPostgres, postgresAvailable } from './test-support/databases.js';
 import { startFakeOpenWeatherMap } from './test-support/fake-openweathermap.js';
+import { startFlagdStandIn } from './test-support/flagd-stand-in.js';
 import { booking, eventually, flagsDocument, tempDir, writeFlags } from './test-support/harness.js';
 import {
   monitoringBinaries,
@@ -319,4 +321,88 @@ describe.skipIf(!ready)('three replicas with AUTO_PROMOTE=true', () => {
     const leaders = promoters.filter((p) => p.output().includes('leading the promotion'));
     expect(leaders).toEqual(promotedBy);
   }, 90_000);
+});
+
+describe.skipIf(!ready)('two replicas in flagd-server mode (FLAGD_HOST), as compose runs them', () => {
+  it('report the rollout flagd serves, feed the Rollout dashboard, and follow a rollback written to the served file', async () => {
+    const database = await freshPostgres();
+    cleanups.push(() => database.close());
+    const flagsFile = join(tempDir('delay-flagd-mode-'), 'flags.json');
+    writeFlags(flagsFile, flagsDocument({ mlWeight: 50 }));
+    // The stand-in for flagd serves the file the webhook writes, as flagd does in docker-compose.yml.
+    const flagd = await startFlagdStandIn(flagsFile);
+    cleanups.push(() => flagd.close());
+    const replicas = await startReplicas(2, {
+      DATABASE_URL: database.url,
+      FLAGD_HOST: flagd.host,
+      FLAGD_PORT: String(flagd.port),
+      FLAGS_FILE: flagsFile,
+      ALERTMANAGER_WEBHOOK_TOKEN: TOKEN,
+    });
+    const [a, b] = replicas as [ServiceProcess, ServiceProcess];
+    for (const replica of replicas) {
+      const status = await (await fetch(`http://127.0.0.1:${replica.port}/v1/flags/status`)).json();
+      expect(status).toMatchObject({
+        source: { kind: 'flagd' },
+        ml_percentage: 50,
+        model_variants: ['gbt-v1'],
+        split: [
+          { variant: 'gbt-v1', weight: 50 },
+          { variant: 'heuristic', weight: 50 },
+        ],
+      });
+      const metric = await scrapeMetrics(replica.metricsPort);
+      expect(metric('delay_rollout_ml_percentage')).toBe(50);
+      expect(metric('delay_prediction_fallbacks_total', { model_version: 'gbt-v1' })).toBe(0);
+    }
+    const bookings = Array.from({ length: 100 }, (_, i) => booking({ booking_id: `flagd-${i}` }));
+    for (const replica of replicas)
+      expect((await post(replica, '/v1/predictions/batch', { bookings })).status).toBe(200);
+
+    // A real Prometheus scraping both answers every Prometheus panel of the Rollout dashboard.
+    const prom = await startPrometheus({ metricsPorts: replicas.map((r) => r.metricsPort) });
+    cleanups.push(() => prom.process.kill('SIGTERM'));
+    const rollout = dashboards.find((d) => d.file === 'rollout.json');
+    const exprs = (rollout?.json.panels as Panel[]).flatMap((p) =>
+      p.targets.flatMap((t) => (t.expr ? [t.expr] : [])),
+    );
+    expect(exprs.length).toBeGreaterThan(5);
+    for (const expr of exprs)
+      await eventually(
+        async () => (await promQuery(prom.url, expr).catch(() => [])).length,
+        (n) => n > 0,
+        30_000,
+      );
+    expect(Number((await promQuery(prom.url, 'max(delay_rollout_ml_percentage)'))[0]?.value[1])).toBe(50);
+
+    // The webhook of one replica writes the file flagd serves; flagd pushes it to both.
+    const res = await post(a, '/v1/webhooks/alertmanager', {
+      status: 'firing',
+      alerts: [
+        {
+          status: 'firing',
+          labels: { alertname: 'DelayMlErrorRatioHigh', rollback: 'true', signal: 'errors' },
+        },
+      ],
+    });
+    expect((await res.json()).results[0].outcome).toBe('rolled_back');
+    for (const replica of [a, b]) {
+      await eventually(
+        async () =>
+          (await (await fetch(`http://127.0.0.1:${replica.port}/v1/flags/status`)).json()).ml_percentage,
+        (p) => p === 0,
+        10_000,
+      );
+      await eventually(
+        async () =>
+          (
+            (await (await post(replica, '/v1/predictions/batch', { bookings })).json()).predictions as {
+              source: string;
+            }[]
+          ).every((p) => p.source === 'heuristic'),
+        Boolean,
+        10_000,
+      );
+    }
+  }, 120_000);
 });
