@@ -81,8 +81,13 @@ describe('docker-compose.yml', () => {
     const prometheus = parse(readFileSync('prometheus/prometheus.yml', 'utf8'));
     for (const file of prometheus.rule_files as string[])
       expect(existsSync(join('prometheus', file)), file).toBe(true);
-    expect(prometheus.scrape_configs[0].static_configs[0].targets).toEqual([
-      `service:${services.service?.environment?.METRICS_PORT}`,
+    expect(prometheus.scrape_configs[0].dns_sd_configs).toEqual([
+      {
+        names: ['service'],
+        type: 'A',
+        port: Number(services.service?.environment?.METRICS_PORT),
+        refresh_interval: '15s',
+      },
     ]);
     expect(prometheus.alerting.alertmanagers[0].static_configs[0].targets).toEqual(['alertmanager:9093']);
 
@@ -102,5 +107,22 @@ describe('docker-compose.yml', () => {
 
     const providers = parse(readFileSync('grafana/provisioning/dashboards/dashboards.yml', 'utf8')).providers;
     expect(services.grafana?.volumes).toContain(`./grafana/dashboards:${providers[0].options.path}:ro`);
+  });
+
+  it('scales the service (--scale service=3): no fixed host port, no container name, Postgres, every replica scraped, one promoter', () => {
+    const service = services.service as Service & { ports?: string[]; container_name?: string };
+    expect(service.container_name).toBeUndefined();
+    for (const port of service.ports ?? []) {
+      const host = /^(?:[\d.]+:)?(\d+)(?:-(\d+))?:\d+$/.exec(port);
+      expect(host, port).not.toBeNull();
+      // A range of at least three host ports, or none.
+      expect(Number(host?.[2] ?? host?.[1]) - Number(host?.[1]), port).toBeGreaterThanOrEqual(2);
+    }
+    // PGlite serves one process: the replicas share Postgres, which also holds the promoter's leader lock.
+    expect(service.environment?.DATABASE_URL).toMatch(/^postgres:\/\/.*@postgres:5432\//);
+    expect(service.environment?.AUTO_PROMOTE).toBe('${AUTO_PROMOTE:-false}');
+    expect(service.environment?.PROMETHEUS_URL).toBe('http://prometheus:9090');
+    const prometheus = parse(readFileSync('prometheus/prometheus.yml', 'utf8'));
+    expect(prometheus.scrape_configs[0].static_configs).toBeUndefined();
   });
 });

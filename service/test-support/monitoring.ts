@@ -37,7 +37,12 @@ export async function startPrometheus(options: {
     resolve('prometheus/rules/recording.yml'),
     options.alertsFile ?? resolve('prometheus/rules/alerts.yml'),
   ];
-  config.scrape_configs[0].static_configs[0].targets = options.metricsPorts.map((p) => `127.0.0.1:${p}`);
+  // The compose file discovers the replicas by DNS; here they are on loopback ports.
+  const { dns_sd_configs: _, ...job } = config.scrape_configs[0];
+  config.scrape_configs[0] = {
+    ...job,
+    static_configs: [{ targets: options.metricsPorts.map((p) => `127.0.0.1:${p}`) }],
+  };
   if (options.alertmanagerUrl)
     config.alerting.alertmanagers[0].static_configs[0].targets = [new URL(options.alertmanagerUrl).host];
   else config.alerting = undefined;
