@@ -373,7 +373,8 @@ describe.skipIf(!ready)('two replicas in flagd-server mode (FLAGD_HOST), as comp
     const prom = await startPrometheus({ metricsPorts: replicas.map((r) => r.metricsPort) });
     cleanups.push(() => prom.process.kill('SIGTERM'));
     const rollout = dashboards.find((d) => d.file === 'rollout.json');
-    const exprs = (rollout?.json.panels as Panel[]).flatMap((p) =>
+    if (!rollout) throw new Error('grafana/dashboards/rollout.json is missing');
+    const exprs = (rollout.json.panels as Panel[]).flatMap((p) =>
       p.targets.flatMap((t) => (t.expr ? [t.expr] : [])),
     );
     expect(exprs.length).toBeGreaterThan(5);
