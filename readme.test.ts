@@ -15,7 +15,7 @@ describe('README', () => {
     expect(readme).toContain('npm ci && npm start');
     expect(readme).toContain('npm test');
     const scripts = Object.keys(JSON.parse(readFileSync('package.json', 'utf8')).scripts);
-    for (const [, script] of readme.matchAll(/npm run ([a-z:-]+)/g))
+    for (const [, script] of readme.matchAll(/npm run ([a-z0-9:-]+)/g))
       expect(scripts, script).toContain(script);
     expect(readFileSync('.ci/run', 'utf8')).toContain('npm test');
   });

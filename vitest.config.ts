@@ -8,6 +8,7 @@ export default defineConfig({
       'prometheus/**/*.test.ts',
       'alertmanager/**/*.test.ts',
       'grafana/**/*.test.ts',
+      'deploy/**/*.test.ts',
       '*.test.ts',
     ],
     testTimeout: 30_000,

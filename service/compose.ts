@@ -7,6 +7,7 @@ import type { WeatherProvider } from './domain/weather.js';
 import { createDriftMonitor, followServingModel } from './drift/drift-monitor.js';
 import { createFeedbackService } from './feedback/feedback-service.js';
 import { startFlagService } from './flags/flag-service.js';
+import { flagStoreFor } from './flags/flag-store.js';
 import { createModelRegistry, type ModelPredictor } from './models/model-registry.js';
 import { loadOnnxModel } from './models/onnx-model.js';
 import { createReports, scheduleRetention } from './reports/reports.js';
@@ -136,7 +137,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
   closers.push(scheduleRetention(reports, { days: config.database.retentionDays, logger }));
 
   const rollout = createRolloutService({
-    flagsFile: config.flagsFile,
+    store: flagStoreFor(config.flagStore, logger),
     db: database.db,
     metrics,
     logger,

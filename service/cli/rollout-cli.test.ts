@@ -89,3 +89,44 @@ describe('npm run rollout', () => {
     expect(history[1]?.reason).toBe('canary looks healthy');
   });
 });
+
+describe('npm run rollout on Kubernetes (FLAGS_FEATUREFLAG, stand-in API server)', () => {
+  it('disables through the API and shows how the live FeatureFlag differs from Git, with both ways back', async () => {
+    const { startKubernetesApiStandIn } = await import('../test-support/kubernetes-api-stand-in.js');
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const file = repoWithFlags();
+    const api = await startKubernetesApiStandIn({
+      namespace: 'delay-prediction',
+      name: 'delay-prediction',
+      flags: JSON.parse(readFileSync(file, 'utf8')).flags,
+    });
+    try {
+      const run = (...args: string[]) =>
+        promisify(execFile)(process.execPath, ['--import', 'tsx', 'service/cli/rollout-cli.ts', ...args], {
+          encoding: 'utf8',
+          env: {
+            PATH: process.env.PATH ?? '',
+            FLAGS_FILE: file,
+            FLAGS_FEATUREFLAG: 'delay-prediction/delay-prediction',
+            KUBERNETES_API_URL: api.url,
+            KUBERNETES_TOKEN_FILE: join(tempDir(), 'absent-token'),
+          },
+        });
+      const before = JSON.parse((await run('status', '--json')).stdout);
+      expect(before.git).toMatchObject({ differs_from_git: false });
+      const disabled = await run('disable');
+      expect(disabled.stdout).toContain('-> 0%');
+      expect(parseFlagConfig(JSON.stringify({ flags: api.flags() })).mlPercentage).toBe(0);
+      expect(share(file)).toBeGreaterThan(0);
+      const after = JSON.parse((await run('status', '--json')).stdout);
+      expect(after).toMatchObject({
+        featureflag: 'featureflags/delay-prediction in namespace delay-prediction',
+        ml_percentage: 0,
+        git: { differs_from_git: true, reconcile: { restore_git: 'kubectl apply -k deploy/kubernetes' } },
+      });
+    } finally {
+      await api.close();
+    }
+  });
+});

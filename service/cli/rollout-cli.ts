@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseFlagConfig } from '../flags/flag-config.js';
+import { flagStoreFor } from '../flags/flag-store.js';
 import { currentModelVersion, nextStep } from '../flags/flag-writer.js';
 import { createRolloutService } from '../rollout/rollout-service.js';
 import { type Database, openDatabase } from '../storage/database.js';
@@ -25,7 +26,9 @@ const argument = process.argv.slice(2).filter((a) => !a.startsWith('--'))[1];
 const file = resolve(config.flagsFile);
 const logger = createLogger('warn');
 const database: Database | undefined = config.database.url ? await openDatabase(config.database) : undefined;
-const rollout = createRolloutService({ flagsFile: file, db: database?.db, logger });
+const store = flagStoreFor(config.flagStore, logger);
+const rollout = createRolloutService({ store, db: database?.db, logger });
+const live = async () => parseFlagConfig(await store.read());
 const who = (action: 'enable' | 'disable' | 'promote' | 'set-model' | 'canary', modelVersion?: string) => ({
   actor: `cli:${userInfo().username}`,
   action,
@@ -53,14 +56,36 @@ function gitDrift() {
   };
 }
 
-async function status() {
-  const rolloutState = parseFlagConfig(readFileSync(file, 'utf8'));
+/**
+ * On Kubernetes: whether the live FeatureFlag's flags differ from Git's flagd/flags.json (from which
+ * npm run k8s:generate writes the FeatureFlag), as a GitOps tool would report it, and how to reconcile.
+ */
+async function featureFlagDrift() {
+  const liveFlags = JSON.parse(await store.read()).flags;
+  const gitFlags = JSON.parse(readFileSync(file, 'utf8')).flags;
+  const differs = JSON.stringify(liveFlags) !== JSON.stringify(gitFlags);
   return {
-    file,
+    resource: store.where,
+    differs_from_git: differs,
+    reconcile: differs
+      ? {
+          keep_the_live_rollout: `write the live flags into ${file} (npm run rollout -- status --json shows them), then npm run k8s:generate and commit`,
+          restore_git: 'kubectl apply -k deploy/kubernetes',
+        }
+      : null,
+  };
+}
+
+async function status() {
+  const rolloutState = await live();
+  return {
+    ...(config.flagStore.kind === 'kubernetes'
+      ? { featureflag: store.where, live_flags: JSON.parse(await store.read()).flags }
+      : { file }),
     ml_percentage: rolloutState.mlPercentage,
     model_version: currentModelVersion(rolloutState),
     split: rolloutState.split,
-    git: gitDrift(),
+    git: config.flagStore.kind === 'kubernetes' ? await featureFlagDrift() : gitDrift(),
     recent_changes: await rollout.history(5),
     audit: database ? database.kind : 'not recorded (DATABASE_URL unset)',
   };
@@ -77,7 +102,7 @@ try {
     result = await rollout.setPercentage(percentage, who('enable'));
   } else if (command === 'disable') result = await rollout.setPercentage(0, who('disable'));
   else if (command === 'promote') {
-    const current = parseFlagConfig(readFileSync(file, 'utf8')).mlPercentage ?? 0;
+    const current = (await live()).mlPercentage ?? 0;
     const next = nextStep(current);
     if (next === null) fail(`already at ${current}%: nothing to promote to`);
     result = await rollout.setPercentage(next, who('promote'));
@@ -112,7 +137,7 @@ else if (result && typeof result === 'object' && 'next' in result) {
   const split = change.next.split?.map((s) => `${s.variant} ${s.weight}%`).join(', ');
   console.log(
     change.changed
-      ? `delay-model: ML ${change.previous.mlPercentage}% -> ${change.next.mlPercentage}% (${split}; ${file})`
+      ? `delay-model: ML ${change.previous.mlPercentage}% -> ${change.next.mlPercentage}% (${split}; ${store.where})`
       : `delay-model: unchanged, ML ${change.next.mlPercentage}% (${split})`,
   );
   const drift = gitDrift();

@@ -22,6 +22,20 @@ const configSchema = z.object({
   FLAGS_POLL_INTERVAL_MS: positiveInt.max(60_000).default(1000),
   FLAGD_HOST: optionalString,
   FLAGD_PORT: port.default(8015),
+  FLAGS_FEATUREFLAG: optionalString.pipe(
+    z
+      .string()
+      .regex(
+        /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/,
+        'namespace/name of a FeatureFlag',
+      )
+      .optional(),
+  ),
+  KUBERNETES_API_URL: optionalString.pipe(z.url().optional()),
+  KUBERNETES_SERVICE_HOST: optionalString,
+  KUBERNETES_SERVICE_PORT: port.default(443),
+  KUBERNETES_TOKEN_FILE: z.string().min(1).default('/var/run/secrets/kubernetes.io/serviceaccount/token'),
+  KUBERNETES_CA_FILE: z.string().min(1).default('/var/run/secrets/kubernetes.io/serviceaccount/ca.crt'),
   MODELS_DIR: z.string().min(1).default('models'),
   OPENWEATHER_API_KEY: optionalString,
   OPENWEATHER_BASE_URL: z.url().default('https://api.openweathermap.org'),
@@ -84,6 +98,17 @@ export interface Config {
     | { kind: 'flagd'; host: string; port: number; pollIntervalMs: number };
   /** The flag file the rollback webhook and the rollout CLI rewrite (in flagd mode, the file flagd serves). */
   flagsFile: string;
+  /** Where changes to the rollout are written: the flag file, or a FeatureFlag through the Kubernetes API. */
+  flagStore:
+    | { kind: 'file'; file: string }
+    | {
+        kind: 'kubernetes';
+        namespace: string;
+        name: string;
+        apiUrl: string;
+        tokenFile: string;
+        caFile: string;
+      };
   modelsDir: string;
   mlTimeoutMs: number;
   /** Optional automatic promotion along 10, 25, 50, 100 (off by default). */
@@ -158,6 +183,21 @@ export function loadConfig(
   if (c.AUTO_PROMOTE === 'true' && !c.PROMETHEUS_URL) {
     throw new ConfigError([{ variable: 'PROMETHEUS_URL', message: 'required when AUTO_PROMOTE=true' }]);
   }
+  const kubernetesApi =
+    c.KUBERNETES_API_URL ??
+    (c.KUBERNETES_SERVICE_HOST
+      ? `https://${c.KUBERNETES_SERVICE_HOST}:${c.KUBERNETES_SERVICE_PORT}`
+      : undefined);
+  if (c.FLAGS_FEATUREFLAG && !kubernetesApi) {
+    throw new ConfigError([
+      {
+        variable: 'FLAGS_FEATUREFLAG',
+        message:
+          'needs the Kubernetes API: inside a pod KUBERNETES_SERVICE_HOST, elsewhere KUBERNETES_API_URL',
+      },
+    ]);
+  }
+  const [featureFlagNamespace, featureFlagName] = (c.FLAGS_FEATUREFLAG ?? '/').split('/') as [string, string];
   return {
     port: c.PORT,
     host: c.HOST,
@@ -166,6 +206,17 @@ export function loadConfig(
       ? { kind: 'flagd', host: c.FLAGD_HOST, port: c.FLAGD_PORT, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS }
       : { kind: 'file', file: c.FLAGS_FILE, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS },
     flagsFile: c.FLAGS_FILE,
+    flagStore:
+      c.FLAGS_FEATUREFLAG && kubernetesApi
+        ? {
+            kind: 'kubernetes',
+            namespace: featureFlagNamespace,
+            name: featureFlagName,
+            apiUrl: kubernetesApi,
+            tokenFile: c.KUBERNETES_TOKEN_FILE,
+            caFile: c.KUBERNETES_CA_FILE,
+          }
+        : { kind: 'file', file: c.FLAGS_FILE },
     modelsDir: c.MODELS_DIR,
     mlTimeoutMs: c.ML_TIMEOUT_MS,
     autoPromote:

@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { FLAG_KEYS, HEURISTIC_VARIANT } from '../domain/flags.js';
 import { FlagConfigError, parseFlagConfig, type RolloutState } from './flag-config.js';
 
-interface FlagDocument {
+export interface FlagDocument {
   flags: Record<
     string,
     { variants: Record<string, string>; targeting?: Record<string, unknown>; defaultVariant: string }
@@ -50,35 +50,43 @@ export function currentModelVersion(rollout: RolloutState): string | null {
   );
 }
 
+/** A change to the flag document, given the rollout it holds now. */
+export type FlagEdit = (doc: FlagDocument, current: RolloutState) => void;
+
+/** Applies `edit` to a flag document's text, refusing any result that flagd or this service would refuse. */
+export function editFlagText(text: string, edit: FlagEdit) {
+  const previous = parseFlagConfig(text);
+  const doc = JSON.parse(text) as FlagDocument;
+  edit(doc, previous);
+  const nextText = `${JSON.stringify(doc, null, 2)}\n`;
+  const next = parseFlagConfig(nextText);
+  const change: FlagChange = {
+    previous,
+    next,
+    changed: JSON.stringify(JSON.parse(text)) !== JSON.stringify(doc),
+  };
+  return { change, doc, nextText };
+}
+
 /**
  * Rewrites the flag file through `edit`, refusing any result that flagd or this service would refuse, and
  * replacing the file atomically (`replaceFile`), so a reader (flagd, the service's watcher) sees the old file
  * or the new one.
  */
-export function rewriteFlags(
-  file: string,
-  edit: (doc: FlagDocument, current: RolloutState) => void,
-  fallback?: FallbackBase,
-): FlagChange {
+export function rewriteFlags(file: string, edit: FlagEdit, fallback?: FallbackBase): FlagChange {
   let text: string;
-  let previous: RolloutState;
   let fileUnusable = false;
   try {
     text = readFileSync(file, 'utf8');
-    previous = parseFlagConfig(text);
+    parseFlagConfig(text);
   } catch (err) {
     const base = fallback?.text();
     if (!base) throw err;
     fallback?.onUse((err as Error).message);
     text = base;
-    previous = parseFlagConfig(base);
     fileUnusable = true;
   }
-  const doc = JSON.parse(text) as FlagDocument;
-  edit(doc, previous);
-  const nextText = `${JSON.stringify(doc, null, 2)}\n`;
-  const next = parseFlagConfig(nextText);
-  const change = { previous, next, changed: JSON.stringify(JSON.parse(text)) !== JSON.stringify(doc) };
+  const { change, nextText } = editFlagText(text, edit);
   // A broken file is written even when the configuration is unchanged: the other readers need a valid one.
   if (!change.changed && !fileUnusable) return change;
   try {
@@ -112,27 +120,27 @@ export function replaceFile(file: string, text: string) {
  * later enable serves the model listed first only.
  */
 export function setMlPercentage(file: string, percentage: number, fallback?: FallbackBase): FlagChange {
+  return rewriteFlags(file, mlPercentageEdit(percentage), fallback);
+}
+
+export function mlPercentageEdit(percentage: number): FlagEdit {
   if (!Number.isFinite(percentage) || percentage < 0 || percentage > 100) {
     throw new FlagConfigError(`the ML percentage must be between 0 and 100 (got ${percentage})`);
   }
-  return rewriteFlags(
-    file,
-    (doc, current) => {
-      const version = currentModelVersion(current);
-      if (!version) throw new FlagConfigError(`flag '${FLAG_KEYS.model}' declares no model variant`);
-      const serving = (current.split ?? []).filter((s) => s.variant !== HEURISTIC_VARIANT && s.weight > 0);
-      const total = serving.reduce((sum, s) => sum + s.weight, 0);
-      const shares: [string, number][] =
-        serving.length > 1 && percentage > 0
-          ? serving.map((s) => [s.variant, Math.floor((percentage * s.weight) / total)])
-          : [[version, percentage]];
-      const first = shares[0] as [string, number];
-      first[1] += percentage - shares.reduce((sum, s) => sum + s[1], 0);
-      const flag = doc.flags[FLAG_KEYS.model] as FlagDocument['flags'][string];
-      flag.targeting = { fractional: [...shares, [HEURISTIC_VARIANT, 100 - percentage]] };
-    },
-    fallback,
-  );
+  return (doc, current) => {
+    const version = currentModelVersion(current);
+    if (!version) throw new FlagConfigError(`flag '${FLAG_KEYS.model}' declares no model variant`);
+    const serving = (current.split ?? []).filter((s) => s.variant !== HEURISTIC_VARIANT && s.weight > 0);
+    const total = serving.reduce((sum, s) => sum + s.weight, 0);
+    const shares: [string, number][] =
+      serving.length > 1 && percentage > 0
+        ? serving.map((s) => [s.variant, Math.floor((percentage * s.weight) / total)])
+        : [[version, percentage]];
+    const first = shares[0] as [string, number];
+    first[1] += percentage - shares.reduce((sum, s) => sum + s[1], 0);
+    const flag = doc.flags[FLAG_KEYS.model] as FlagDocument['flags'][string];
+    flag.targeting = { fractional: [...shares, [HEURISTIC_VARIANT, 100 - percentage]] };
+  };
 }
 
 /**
@@ -140,12 +148,16 @@ export function setMlPercentage(file: string, percentage: number, fallback?: Fal
  * the heuristic arm and the total ML share stay as they are. `set-model` later makes it the only model.
  */
 export function addCanary(file: string, version: string, percentage: number): FlagChange {
+  return rewriteFlags(file, canaryEdit(version, percentage));
+}
+
+export function canaryEdit(version: string, percentage: number): FlagEdit {
   if (!Number.isInteger(percentage) || percentage < 1 || percentage > 100) {
     throw new FlagConfigError(
       `the canary percentage must be a whole number from 1 to 100 (got ${percentage})`,
     );
   }
-  return rewriteFlags(file, (doc, current) => {
+  return (doc, current) => {
     const champion = currentModelVersion(current);
     if (version === HEURISTIC_VARIANT) throw new FlagConfigError('the heuristic cannot be a canary');
     if (!champion || champion === version) {
@@ -179,12 +191,16 @@ export function addCanary(file: string, version: string, percentage: number): Fl
         [HEURISTIC_VARIANT, weightOf(HEURISTIC_VARIANT)],
       ],
     };
-  });
+  };
 }
 
 /** Serves `version` in place of the current model, at the same percentage. */
 export function setModelVersion(file: string, version: string): FlagChange {
-  return rewriteFlags(file, (doc, current) => {
+  return rewriteFlags(file, modelVersionEdit(version));
+}
+
+export function modelVersionEdit(version: string): FlagEdit {
+  return (doc, current) => {
     const percentage = current.mlPercentage ?? 0;
     const flag = doc.flags[FLAG_KEYS.model] as FlagDocument['flags'][string];
     flag.variants = { [HEURISTIC_VARIANT]: HEURISTIC_VARIANT, [version]: version };
@@ -195,7 +211,7 @@ export function setModelVersion(file: string, version: string): FlagChange {
         [HEURISTIC_VARIANT, 100 - percentage],
       ],
     };
-  });
+  };
 }
 
 /** The rollout steps `promote` walks through. */

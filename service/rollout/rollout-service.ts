@@ -1,17 +1,20 @@
 import { desc } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import lockfile from 'proper-lockfile';
 import { flagChanges } from '../../db/schema.js';
 import { FLAG_KEYS } from '../domain/flags.js';
 import type { FlagService } from '../flags/flag-service.js';
+import { type FlagStore, fileFlagStore } from '../flags/flag-store.js';
 import {
-  addCanary,
+  canaryEdit,
   currentModelVersion,
+  type FallbackBase,
   type FlagChange,
+  type FlagEdit,
   FlagNotWrittenError,
-  setMlPercentage,
-  setModelVersion,
+  mlPercentageEdit,
+  modelVersionEdit,
 } from '../flags/flag-writer.js';
+import { FlagStoreError } from '../flags/kubernetes-flag-store.js';
 import type { Db } from '../storage/database.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 
@@ -39,11 +42,14 @@ export interface AlertOutcome {
   outcome: 'rolled_back' | 'already_rolled_back' | 'ignored';
 }
 
-/** A rollback alert whose change this process applied to itself alone: the flag file could not be written. */
+/**
+ * A rollback alert whose change was not written: applied to this process alone (FlagNotWrittenError: the flag
+ * file could not be written), or not at all (FlagStoreError: the Kubernetes API refused it).
+ */
 export class RollbackNotWrittenError extends Error {
   constructor(
     readonly alertname: string,
-    override readonly cause: FlagNotWrittenError,
+    override readonly cause: FlagNotWrittenError | FlagStoreError,
   ) {
     super(cause.message, { cause });
     this.name = 'RollbackNotWrittenError';
@@ -57,12 +63,15 @@ export class RollbackNotWrittenError extends Error {
  */
 export function createRolloutService({
   flagsFile,
+  store: givenStore,
   db,
   metrics,
   logger,
   routing,
 }: {
-  flagsFile: string;
+  /** The flag file changes are written to, when no other `store` is given. */
+  flagsFile?: string;
+  store?: FlagStore;
   db?: Db;
   metrics?: ServiceMetrics;
   logger: Logger;
@@ -73,6 +82,7 @@ export function createRolloutService({
   routing?: Pick<FlagService, 'acceptedText' | 'routeHere'>;
 }) {
   const log = logger.child({ component: 'rollout' });
+  const store = givenStore ?? fileFlagStore(flagsFile ?? 'flagd/flags.json', log);
   let queue: Promise<unknown> = Promise.resolve();
   const serialized = <T>(work: () => Promise<T>): Promise<T> => {
     const run = queue.then(work, work);
@@ -108,29 +118,10 @@ export function createRolloutService({
     });
   }
 
-  /**
-   * Holds `<flags file>.lock` across read, write and audit, so the replicas and tools sharing the file make one
-   * change of two simultaneous requests: the second reads what the first wrote. A folder that cannot hold the
-   * lock (read-only) or a holder that keeps it past the wait goes on without it: a rollback must not wait.
-   */
-  async function lockFlagsFile(): Promise<() => Promise<void>> {
-    try {
-      return await lockfile.lock(flagsFile, {
-        realpath: false,
-        stale: 10_000,
-        retries: { retries: 40, factor: 1.3, minTimeout: 10, maxTimeout: 250 },
-      });
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'flag file lock not taken; changing the file without it');
-      return async () => {};
-    }
-  }
-
-  const apply = (who: Actor, edit: () => FlagChange) =>
+  const apply = (who: Actor, edit: FlagEdit, fallback?: FallbackBase) =>
     serialized(async () => {
-      const release = await lockFlagsFile();
       try {
-        const change = edit();
+        const change = await store.change(edit, fallback);
         if (change.changed) await audit(change, who);
         return change;
       } catch (err) {
@@ -142,29 +133,26 @@ export function createRolloutService({
           });
         }
         throw err;
-      } finally {
-        await release().catch(() => undefined);
       }
     });
 
-  const setPercentage = (percentage: number, who: Actor) =>
-    apply(who, () =>
-      setMlPercentage(
-        flagsFile,
-        percentage,
-        // A rollback never depends on the file being valid; a person's change does (they fix the file first).
-        who.action === 'rollback' && routing
-          ? {
-              text: () => routing.acceptedText(),
-              onUse: (reason) =>
-                log.warn(
-                  { err: reason, actor: who.actor },
-                  'flag file unreadable or invalid: rolling back from the last configuration the service accepted',
-                ),
-              routeHere: (text, reason) => routing.routeHere(text, reason),
-            }
-          : undefined,
-      ),
+  // async: an invalid argument is a rejected promise, like every other refusal.
+  const setPercentage = async (percentage: number, who: Actor) =>
+    apply(
+      who,
+      mlPercentageEdit(percentage),
+      // A rollback never depends on the file being valid; a person's change does (they fix the file first).
+      who.action === 'rollback' && routing
+        ? {
+            text: () => routing.acceptedText(),
+            onUse: (reason) =>
+              log.warn(
+                { err: reason, actor: who.actor },
+                'flag file unreadable or invalid: rolling back from the last configuration the service accepted',
+              ),
+            routeHere: (text, reason) => routing.routeHere(text, reason),
+          }
+        : undefined,
     );
 
   return {
@@ -196,9 +184,15 @@ export function createRolloutService({
               reason: `${alert.labels.signal ?? 'unknown'} signal: ${alert.annotations?.summary ?? alertname}`,
             });
           } catch (err) {
-            if (!(err instanceof FlagNotWrittenError)) throw err;
-            metrics?.webhookAlerts.add(1, { outcome: 'rolled_back_here_only' });
-            throw new RollbackNotWrittenError(alertname, err);
+            if (err instanceof FlagNotWrittenError) {
+              metrics?.webhookAlerts.add(1, { outcome: 'rolled_back_here_only' });
+              throw new RollbackNotWrittenError(alertname, err);
+            }
+            if (err instanceof FlagStoreError) {
+              metrics?.webhookAlerts.add(1, { outcome: 'failed' });
+              throw new RollbackNotWrittenError(alertname, err);
+            }
+            throw err;
           }
           outcome = change.changed ? 'rolled_back' : 'already_rolled_back';
           percentage = change.next.mlPercentage;
@@ -209,9 +203,9 @@ export function createRolloutService({
       }
       return { results, ml_percentage: percentage };
     },
-    setModel: (version: string, who: Actor) => apply(who, () => setModelVersion(flagsFile, version)),
-    canary: (version: string, percentage: number, who: Actor) =>
-      apply(who, () => addCanary(flagsFile, version, percentage)),
+    setModel: async (version: string, who: Actor) => apply(who, modelVersionEdit(version)),
+    canary: async (version: string, percentage: number, who: Actor) =>
+      apply(who, canaryEdit(version, percentage)),
     history: (limit = 20) =>
       db
         ? db.select().from(flagChanges).orderBy(desc(flagChanges.at), desc(flagChanges.id)).limit(limit)

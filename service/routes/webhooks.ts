@@ -1,4 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
+import { FlagNotWrittenError } from '../flags/flag-writer.js';
 import { requireBearer } from '../http/bearer.js';
 import type { bodyLimit } from '../http/body-limit.js';
 import { jsonResponses, problemContent, type Reject, routeApp } from '../http/openapi.js';
@@ -69,13 +70,16 @@ export function webhookRoutes({ rollout, token, reject, bodyLimit }: WebhookRout
         return c.json(await rollout.rollbackOn(c.req.valid('json').alerts), 200);
       } catch (err) {
         if (!(err instanceof RollbackNotWrittenError)) throw err;
-        // A 5xx: Alertmanager sends the post again, and the next try writes once the file is mended.
+        // A 5xx: Alertmanager sends the post again, and the next try writes once the store is mended.
+        const here = err.cause instanceof FlagNotWrittenError;
         throw new ProblemError(
           {
             type: '/problems/rollback-not-written',
-            title: 'Rolled back in this process only',
+            title: here ? 'Rolled back in this process only' : 'Rollback not written',
             status: 503,
-            detail: `${err.alertname}: this process routes every booking to the heuristic, but ${err.message}; other processes reading the flag file still serve ML. Mend the flag file (docs/runbook.md#rollback-by-hand).`,
+            detail: here
+              ? `${err.alertname}: this process routes every booking to the heuristic, but ${err.message}; other processes reading the flag file still serve ML. Mend the flag file (docs/runbook.md#rollback-by-hand).`
+              : `${err.alertname}: ${err.message}; ML still serves. Alertmanager sends it again; roll back by hand (docs/runbook.md#rollback-by-hand).`,
           },
           'rollback_not_written',
         );

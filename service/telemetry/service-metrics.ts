@@ -31,6 +31,7 @@ export const WEBHOOK_OUTCOMES = [
   'rolled_back',
   'already_rolled_back',
   'rolled_back_here_only',
+  'failed',
   'ignored',
 ] as const;
 export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];

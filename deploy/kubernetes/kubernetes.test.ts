@@ -1,0 +1,185 @@
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  PrometheusRule,
+  ServiceMonitor,
+} from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { AlertmanagerConfig as AlertmanagerConfigV1alpha1 } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1alpha1';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments } from 'yaml';
+import { loadConfig } from '../../service/config/config.js';
+import { parseFlagConfig } from '../../service/flags/flag-config.js';
+import { presentOrSkip } from '../../service/test-support/availability.js';
+import { generatedFiles } from './generate.js';
+
+/* No cluster on these machines: the package is rendered with kubectl's kustomize and every object validated
+ * against the Kubernetes and Prometheus Operator schemas (kubernetes-models). */
+const hasKubectl = presentOrSkip(
+  spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0
+    ? null
+    : 'kubectl not found',
+);
+type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+} & Record<
+  string,
+  // biome-ignore lint/suspicious/noExplicitAny: rendered YAML, checked by the models
+  any
+>;
+const render = (dir: string): K8sObject[] => {
+  const run = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
+  expect(run.status, run.stderr).toBe(0);
+  return parseAllDocuments(run.stdout).map((d) => d.toJSON() as K8sObject);
+};
+// biome-ignore lint/suspicious/noExplicitAny: each model's constructor takes its own shape
+const MODELS: Record<string, new (o: any) => { validate(): void }> = {
+  'v1/Namespace': Namespace,
+  'v1/ServiceAccount': ServiceAccount,
+  'v1/Service': Service,
+  'v1/ConfigMap': ConfigMap,
+  'apps/v1/Deployment': Deployment,
+  'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
+  'rbac.authorization.k8s.io/v1/Role': Role,
+  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
+  'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
+  'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
+  'monitoring.coreos.com/v1alpha1/AlertmanagerConfig': AlertmanagerConfigV1alpha1,
+};
+
+describe('deploy/kubernetes', () => {
+  it('holds the generated objects exactly as npm run k8s:generate writes them now', () => {
+    for (const [name, text] of Object.entries(generatedFiles()))
+      expect(readFileSync(join('deploy/kubernetes/base/generated', name), 'utf8'), name).toBe(text);
+  });
+
+  describe.skipIf(!hasKubectl)('rendered (kubectl kustomize)', () => {
+    const objects = hasKubectl ? render('deploy/kubernetes') : [];
+    const one = (kind: string) => objects.find((o) => o.kind === kind) as K8sObject;
+
+    it('validates every object against its schema, in one namespace', () => {
+      const openFeature = objects.filter((o) => o.apiVersion === 'core.openfeature.dev/v1beta1');
+      for (const o of objects.filter((x) => !openFeature.includes(x))) {
+        const Model = MODELS[`${o.apiVersion}/${o.kind}`];
+        expect(Model, `${o.apiVersion} ${o.kind}`).toBeDefined();
+        expect(
+          () => new (Model as NonNullable<typeof Model>)(o).validate(),
+          `${o.kind} ${o.metadata.name}`,
+        ).not.toThrow();
+        if (o.kind !== 'Namespace') expect(o.metadata.namespace, o.kind).toBe('delay-prediction');
+      }
+      expect(openFeature.map((o) => o.kind).sort()).toEqual(['FeatureFlag', 'FeatureFlagSource']);
+      expect(() => render('deploy/kubernetes/overlays/example')).not.toThrow();
+    });
+
+    it('runs two or more replicas over nodes, probed, bounded, non-root, read-only, draining before the kill', () => {
+      const deployment = one('Deployment');
+      const pod = deployment.spec.template.spec;
+      const container = pod.containers[0];
+      expect(deployment.spec.replicas).toBeGreaterThanOrEqual(2);
+      expect(one('HorizontalPodAutoscaler').spec.minReplicas).toBeGreaterThanOrEqual(2);
+      expect(one('PodDisruptionBudget').spec.minAvailable).toBe(1);
+      expect(pod.topologySpreadConstraints[0].topologyKey).toBe('kubernetes.io/hostname');
+      expect(container.livenessProbe.httpGet.path).toBe('/healthz');
+      expect(container.readinessProbe.httpGet.path).toBe('/readyz');
+      const shutdownMs = Number(
+        container.env.find((e: { name: string }) => e.name === 'SHUTDOWN_TIMEOUT_MS').value,
+      );
+      expect(shutdownMs).toBe(loadConfig({}).shutdownTimeoutMs);
+      expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(shutdownMs);
+      expect(container.resources.requests).toBeDefined();
+      expect(container.resources.limits).toBeDefined();
+      expect(pod.securityContext.runAsNonRoot).toBe(true);
+      expect(container.securityContext.readOnlyRootFilesystem).toBe(true);
+      // Every variable the container sets is one the config module reads (or an input of another).
+      const env = Object.fromEntries(
+        container.env.map((e: { name: string; value?: string }) => [e.name, e.value ?? 'from-secret']),
+      );
+      for (const name of Object.keys(env).filter((n) => n !== 'POD_NAMESPACE'))
+        expect(readFileSync('service/config/config.ts', 'utf8'), name).toContain(`  ${name}:`);
+      expect(env).toMatchObject({ FLAGD_HOST: 'localhost', FLAGD_PORT: '8015' });
+      for (const secret of [
+        'ALERTMANAGER_WEBHOOK_TOKEN_FILE',
+        'FEEDBACK_TOKEN_FILE',
+        'PREDICTIONS_TOKEN_FILE',
+      ])
+        expect(env[secret]).toMatch(/^\/run\/secrets\//);
+      const ports = one('Service').spec.ports.map((p: { name: string }) => p.name);
+      expect(ports.sort()).toEqual(['http', 'metrics']);
+      expect(one('ServiceMonitor').spec.endpoints[0].port).toBe('metrics');
+    });
+
+    it('lets the service account get and patch its FeatureFlag only', () => {
+      const role = one('Role');
+      expect(role.rules).toEqual([
+        {
+          apiGroups: ['core.openfeature.dev'],
+          resources: ['featureflags'],
+          resourceNames: ['delay-prediction'],
+          verbs: ['get', 'patch'],
+        },
+      ]);
+      expect(one('Deployment').spec.template.spec.serviceAccountName).toBe(
+        one('ServiceAccount').metadata.name,
+      );
+    });
+
+    it('carries the rules, the dashboards and the flags of the repository, one source of truth each', () => {
+      const groups = ['prometheus/rules/recording.yml', 'prometheus/rules/alerts.yml'].flatMap(
+        (f) => parse(readFileSync(f, 'utf8')).groups,
+      );
+      expect(one('PrometheusRule').spec.groups).toEqual(groups);
+      const dashboards = objects.filter(
+        (o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard === '1',
+      );
+      const files = readdirSync('grafana/dashboards').filter((f) => f.endsWith('.json'));
+      expect(dashboards).toHaveLength(files.length);
+      for (const file of files) {
+        const map = dashboards.find((d) => d.data[file] !== undefined);
+        expect(JSON.parse(map?.data[file]), file).toEqual(
+          JSON.parse(readFileSync(`grafana/dashboards/${file}`, 'utf8')),
+        );
+      }
+      const flag = one('FeatureFlag');
+      // The FeatureFlag's flags are a flag document flagd and this service accept, the one in Git.
+      expect(() => parseFlagConfig(JSON.stringify({ flags: flag.spec.flagSpec.flags }))).not.toThrow();
+      expect(flag.spec.flagSpec.flags).toEqual(JSON.parse(readFileSync('flagd/flags.json', 'utf8')).flags);
+      const source = one('FeatureFlagSource');
+      expect(source.spec.sources).toEqual([{ source: flag.metadata.name, provider: 'kubernetes' }]);
+      const annotations = one('Deployment').spec.template.metadata.annotations;
+      expect(annotations).toMatchObject({
+        'openfeature.dev/enabled': 'true',
+        'openfeature.dev/featureflagsource': source.metadata.name,
+      });
+    });
+
+    it('routes rollback="true" alerts to the webhook at once, with its token', () => {
+      const config = one('AlertmanagerConfig');
+      const alertmanager = parse(readFileSync('alertmanager/alertmanager.yml', 'utf8'));
+      const rollback = alertmanager.route.routes.find(
+        (r: { receiver: string }) => r.receiver === 'rollback-webhook',
+      );
+      expect(config.spec.route.matchers).toEqual([{ name: 'rollback', value: 'true', matchType: '=' }]);
+      expect(config.spec.route.groupWait).toBe(rollback.group_wait);
+      const webhook = config.spec.receivers[0].webhookConfigs[0];
+      expect(webhook.url).toBe(
+        `http://${one('Service').metadata.name}.delay-prediction.svc/v1/webhooks/alertmanager`,
+      );
+      expect(webhook.httpConfig.authorization.credentials.key).toBe('webhook-token');
+      expect(webhook.maxAlerts).toBe(
+        alertmanager.receivers.find((r: { name: string }) => r.name === 'rollback-webhook').webhook_configs[0]
+          .max_alerts,
+      );
+    });
+  });
+});
