@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseFlagConfig } from '../flags/flag-config.js';
 import type { FlagStatus } from '../flags/flag-service.js';
 import { flagServiceOn, silentLogger } from '../test-support/harness.js';
-import { createAutoPromoter, LIMITS, PROMOTION_CHECKS } from './auto-promoter.js';
+import { type AutoPromoterOptions, createAutoPromoter, LIMITS, PROMOTION_CHECKS } from './auto-promoter.js';
 import { createRolloutService } from './rollout-service.js';
 
 /** A stand-in for Prometheus' query API answering each promotion query with a chosen value (or nothing). */
@@ -34,7 +34,7 @@ afterAll(() => new Promise<void>((r) => server.close(() => r())));
 const healthy = { samples: '500', mae: '1.7', fallbackRatio: '0.01', latencyP95: '0.004' };
 const DAY = 86_400_000;
 
-async function promoterAt(mlWeight: number, ageMs: number) {
+async function promoterAt(mlWeight: number, ageMs: number, options: Partial<AutoPromoterOptions> = {}) {
   const { file, flags } = await flagServiceOn({ mlWeight });
   await flags.close();
   const rollout = createRolloutService({ flagsFile: file, logger: silentLogger });
@@ -49,6 +49,7 @@ async function promoterAt(mlWeight: number, ageMs: number) {
     logger: silentLogger,
     soakMs: DAY,
     minSamples: 200,
+    ...options,
   });
   return { promoter, file };
 }
@@ -111,18 +112,7 @@ describe('automatic promotion on several replicas', () => {
   it('acts only while this replica leads', async () => {
     answers = healthy;
     let leads = false;
-    const { file, flags } = await flagServiceOn({ mlWeight: 10 });
-    await flags.close();
-    const follower = createAutoPromoter({
-      prometheusUrl: url,
-      rollout: createRolloutService({ flagsFile: file, logger: silentLogger }),
-      flagStatus: () => ({
-        ...flags.status(),
-        last_changed_at: new Date(Date.now() - 2 * DAY).toISOString(),
-      }),
-      logger: silentLogger,
-      soakMs: DAY,
-      minSamples: 200,
+    const { promoter: follower, file } = await promoterAt(10, 2 * DAY, {
       leadership: { isLeader: async () => leads },
     });
     expect(await follower.check()).toEqual({
