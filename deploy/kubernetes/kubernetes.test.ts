@@ -14,13 +14,15 @@ import { Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v
 import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
+import { z } from 'zod';
 import { loadConfig } from '../../service/config/config.js';
 import { parseFlagConfig } from '../../service/flags/flag-config.js';
 import { presentOrSkip } from '../../service/test-support/availability.js';
 import { generatedFiles } from './generate.js';
 
 /* No cluster on these machines: the package is rendered with kubectl's kustomize and every object validated
- * against the Kubernetes and Prometheus Operator schemas (kubernetes-models). */
+ * against the Kubernetes and Prometheus Operator schemas (kubernetes-models), and the OpenFeature Operator's
+ * resources against its published CRD reference. */
 const hasKubectl = presentOrSkip(
   spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0
     ? null
@@ -57,6 +59,63 @@ const MODELS: Record<string, new (o: any) => { validate(): void }> = {
   'monitoring.coreos.com/v1alpha1/AlertmanagerConfig': AlertmanagerConfigV1alpha1,
 };
 
+/*
+ * The OpenFeature Operator's core.openfeature.dev/v1beta1 resources as its published CRD reference describes
+ * them (no package carries their models): required fields, types and enums, unknown fields refused.
+ */
+const metadata = z.object({ name: z.string().min(1), namespace: z.string().optional() }).passthrough();
+const OPEN_FEATURE = {
+  FeatureFlag: z
+    .object({
+      apiVersion: z.literal('core.openfeature.dev/v1beta1'),
+      kind: z.literal('FeatureFlag'),
+      metadata,
+      spec: z
+        .object({
+          flagSpec: z
+            .object({
+              flags: z.record(
+                z.string(),
+                z
+                  .object({
+                    state: z.enum(['ENABLED', 'DISABLED']),
+                    variants: z.record(z.string(), z.unknown()),
+                    defaultVariant: z.string(),
+                    targeting: z.record(z.string(), z.unknown()).optional(),
+                  })
+                  .strict(),
+              ),
+              $evaluators: z.record(z.string(), z.unknown()).optional(),
+            })
+            .strict(),
+        })
+        .strict(),
+    })
+    .strict(),
+  FeatureFlagSource: z
+    .object({
+      apiVersion: z.literal('core.openfeature.dev/v1beta1'),
+      kind: z.literal('FeatureFlagSource'),
+      metadata,
+      spec: z
+        .object({
+          sources: z
+            .array(
+              z
+                .object({
+                  source: z.string().min(1),
+                  provider: z.enum(['kubernetes', 'filepath', 'http', 'grpc', 'flagd-proxy']),
+                })
+                .strict(),
+            )
+            .min(1),
+          port: z.number().int().min(1).max(65_535).optional(),
+        })
+        .strict(),
+    })
+    .strict(),
+};
+
 describe('deploy/kubernetes', () => {
   it('holds the generated objects exactly as npm run k8s:generate writes them now', () => {
     for (const [name, text] of Object.entries(generatedFiles()))
@@ -79,6 +138,11 @@ describe('deploy/kubernetes', () => {
         if (o.kind !== 'Namespace') expect(o.metadata.namespace, o.kind).toBe('delay-prediction');
       }
       expect(openFeature.map((o) => o.kind).sort()).toEqual(['FeatureFlag', 'FeatureFlagSource']);
+      for (const o of openFeature) {
+        const checked = OPEN_FEATURE[o.kind as keyof typeof OPEN_FEATURE].safeParse(o);
+        expect(checked.success, `${o.kind}: ${checked.error?.message}`).toBe(true);
+        expect(o.metadata.namespace, o.kind).toBe('delay-prediction');
+      }
       expect(() => render('deploy/kubernetes/overlays/example')).not.toThrow();
     });
 
