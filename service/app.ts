@@ -9,6 +9,7 @@ import type { FlagService } from './flags/flag-service.js';
 import { bodyLimit } from './http/body-limit.js';
 import { createReject } from './http/openapi.js';
 import { ProblemError } from './http/problem.js';
+import { routeTelemetry } from './http/route-telemetry.js';
 import type { ModelRegistry } from './models/model-registry.js';
 import { createPredictionService, MlUnavailableError } from './predictions/prediction-service.js';
 import type { Reports } from './reports/reports.js';
@@ -53,6 +54,7 @@ export function createApp(deps: AppDeps) {
   const { flags, models, metrics, logger, limits } = deps;
   const reject = createReject(metrics);
   const app = new OpenAPIHono();
+  app.use('*', routeTelemetry);
 
   app.use('/v1/*', async (c, next) => {
     if (c.req.method !== 'POST') return next();

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ afterEach(async () => {
 
 describe('the service as a process', () => {
   it('starts on embedded defaults, predicts, exposes metrics, and exits 0 on SIGTERM', async () => {
-    const service = await start();
+    const service = await start({ DEPLOYMENT_ENVIRONMENT: 'staging' });
     await waitForReady(service);
     const res = await fetch(`http://127.0.0.1:${service.port}/v1/predictions`, {
       method: 'POST',
@@ -32,8 +33,16 @@ describe('the service as a process', () => {
     expect(await res.json()).toMatchObject({ booking_id: 'bk-1', weather: { source: 'default' } });
     const metrics = await (await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`)).text();
     expect(metrics).toMatch(/delay_predictions_total\{[^}]*endpoint="single"[^}]*\} 1/);
-    expect(metrics).toContain('http_server_request_duration_count');
+    // The route Hono matched, as the semantic conventions name it: requests per endpoint, never per URL.
+    expect(metrics).toMatch(
+      /http_server_request_duration_count\{[^}]*http_route="\/v1\/predictions"[^}]*\} 1/,
+    );
     expect(metrics).toMatch(/delay_features_baseline_ratio\{feature="distance_km"/);
+    // The resource tells releases and replicas apart.
+    const version = JSON.parse(readFileSync('package.json', 'utf8')).version;
+    expect(metrics).toMatch(new RegExp(`target_info\\{[^}]*service_version="${version}"`));
+    expect(metrics).toMatch(/target_info\{[^}]*service_instance_id="[0-9a-f-]{36}"/);
+    expect(metrics).toMatch(/target_info\{[^}]*deployment_environment_name="staging"/);
     expect(metrics).toMatch(/delay_rollout_ml_percentage\{[^}]*\} 10/);
     const lint = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
     if (lint.error && process.env.CI !== 'true')

@@ -16,6 +16,7 @@ const telemetry = await startTelemetry({
   host: config.host,
   otlpEndpoint: config.otlpEndpoint,
   traceSampleRatio: config.traceSampleRatio,
+  deploymentEnvironment: config.deploymentEnvironment,
 });
 const { runServer } = await import('./server.js');
 await runServer(config, telemetry);

@@ -32,6 +32,7 @@ const configSchema = z.object({
       .optional(),
   ),
   KUBERNETES_API_URL: optionalString.pipe(z.url().optional()),
+  DEPLOYMENT_ENVIRONMENT: optionalString,
   KUBERNETES_SERVICE_HOST: optionalString,
   KUBERNETES_SERVICE_PORT: port.default(443),
   KUBERNETES_TOKEN_FILE: z.string().min(1).default('/var/run/secrets/kubernetes.io/serviceaccount/token'),
@@ -128,6 +129,8 @@ export interface Config {
   bodyLimitBytes: number;
   batchMaxBookings: number;
   metricsPort: number;
+  /** The OpenTelemetry resource's deployment.environment.name (production, staging); unset: not sent. */
+  deploymentEnvironment: string | undefined;
   /** OTLP/HTTP collector root (traces go to /v1/traces); unset: spans are not exported. */
   otlpEndpoint: string | undefined;
   /** Share of traces started here that are recorded and exported; a caller's sampled trace is always followed. */
@@ -206,6 +209,7 @@ export function loadConfig(
       ? { kind: 'flagd', host: c.FLAGD_HOST, port: c.FLAGD_PORT, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS }
       : { kind: 'file', file: c.FLAGS_FILE, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS },
     flagsFile: c.FLAGS_FILE,
+    deploymentEnvironment: c.DEPLOYMENT_ENVIRONMENT,
     flagStore:
       c.FLAGS_FEATUREFLAG && kubernetesApi
         ? {

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { register } from 'node:module';
 import { metrics, trace } from '@opentelemetry/api';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
@@ -13,8 +15,12 @@ import {
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
 } from '@opentelemetry/sdk-trace-base';
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions';
 
 export const INSTRUMENTATION_SCOPE = 'delay-prediction-service';
+const SERVICE_VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
@@ -31,18 +37,26 @@ export async function startTelemetry({
   host,
   otlpEndpoint,
   traceSampleRatio,
+  deploymentEnvironment,
 }: {
   metricsPort: number;
   host: string;
   otlpEndpoint: string | undefined;
   traceSampleRatio: number;
+  deploymentEnvironment?: string | undefined;
 }) {
   // ESM modules are patched through import-in-the-middle's loader hook; CommonJS through require hooks.
   register('@opentelemetry/instrumentation/hook.mjs', import.meta.url);
   const prometheus = new PrometheusExporter({ port: metricsPort, host, preventServerStart: true });
   await prometheus.startServer();
   const sdk = new NodeSDK({
-    resource: resourceFromAttributes({ 'service.name': 'delay-prediction' }),
+    // Replicas and releases told apart: the package's version, one id per process, the deployment's name.
+    resource: resourceFromAttributes({
+      [ATTR_SERVICE_NAME]: 'delay-prediction',
+      [ATTR_SERVICE_VERSION]: SERVICE_VERSION,
+      'service.instance.id': randomUUID(),
+      ...(deploymentEnvironment ? { 'deployment.environment.name': deploymentEnvironment } : {}),
+    }),
     metricReader: prometheus,
     // Nothing to export to: spans are not recorded, and still carry real ids for logs and stored predictions.
     sampler: otlpEndpoint

@@ -44,7 +44,10 @@ describe('trace export', () => {
     expect(new Set(inference.map((s) => s.traceId)).size).toBe(5);
     for (const { traceId } of inference) {
       const names = spans.filter((s) => s.traceId === traceId).map((s) => s.name);
-      expect(names).toEqual(expect.arrayContaining(['POST', 'feature_flag.evaluation delay-model']));
+      // The server span is named by the route Hono matched (semantic conventions), not the method alone.
+      expect(names).toEqual(
+        expect.arrayContaining(['POST /v1/predictions', 'feature_flag.evaluation delay-model']),
+      );
     }
   });
 
@@ -59,6 +62,8 @@ describe('trace export', () => {
     const spans = await spansAfterStop();
     expect(spans.length).toBeGreaterThan(0);
     expect(spans.every((s) => s.traceId === followed)).toBe(true);
-    expect(spans.map((s) => s.name)).toEqual(expect.arrayContaining(['POST', 'model.inference']));
+    expect(spans.map((s) => s.name)).toEqual(
+      expect.arrayContaining(['POST /v1/predictions', 'model.inference']),
+    );
   });
 });
