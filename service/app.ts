@@ -7,7 +7,7 @@ import type { DriftMonitor } from './drift/drift-monitor.js';
 import type { FeedbackService } from './feedback/feedback-service.js';
 import type { FlagService } from './flags/flag-service.js';
 import { bodyLimit } from './http/body-limit.js';
-import { createReject } from './http/openapi.js';
+import { createReject, SECURITY_SCHEMES } from './http/openapi.js';
 import { ProblemError } from './http/problem.js';
 import { routeTelemetry } from './http/route-telemetry.js';
 import type { ModelRegistry } from './models/model-registry.js';
@@ -122,6 +122,8 @@ export function createApp(deps: AppDeps) {
   }
   app.route('/', healthRoutes({ flags, models, reject }));
 
+  for (const [name, scheme] of Object.entries(SECURITY_SCHEMES))
+    app.openAPIRegistry.registerComponent('securitySchemes', name, scheme);
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: { title: 'Delay prediction service', version: '1.0.0' },

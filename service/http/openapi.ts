@@ -37,11 +37,25 @@ export const problemResponses = {
   503: { description: 'Not ready, or ML failed with ml-fallback-on-error off', content: problemContent },
 };
 
-/** A 200 JSON answer of `schema`, with the problems every route may answer. */
+/** A 200 JSON answer of `schema`, with the problems every route with a body may answer. */
 export const jsonResponses = (schema: z.ZodType, description: string) => ({
   200: { description, content: { 'application/json': { schema } } },
   ...problemResponses,
 });
+
+/** A 200 JSON answer of a GET: no body, so neither 413 nor 415. */
+export const getResponses = (schema: z.ZodType, description: string) => ({
+  200: { description, content: { 'application/json': { schema } } },
+  400: { description: 'Invalid query parameters', content: problemContent },
+  503: { description: 'The database does not answer', content: problemContent },
+});
+
+/** Bearer schemes of the OpenAPI document: the endpoints taking a token name one (docs/api.md). */
+export const SECURITY_SCHEMES = {
+  predictionsToken: { type: 'http', scheme: 'bearer', description: 'PREDICTIONS_TOKEN, when set' },
+  feedbackToken: { type: 'http', scheme: 'bearer', description: 'FEEDBACK_TOKEN, when set' },
+  webhookToken: { type: 'http', scheme: 'bearer', description: 'ALERTMANAGER_WEBHOOK_TOKEN' },
+} as const;
 
 /** Requires `token` on `paths` of `app` when it is set; returns the 401 their OpenAPI responses document. */
 export function guarded(app: RouteApp, paths: string[], token: string | undefined, variable: string) {
@@ -53,3 +67,9 @@ export function guarded(app: RouteApp, paths: string[], token: string | undefine
     },
   };
 }
+
+/** A token the endpoint requires only when its variable is set: the empty requirement is the open case. */
+export const optionalBearer = (scheme: keyof typeof SECURITY_SCHEMES): Record<string, string[]>[] => [
+  {},
+  { [scheme]: [] },
+];

@@ -1,6 +1,13 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { FeedbackService } from '../feedback/feedback-service.js';
-import { guarded, jsonResponses, problemContent, type Reject, routeApp } from '../http/openapi.js';
+import {
+  guarded,
+  jsonResponses,
+  optionalBearer,
+  problemContent,
+  type Reject,
+  routeApp,
+} from '../http/openapi.js';
 import { ProblemError } from '../http/problem.js';
 import { FeedbackResultSchema, FeedbackSchema, feedbackBatchSchema } from '../predictions/schemas.js';
 
@@ -21,6 +28,9 @@ export function feedbackRoutes({ feedback, reject, batchMaxBookings, token }: Fe
     createRoute({
       method: 'post',
       path: '/v1/feedback',
+      operationId: 'submitFeedback',
+      tags: ['feedback'],
+      security: optionalBearer('feedbackToken'),
       summary:
         'The actual delay of a predicted booking (idempotent per booking; a new value corrects the old)',
       request: { body: { required: true, content: { 'application/json': { schema: FeedbackSchema } } } },
@@ -51,6 +61,9 @@ export function feedbackRoutes({ feedback, reject, batchMaxBookings, token }: Fe
     createRoute({
       method: 'post',
       path: '/v1/feedback/batch',
+      operationId: 'submitFeedbackBatch',
+      tags: ['feedback'],
+      security: optionalBearer('feedbackToken'),
       summary: `Up to ${batchMaxBookings} feedback items; each answered on its own (unknown_booking included)`,
       request: {
         body: {

@@ -35,6 +35,8 @@ export function healthRoutes({ flags, models, reject }: HealthRoutesOptions) {
     createRoute({
       method: 'get',
       path: '/healthz',
+      operationId: 'getLiveness',
+      tags: ['health'],
       summary: 'Liveness: the process answers',
       responses: {
         200: {
@@ -50,6 +52,8 @@ export function healthRoutes({ flags, models, reject }: HealthRoutesOptions) {
     createRoute({
       method: 'get',
       path: '/readyz',
+      operationId: 'getReadiness',
+      tags: ['health'],
       summary: 'Readiness: flags and the model registry are loaded',
       responses: {
         200: { description: 'Ready', content: { 'application/json': { schema: ReadySchema } } },
@@ -76,6 +80,8 @@ export function healthRoutes({ flags, models, reject }: HealthRoutesOptions) {
     createRoute({
       method: 'get',
       path: '/v1/flags/status',
+      operationId: 'getFlagStatus',
+      tags: ['health'],
       summary: 'The rollout as this instance sees it',
       responses: {
         200: {

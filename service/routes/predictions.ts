@@ -1,7 +1,7 @@
 import { createRoute, type z } from '@hono/zod-openapi';
 import { HEURISTIC_VARIANT } from '../domain/flags.js';
 import type { FlagService } from '../flags/flag-service.js';
-import { guarded, problemResponses, type Reject, routeApp } from '../http/openapi.js';
+import { guarded, optionalBearer, problemResponses, type Reject, routeApp } from '../http/openapi.js';
 import { ProblemError } from '../http/problem.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import type { Endpoint, PredictionService } from '../predictions/prediction-service.js';
@@ -74,6 +74,9 @@ export function predictionRoutes({
     createRoute({
       method: 'post',
       path: '/v1/predictions',
+      operationId: 'predictDelay',
+      tags: ['predictions'],
+      security: optionalBearer('predictionsToken'),
       summary: 'Predict the delay of one booking',
       request: { body: { required: true, content: { 'application/json': { schema: BookingSchema } } } },
       responses: {
@@ -93,6 +96,9 @@ export function predictionRoutes({
     createRoute({
       method: 'post',
       path: '/v1/predictions/batch',
+      operationId: 'predictDelays',
+      tags: ['predictions'],
+      security: optionalBearer('predictionsToken'),
       summary: `Predict up to ${batchMaxBookings} bookings, answered in the same order`,
       description: 'One invalid booking rejects the whole batch; the problem names its index.',
       request: {

@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { jsonResponses, type Reject, routeApp } from '../http/openapi.js';
+import { getResponses, type Reject, routeApp } from '../http/openapi.js';
 import type { Reports } from '../reports/reports.js';
 
 const report = z.record(z.string(), z.unknown());
@@ -12,10 +12,12 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
     createRoute({
       method: 'get',
       path: '/v1/ab-report',
+      operationId: 'getAbReport',
+      tags: ['reports'],
       summary:
         'ML vs heuristic per arm (n, MAE, RMSE, R²) and paired on the same bookings, with a 95% bootstrap interval',
       request: { query: z.object({ days: z.coerce.number().int().min(1).max(365).default(30) }) },
-      responses: jsonResponses(report, 'The comparison and its verdict'),
+      responses: getResponses(report, 'The comparison and its verdict'),
     }),
     async (c) => c.json(await reports.abReport({ days: c.req.valid('query').days }), 200),
   );
@@ -24,8 +26,10 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
     createRoute({
       method: 'get',
       path: '/v1/monitoring/summary',
+      operationId: 'getMonitoringSummary',
+      tags: ['reports'],
       summary: 'Last 24 hours: volumes, ML share, fallbacks, weather defaults, accuracy per arm',
-      responses: jsonResponses(report, 'Summary'),
+      responses: getResponses(report, 'Summary'),
     }),
     async (c) => c.json(await reports.summary(), 200),
   );
@@ -34,9 +38,11 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
     createRoute({
       method: 'get',
       path: '/v1/monitoring/daily',
+      operationId: 'getMonitoringDaily',
+      tags: ['reports'],
       summary: 'Per UTC day: predictions, ML share, feedback, MAE per source',
       request: { query: z.object({ days: z.coerce.number().int().min(1).max(90).default(7) }) },
-      responses: jsonResponses(z.object({ days: z.array(report) }), 'Newest day first'),
+      responses: getResponses(z.object({ days: z.array(report) }), 'Newest day first'),
     }),
     async (c) => c.json({ days: await reports.daily(c.req.valid('query').days) }, 200),
   );
@@ -45,9 +51,11 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
     createRoute({
       method: 'get',
       path: '/v1/monitoring/predictions',
+      operationId: 'getLatestPredictions',
+      tags: ['reports'],
       summary: 'The latest stored predictions, with their actual delay when known',
       request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }) },
-      responses: jsonResponses(z.object({ predictions: z.array(report) }), 'Newest first'),
+      responses: getResponses(z.object({ predictions: z.array(report) }), 'Newest first'),
     }),
     async (c) => c.json({ predictions: await reports.latest(c.req.valid('query').limit) }, 200),
   );
@@ -56,9 +64,11 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
     createRoute({
       method: 'get',
       path: '/v1/monitoring/anomalies',
+      operationId: 'getAnomalies',
+      tags: ['reports'],
       summary: 'Predictions of the last 7 days whose absolute error exceeds threshold_mae minutes',
       request: { query: z.object({ threshold_mae: z.coerce.number().min(0).max(1440).default(5) }) },
-      responses: jsonResponses(z.object({ anomalies: z.array(report) }), 'Newest first, 100 at most'),
+      responses: getResponses(z.object({ anomalies: z.array(report) }), 'Newest first, 100 at most'),
     }),
     async (c) => c.json({ anomalies: await reports.anomalies(c.req.valid('query').threshold_mae) }, 200),
   );

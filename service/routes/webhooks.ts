@@ -33,6 +33,9 @@ export function webhookRoutes({ rollout, token, reject, bodyLimit }: WebhookRout
     createRoute({
       method: 'post',
       path: WEBHOOK_PATH,
+      operationId: 'receiveAlertmanagerWebhook',
+      tags: ['webhooks'],
+      security: [{ webhookToken: [] }],
       summary:
         'Alertmanager webhook: firing alerts labelled rollback="true" set ML traffic to 0% (bearer token)',
       request: {
