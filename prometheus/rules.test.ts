@@ -57,6 +57,19 @@ describe('rules and their documents', () => {
     }
   });
 
+  it('evaluates the unit tests in file order, every group named', () => {
+    const groups = ['recording.yml', 'alerts.yml'].flatMap((f) =>
+      (parse(readFileSync(`prometheus/rules/${f}`, 'utf8')) as { groups: { name: string }[] }).groups.map(
+        (g) => g.name,
+      ),
+    );
+    const order = (file: string) => parse(readFileSync(file, 'utf8')).group_eval_order;
+    expect(order('prometheus/tests/alerts.test.yml')).toEqual(groups);
+    expect(order('prometheus/tests/recording.test.yml')).toEqual(
+      groups.filter((g) => g !== 'delay-prediction-alerts'),
+    );
+  });
+
   it('has a promtool test for every alert', () => {
     const tests = readFileSync('prometheus/tests/alerts.test.yml', 'utf8');
     for (const alert of alerts) expect(tests, alert.alert).toContain(`alertname: ${alert.alert}`);
