@@ -62,16 +62,12 @@ export class RollbackNotWrittenError extends Error {
  * serialized, so two alerts arriving together make one rollback and one no-op.
  */
 export function createRolloutService({
-  flagsFile,
-  store: givenStore,
   db,
   metrics,
   logger,
   routing,
-}: {
-  /** The flag file changes are written to, when no other `store` is given. */
-  flagsFile?: string;
-  store?: FlagStore;
+  ...target
+}: ({ store: FlagStore } | { flagsFile: string }) & {
   db?: Db;
   metrics?: ServiceMetrics;
   logger: Logger;
@@ -82,7 +78,8 @@ export function createRolloutService({
   routing?: Pick<FlagService, 'acceptedText' | 'routeHere'>;
 }) {
   const log = logger.child({ component: 'rollout' });
-  const store = givenStore ?? fileFlagStore(flagsFile ?? 'flagd/flags.json', log);
+  // Where changes go: the store given (a FeatureFlag on Kubernetes), or the flag file.
+  const store = 'store' in target ? target.store : fileFlagStore(target.flagsFile, log);
   let queue: Promise<unknown> = Promise.resolve();
   const serialized = <T>(work: () => Promise<T>): Promise<T> => {
     const run = queue.then(work, work);

@@ -110,7 +110,7 @@ export function createServiceMetrics(meter: Meter) {
       advice: { explicitBucketBoundaries: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000] },
     }),
     weatherLookups: meter.createCounter<{ outcome: WeatherLookupOutcome }>('delay.weather.lookups', {
-      description: 'Weather lookups by outcome: l1_hit, l2_hit, miss (fetched), stale, default',
+      description: `Weather lookups by outcome (miss: fetched): ${WEATHER_LOOKUP_OUTCOMES.join(', ')}`,
       unit: '{lookup}',
     }),
     weatherApiCalls: meter.createCounter('delay.weather.api_calls', {
@@ -125,8 +125,7 @@ export function createServiceMetrics(meter: Meter) {
     weatherCallsRefused: meter.createCounter<{ reason: WeatherRefusalReason }>(
       'delay.weather.calls_refused',
       {
-        description:
-          'Lookups that did not reach the API or gave up on it, by reason: budget, auth, rate_limited, circuit_open, lock_wait, timeout',
+        description: `Lookups that did not reach the API or gave up on it, by reason: ${WEATHER_REFUSAL_REASONS.join(', ')}`,
         unit: '{lookup}',
       },
     ),
@@ -162,7 +161,7 @@ export function createServiceMetrics(meter: Meter) {
       },
     ),
     feedbackEvents: meter.createCounter<{ outcome: FeedbackOutcome }>('delay.feedback.events', {
-      description: 'Feedback received, by outcome: recorded (first value), unchanged (repeat), corrected',
+      description: `Feedback received, by outcome: ${FEEDBACK_OUTCOMES.join(', ')}`,
       unit: '{feedback}',
     }),
     feedbackCount: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.feedback.scored', {
@@ -231,8 +230,7 @@ export function createServiceMetrics(meter: Meter) {
       unit: '{rollback}',
     }),
     webhookAlerts: meter.createCounter<{ outcome: WebhookOutcome }>('delay.webhook.alerts', {
-      description:
-        'Alerts received by the rollback webhook, by outcome: rolled_back, already_rolled_back, ignored',
+      description: `Alerts received by the rollback webhook, by outcome: ${WEBHOOK_OUTCOMES.join(', ')}`,
       unit: '{alert}',
     }),
     flagEvaluationErrors: meter.createCounter<{ flag: FlagKey }>('delay.flags.evaluation_errors', {
