@@ -81,6 +81,60 @@ describe('webhook token', () => {
   });
 });
 
+describe('database password file', () => {
+  it('puts the password of the file into DATABASE_URL, as postgres-js reads it back', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { default: postgres } = await import('postgres');
+    const { tempDir } = await import('../test-support/harness.js');
+    const file = join(tempDir(), 'postgres_password');
+    const password = 'p@ss:w/rd%41 é#?';
+    writeFileSync(file, `${password}\n`);
+    const url = loadConfig({
+      DATABASE_URL: 'postgres://delay@postgres:5432/delay',
+      DATABASE_PASSWORD_FILE: file,
+    }).database.url;
+    const sql = postgres(url as string);
+    expect(sql.options).toMatchObject({
+      pass: password,
+      user: 'delay',
+      host: ['postgres'],
+      database: 'delay',
+    });
+    await sql.end();
+    expect(loadConfig({ DATABASE_URL: 'postgres://delay:inline@postgres/delay' }).database.url).toBe(
+      'postgres://delay:inline@postgres/delay',
+    );
+  });
+
+  it('refuses a file without DATABASE_URL, a URL holding a password too, and an empty or missing file', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tempDir } = await import('../test-support/harness.js');
+    const file = join(tempDir(), 'postgres_password');
+    writeFileSync(file, 'secret\n');
+    expect(() => loadConfig({ DATABASE_PASSWORD_FILE: file })).toThrow(
+      /DATABASE_PASSWORD_FILE: needs DATABASE_URL/,
+    );
+    expect(() =>
+      loadConfig({ DATABASE_URL: 'postgres://delay:other@postgres/delay', DATABASE_PASSWORD_FILE: file }),
+    ).toThrow(/DATABASE_URL: holds a password/);
+    expect(() => loadConfig({ DATABASE_URL: 'not a url', DATABASE_PASSWORD_FILE: file })).toThrow(
+      /DATABASE_URL: is not a URL/,
+    );
+    writeFileSync(file, '\n');
+    expect(() =>
+      loadConfig({ DATABASE_URL: 'postgres://delay@postgres/delay', DATABASE_PASSWORD_FILE: file }),
+    ).toThrow(/DATABASE_PASSWORD_FILE: .* holds fewer than 1 characters/);
+    expect(() =>
+      loadConfig({
+        DATABASE_URL: 'postgres://delay@postgres/delay',
+        DATABASE_PASSWORD_FILE: '/nonexistent/pw',
+      }),
+    ).toThrow(/DATABASE_PASSWORD_FILE: cannot read \/nonexistent\/pw: ENOENT/);
+  });
+});
+
 describe('automatic promotion', () => {
   it('is off by default and needs a Prometheus when on', () => {
     expect(loadConfig({}).autoPromote).toBeNull();

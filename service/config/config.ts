@@ -50,6 +50,7 @@ const configSchema = z.object({
   WEATHER_API_TIMEOUT_MS: positiveInt.max(60_000).default(1000),
   WEATHER_AUTH_RETRY_S: positiveInt.max(7 * 86_400).default(3600),
   DATABASE_URL: optionalString,
+  DATABASE_PASSWORD_FILE: optionalString,
   DATA_DIR: z.string().min(1).default('data'),
   RETENTION_DAYS: positiveInt.max(3650).default(90),
   ALERTMANAGER_WEBHOOK_TOKEN: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
@@ -148,7 +149,7 @@ export class ConfigError extends Error {
 }
 
 /** A secret from a file (compose and Kubernetes secrets), trimmed; a missing or short file is a ConfigError. */
-function readSecret(variable: string, file: string | undefined): string | undefined {
+function readSecret(variable: string, file: string | undefined, minLength = 16): string | undefined {
   if (!file) return undefined;
   let value: string;
   try {
@@ -158,9 +159,30 @@ function readSecret(variable: string, file: string | undefined): string | undefi
       { variable, message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code}` },
     ]);
   }
-  if (value.length < 16)
-    throw new ConfigError([{ variable, message: `${file} holds fewer than 16 characters` }]);
+  if (value.length < minLength)
+    throw new ConfigError([{ variable, message: `${file} holds fewer than ${minLength} characters` }]);
   return value;
+}
+
+/**
+ * DATABASE_URL, with the password of DATABASE_PASSWORD_FILE when that is set: the database's own secret file
+ * (compose gives Postgres and the service the same one), so the password is in no environment.
+ */
+function databaseUrl(url: string | undefined, passwordFile: string | undefined): string | undefined {
+  if (!passwordFile) return url;
+  const problem = (variable: string, message: string) => new ConfigError([{ variable, message }]);
+  if (!url) throw problem('DATABASE_PASSWORD_FILE', 'needs DATABASE_URL, the address without its password');
+  let address: URL;
+  try {
+    address = new URL(url);
+  } catch {
+    throw problem('DATABASE_URL', 'is not a URL');
+  }
+  if (address.password)
+    throw problem('DATABASE_URL', 'holds a password and DATABASE_PASSWORD_FILE is set: keep one of them');
+  // postgres-js reads the password through decodeURIComponent: every character of the file survives.
+  address.password = encodeURIComponent(readSecret('DATABASE_PASSWORD_FILE', passwordFile, 1) as string);
+  return address.toString();
 }
 
 /** Builds the configuration; throws ConfigError naming every bad variable. */
@@ -238,7 +260,11 @@ export function loadConfig(
     feedbackToken: c.FEEDBACK_TOKEN ?? readSecret('FEEDBACK_TOKEN_FILE', c.FEEDBACK_TOKEN_FILE),
     predictionsToken: c.PREDICTIONS_TOKEN ?? readSecret('PREDICTIONS_TOKEN_FILE', c.PREDICTIONS_TOKEN_FILE),
     redisUrl: c.REDIS_URL,
-    database: { url: c.DATABASE_URL, dataDir: c.DATA_DIR, retentionDays: c.RETENTION_DAYS },
+    database: {
+      url: databaseUrl(c.DATABASE_URL, c.DATABASE_PASSWORD_FILE),
+      dataDir: c.DATA_DIR,
+      retentionDays: c.RETENTION_DAYS,
+    },
     weather: {
       apiKey: c.OPENWEATHER_API_KEY,
       baseUrl: c.OPENWEATHER_BASE_URL,
