@@ -68,7 +68,8 @@ export async function startService(env: Record<string, string> = {}): Promise<Se
   };
 }
 
-export async function waitForReady(service: ServiceProcess, timeoutMs = 15_000) {
+// A start compiles the TypeScript first (tsx): on a loaded machine that alone has taken 28 s.
+export async function waitForReady(service: ServiceProcess, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (service.child.exitCode !== null) throw new Error(`service exited early:\n${service.output()}`);
