@@ -67,10 +67,13 @@ export function pairedComparison(diffs: number[], resamples = 1000, seed = 1): P
     r(means[Math.ceil(0.975 * resamples) - 1] as number),
   ];
   const known = n >= MIN_PAIRS && (ci[1] < 0 || ci[0] > 0);
-  const needed = mean !== 0 ? Math.max(MIN_PAIRS, Math.ceil(((1.96 * sd) / Math.abs(mean)) ** 2)) : null;
+  // On the difference as reported: float noise around 0 (1e-16) would ask for some 1e31 pairs.
+  const reported = r(mean);
+  const needed =
+    reported !== 0 ? Math.max(MIN_PAIRS, Math.ceil(((1.96 * sd) / Math.abs(reported)) ** 2)) : null;
   return {
     n,
-    mean_difference: r(mean),
+    mean_difference: reported,
     ci95: ci,
     verdict: known ? (ci[1] < 0 ? 'ml_better' : 'ml_worse') : 'not_yet_known',
     pairs_needed: known ? null : needed,
