@@ -199,6 +199,7 @@ describe('the OpenAPI document', () => {
       delay_minutes: 1,
       interval_low: 0,
       interval_high: 2,
+      shadow_heuristic_delay: 1,
       weather_source: 'default',
       latency_ms: 1,
       actual_delay_minutes: null,

@@ -95,6 +95,9 @@ export const StoredPredictionSchema = z
     delay_minutes: z.number(),
     interval_low: z.number(),
     interval_high: z.number(),
+    shadow_heuristic_delay: z
+      .number()
+      .openapi({ description: "The heuristic's answer for the same booking, computed on every request" }),
     weather_source: z.enum(WEATHER_SOURCES),
     latency_ms: z.number(),
     actual_delay_minutes: z.number().nullable().openapi({ description: 'Null until feedback arrives' }),

@@ -165,8 +165,8 @@ export function createReports(db: Db) {
       return rows<StoredPrediction>(
         db,
         sql`select p.booking_id, ${PREDICTED_AT}, p.source, p.variant, p.model_version, p.fallback_reason,
-                   p.delay_minutes, p.interval_low, p.interval_high, p.weather_source, p.latency_ms,
-                   f.actual_delay_minutes as actual_delay_minutes
+                   p.delay_minutes, p.interval_low, p.interval_high, p.shadow_heuristic_delay,
+                   p.weather_source, p.latency_ms, f.actual_delay_minutes as actual_delay_minutes
             from predictions p left join feedback f on f.booking_id = p.booking_id
             order by p.predicted_at desc, p.id desc limit ${limit}`,
       );
