@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { z } from '@hono/zod-openapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshPostgres, postgresAvailable } from '../test-support/databases.js';
 import { booking, eventually, postJson, tempDir, testApp } from '../test-support/harness.js';
 import { testService } from '../test-support/service.js';
 
@@ -49,40 +50,29 @@ function validatorOf(doc: Document) {
   };
 }
 
+type Service = Awaited<ReturnType<typeof testService>>;
+
+/** The whole service, every route mounted (reports with a database, the webhook with a token), half on ML. */
+async function wholeService(env: { DATABASE_URL?: string } = {}) {
+  const service = await testService({
+    flags: { mlWeight: 50 },
+    env: { ALERTMANAGER_WEBHOOK_TOKEN: WEBHOOK_TOKEN, ...env },
+  });
+  await eventually(
+    () => service.models.ready(),
+    (ready) => ready,
+  );
+  return service;
+}
+
+const hasPostgres = await postgresAvailable();
+
 describe('the OpenAPI document', () => {
-  let service: Awaited<ReturnType<typeof testService>>;
+  let service: Service;
   let doc: Document;
   let schemaOf: ReturnType<typeof validatorOf>;
-  const answered = new Set<string>();
-
-  /** Sends a request to the whole service and checks its answer against the document; returns the body. */
-  async function call(path: string, init?: RequestInit) {
-    const res = await service.app.request(path, init);
-    const method = (init?.method ?? 'GET').toLowerCase();
-    const route = new URL(path, 'http://service').pathname;
-    const json = await res.json();
-    const result = schemaOf(method, route, res.status, res.headers.get('content-type') ?? '').safeParse(json);
-    expect(result.error?.issues, `${method} ${path} ${res.status}: ${JSON.stringify(json)}`).toBeUndefined();
-    answered.add(`${method} ${route}`);
-    return { status: res.status, json };
-  }
-  const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
-    call(path, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...headers },
-      body: JSON.stringify(body),
-    });
-
   beforeAll(async () => {
-    // The whole service, every route mounted (reports with a database, the webhook with a token), half on ML.
-    service = await testService({
-      flags: { mlWeight: 50 },
-      env: { ALERTMANAGER_WEBHOOK_TOKEN: WEBHOOK_TOKEN },
-    });
-    await eventually(
-      () => service.models.ready(),
-      (ready) => ready,
-    );
+    service = await wholeService();
     doc = (await (await service.app.request('/openapi.json')).json()) as Document;
     schemaOf = validatorOf(doc);
   });
@@ -96,7 +86,30 @@ describe('the OpenAPI document', () => {
     '/v1/monitoring/anomalies?threshold_mae=0',
   ];
 
-  it('describes every answer the service gives, field by field', async () => {
+  /**
+   * Calls every operation of `target` (reports empty, then with predictions of both arms and their feedback)
+   * and checks each answer against the document's schema for its status and media type.
+   */
+  async function answersMatchTheDocument(target: Service) {
+    const answered = new Set<string>();
+    const call = async (path: string, init?: RequestInit) => {
+      const res = await target.app.request(path, init);
+      const method = (init?.method ?? 'GET').toLowerCase();
+      const route = new URL(path, 'http://service').pathname;
+      const json = await res.json();
+      const schema = schemaOf(method, route, res.status, res.headers.get('content-type') ?? '');
+      const issues = schema.safeParse(json).error?.issues;
+      expect(issues, `${method} ${path} ${res.status}: ${JSON.stringify(json)}`).toBeUndefined();
+      answered.add(`${method} ${route}`);
+      return { status: res.status, json };
+    };
+    const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+      call(path, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(body),
+      });
+
     // Before any prediction: the reports' nulls.
     const empty = await Promise.all(reads.map((path) => call(path)));
     expect(empty.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
@@ -152,6 +165,20 @@ describe('the OpenAPI document', () => {
       Object.keys(methods).map((method) => `${method} ${path}`),
     );
     expect(operations.filter((op) => !answered.has(op))).toEqual([]);
+  }
+
+  it('describes every answer the service gives, field by field (PGlite)', () =>
+    answersMatchTheDocument(service));
+
+  it.skipIf(!hasPostgres)('describes every answer the service gives, field by field (Postgres)', async () => {
+    const postgres = await freshPostgres();
+    const onPostgres = await wholeService({ DATABASE_URL: postgres.url });
+    try {
+      await answersMatchTheDocument(onPostgres);
+    } finally {
+      await onPostgres.close();
+      await postgres.close();
+    }
   });
 
   it('describes the problem of a model missing with its fallback off', async () => {
@@ -214,7 +241,7 @@ describe('the OpenAPI document', () => {
   it("passes redocly's recommended rules, with no error and no warning", async () => {
     const file = join(tempDir('openapi-'), 'openapi.json');
     writeFileSync(file, JSON.stringify(doc));
-    // Async: a blocking spawn would stall the service this process runs. Redocly starts in a few seconds.
+    // Async: a blocking spawn would stall the service this process runs while redocly starts (a second or two).
     const { stdout } = await promisify(execFile)(
       process.execPath,
       ['node_modules/@redocly/cli/bin/cli.js', 'lint', file, '--config', 'redocly.yaml', '--format', 'json'],
