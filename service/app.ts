@@ -7,7 +7,7 @@ import type { DriftMonitor } from './drift/drift-monitor.js';
 import type { FeedbackService } from './feedback/feedback-service.js';
 import type { FlagService } from './flags/flag-service.js';
 import { bodyLimit } from './http/body-limit.js';
-import { createReject, SECURITY_SCHEMES } from './http/openapi.js';
+import { createReject, DOCUMENT, SECURITY_SCHEMES } from './http/openapi.js';
 import { ProblemError } from './http/problem.js';
 import { routeTelemetry } from './http/route-telemetry.js';
 import type { ModelRegistry } from './models/model-registry.js';
@@ -124,10 +124,7 @@ export function createApp(deps: AppDeps) {
 
   for (const [name, scheme] of Object.entries(SECURITY_SCHEMES))
     app.openAPIRegistry.registerComponent('securitySchemes', name, scheme);
-  app.doc31('/openapi.json', {
-    openapi: '3.1.0',
-    info: { title: 'Delay prediction service', version: '1.0.0' },
-  });
+  app.doc31('/openapi.json', DOCUMENT);
 
   app.notFound((c) => {
     const allowed = allowedMethods(app, c.req.path);

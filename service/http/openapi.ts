@@ -57,6 +57,29 @@ export const SECURITY_SCHEMES = {
   webhookToken: { type: 'http', scheme: 'bearer', description: 'ALERTMANAGER_WEBHOOK_TOKEN' },
 } as const;
 
+/** The security of an endpoint that takes no token: declared, so an unsecured operation is a choice. */
+export const PUBLIC: Record<string, string[]>[] = [];
+
+/** The document's head: `/` is the instance that serves it, wherever it is deployed. */
+export const DOCUMENT = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Delay prediction service',
+    version: '1.0.0',
+    description:
+      'Delay predictions for bookings, their feedback, the A/B report and monitoring (docs/api.md).',
+    license: { name: 'Proprietary', identifier: 'LicenseRef-Proprietary' },
+  },
+  servers: [{ url: '/', description: 'The instance serving this document' }],
+  tags: [
+    { name: 'feedback', description: 'Actual delays, scored against the first prediction of a booking' },
+    { name: 'health', description: 'Liveness, readiness and the rollout this instance serves' },
+    { name: 'predictions', description: 'Delay predictions, one booking or a batch' },
+    { name: 'reports', description: 'The A/B report and monitoring, read from the stored predictions' },
+    { name: 'webhooks', description: "Alertmanager's automatic rollback" },
+  ],
+};
+
 /** Requires `token` on `paths` of `app` when it is set; returns the 401 their OpenAPI responses document. */
 export function guarded(app: RouteApp, paths: string[], token: string | undefined, variable: string) {
   if (token) for (const path of paths) app.use(path, requireBearer(token));

@@ -115,6 +115,11 @@ export const ProblemSchema = z
         z.object({ pointer: z.string().openapi({ example: '/bookings/3/pickup/lat' }), detail: z.string() }),
       )
       .optional(),
+    fallback_reason: z
+      .enum(FALLBACK_REASONS)
+      .optional()
+      .openapi({ description: '/problems/ml-unavailable: why the model did not answer' }),
+    model_version: z.string().optional().openapi({ description: '/problems/ml-unavailable: the model' }),
   })
   .openapi('Problem');
 

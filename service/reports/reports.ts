@@ -3,6 +3,16 @@ import type { Logger } from 'pino';
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import type { Db } from '../storage/database.js';
+import type {
+  AbReport,
+  Anomaly,
+  ArmMetrics,
+  DailyRow,
+  MonitoringSummary,
+  PairedComparison,
+  StoredPrediction,
+  SummaryTotals,
+} from './report-schemas.js';
 
 /** Rows of a raw query, whichever driver ran it (postgres-js answers an array, PGlite an object). */
 async function rows<T>(db: Db, query: ReturnType<typeof sql>): Promise<T[]> {
@@ -10,12 +20,8 @@ async function rows<T>(db: Db, query: ReturnType<typeof sql>): Promise<T[]> {
   return Array.isArray(result) ? result : result.rows;
 }
 
-export interface ArmMetrics {
-  n: number;
-  mae: number | null;
-  rmse: number | null;
-  r2: number | null;
-}
+/** The prediction's time as RFC 3339 in UTC with milliseconds, as JSON dates are (the driver's text is Postgres's). */
+const PREDICTED_AT = sql`to_char(p.predicted_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as predicted_at`;
 
 export function armMetrics(pairs: { predicted: number; actual: number }[]): ArmMetrics {
   const n = pairs.length;
@@ -32,16 +38,6 @@ export function armMetrics(pairs: { predicted: number; actual: number }[]): ArmM
   const sst = pairs.reduce((s, p) => s + (p.actual - mean) ** 2, 0);
   const r = (x: number) => Math.round(x * 10_000) / 10_000;
   return { n, mae: r(abs / n), rmse: r(Math.sqrt(sq / n)), r2: sst > 0 ? r(1 - sq / sst) : null };
-}
-
-export interface PairedComparison {
-  n: number;
-  /** Mean of |ML error| - |heuristic error| on the same bookings: negative means ML is better. */
-  mean_difference: number | null;
-  ci95: [number, number] | null;
-  verdict: 'ml_better' | 'ml_worse' | 'not_yet_known';
-  /** When not yet known: pairs needed for the interval to exclude 0 if the difference stays what it is. */
-  pairs_needed: number | null;
 }
 
 export const MIN_PAIRS = 30;
@@ -67,10 +63,13 @@ export function pairedComparison(diffs: number[], resamples = 1000, seed = 1): P
     r(means[Math.ceil(0.975 * resamples) - 1] as number),
   ];
   const known = n >= MIN_PAIRS && (ci[1] < 0 || ci[0] > 0);
-  const needed = mean !== 0 ? Math.max(MIN_PAIRS, Math.ceil(((1.96 * sd) / Math.abs(mean)) ** 2)) : null;
+  // On the difference as reported: float noise around 0 (1e-16) would ask for some 1e31 pairs.
+  const reported = r(mean);
+  const needed =
+    reported !== 0 ? Math.max(MIN_PAIRS, Math.ceil(((1.96 * sd) / Math.abs(reported)) ** 2)) : null;
   return {
     n,
-    mean_difference: r(mean),
+    mean_difference: reported,
     ci95: ci,
     verdict: known ? (ci[1] < 0 ? 'ml_better' : 'ml_worse') : 'not_yet_known',
     pairs_needed: known ? null : needed,
@@ -104,7 +103,7 @@ export function createReports(db: Db) {
     );
 
   return {
-    async abReport({ days = 30, limit = 50_000 }: { days?: number; limit?: number } = {}) {
+    async abReport({ days = 30, limit = 50_000 }: { days?: number; limit?: number } = {}): Promise<AbReport> {
       const data = (await scored(days, limit)).map((r) => ({
         ...r,
         predicted: Number(r.predicted),
@@ -129,8 +128,8 @@ export function createReports(db: Db) {
       };
     },
 
-    async summary() {
-      const [totals] = await rows<Record<string, number | string | null>>(
+    async summary(): Promise<MonitoringSummary> {
+      const [totals] = await rows<SummaryTotals>(
         db,
         sql`select count(*)::int as predictions,
                    count(*) filter (where source = 'ml')::int as ml,
@@ -140,11 +139,12 @@ export function createReports(db: Db) {
             from predictions where predicted_at > now() - interval '24 hours'`,
       );
       const ab = await this.abReport({ days: 1 });
-      return { window: '24h', ...totals, accuracy: ab.arms };
+      // An aggregate without a group by answers one row, also over no predictions.
+      return { window: '24h', ...(totals as SummaryTotals), accuracy: ab.arms };
     },
 
     daily(days: number) {
-      return rows(
+      return rows<DailyRow>(
         db,
         sql`with p as (
               select date_trunc('day', predicted_at at time zone 'UTC') as day, p.source, p.delay_minutes,
@@ -162,20 +162,20 @@ export function createReports(db: Db) {
     },
 
     latest(limit: number) {
-      return rows(
+      return rows<StoredPrediction>(
         db,
-        sql`select p.booking_id, p.predicted_at, p.source, p.variant, p.model_version, p.fallback_reason,
-                   p.delay_minutes, p.interval_low, p.interval_high, p.weather_source, p.latency_ms,
-                   f.actual_delay_minutes as actual_delay_minutes
+        sql`select p.booking_id, ${PREDICTED_AT}, p.source, p.variant, p.model_version, p.fallback_reason,
+                   p.delay_minutes, p.interval_low, p.interval_high, p.shadow_heuristic_delay,
+                   p.weather_source, p.latency_ms, f.actual_delay_minutes as actual_delay_minutes
             from predictions p left join feedback f on f.booking_id = p.booking_id
             order by p.predicted_at desc, p.id desc limit ${limit}`,
       );
     },
 
     anomalies(thresholdMinutes: number, limit = 100) {
-      return rows(
+      return rows<Anomaly>(
         db,
-        sql`select p.booking_id, p.predicted_at, p.source, p.model_version, p.delay_minutes,
+        sql`select p.booking_id, ${PREDICTED_AT}, p.source, p.model_version, p.delay_minutes,
                    f.actual_delay_minutes, abs(p.delay_minutes - f.actual_delay_minutes) as absolute_error
             from predictions p join feedback f on f.booking_id = p.booking_id
             where p.predicted_at > now() - interval '7 days'

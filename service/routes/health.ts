@@ -1,6 +1,6 @@
 import { createRoute, z } from '@hono/zod-openapi';
 import type { FlagService } from '../flags/flag-service.js';
-import { type Reject, routeApp } from '../http/openapi.js';
+import { PUBLIC, type Reject, routeApp } from '../http/openapi.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 
 const ReadySchema = z.object({
@@ -9,8 +9,13 @@ const ReadySchema = z.object({
 });
 
 const FlagStatusSchema = z.object({
-  source: z.record(z.string(), z.union([z.string(), z.number()])),
-  provider_status: z.string(),
+  source: z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('file'), file: z.string().openapi({ description: 'Absolute path' }) }),
+    z.object({ kind: z.literal('flagd'), host: z.string(), port: z.number().int() }),
+  ]),
+  provider_status: z
+    .string()
+    .openapi({ description: "OpenFeature's provider status: READY, STALE, ERROR, FATAL, NOT_READY" }),
   ml_enabled: z.boolean().nullable(),
   ml_percentage: z.number().nullable(),
   model_versions: z.array(z.string()),
@@ -37,6 +42,7 @@ export function healthRoutes({ flags, models, reject }: HealthRoutesOptions) {
       path: '/healthz',
       operationId: 'getLiveness',
       tags: ['health'],
+      security: PUBLIC,
       summary: 'Liveness: the process answers',
       responses: {
         200: {
@@ -54,6 +60,7 @@ export function healthRoutes({ flags, models, reject }: HealthRoutesOptions) {
       path: '/readyz',
       operationId: 'getReadiness',
       tags: ['health'],
+      security: PUBLIC,
       summary: 'Readiness: flags and the model registry are loaded',
       responses: {
         200: { description: 'Ready', content: { 'application/json': { schema: ReadySchema } } },
@@ -82,6 +89,7 @@ export function healthRoutes({ flags, models, reject }: HealthRoutesOptions) {
       path: '/v1/flags/status',
       operationId: 'getFlagStatus',
       tags: ['health'],
+      security: PUBLIC,
       summary: 'The rollout as this instance sees it',
       responses: {
         200: {

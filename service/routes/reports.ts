@@ -1,8 +1,13 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { getResponses, type Reject, routeApp } from '../http/openapi.js';
+import { getResponses, PUBLIC, type Reject, routeApp } from '../http/openapi.js';
+import {
+  AbReportSchema,
+  AnomalySchema,
+  DailyRowSchema,
+  MonitoringSummarySchema,
+  StoredPredictionSchema,
+} from '../reports/report-schemas.js';
 import type { Reports } from '../reports/reports.js';
-
-const report = z.record(z.string(), z.unknown());
 
 /** GET /v1/ab-report and /v1/monitoring/*: reads of the stored predictions and feedback. */
 export function reportRoutes({ reports, reject }: { reports: Reports; reject: Reject }) {
@@ -14,10 +19,15 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       path: '/v1/ab-report',
       operationId: 'getAbReport',
       tags: ['reports'],
+      security: PUBLIC,
       summary:
         'ML vs heuristic per arm (n, MAE, RMSE, R²) and paired on the same bookings, with a 95% bootstrap interval',
-      request: { query: z.object({ days: z.coerce.number().int().min(1).max(365).default(30) }) },
-      responses: getResponses(report, 'The comparison and its verdict'),
+      request: {
+        query: z.object({
+          days: z.coerce.number().int().min(1).max(365).default(30).openapi({ description: 'Window, days' }),
+        }),
+      },
+      responses: getResponses(AbReportSchema, 'The comparison and its verdict'),
     }),
     async (c) => c.json(await reports.abReport({ days: c.req.valid('query').days }), 200),
   );
@@ -28,8 +38,9 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       path: '/v1/monitoring/summary',
       operationId: 'getMonitoringSummary',
       tags: ['reports'],
+      security: PUBLIC,
       summary: 'Last 24 hours: volumes, ML share, fallbacks, weather defaults, accuracy per arm',
-      responses: getResponses(report, 'Summary'),
+      responses: getResponses(MonitoringSummarySchema, 'Summary'),
     }),
     async (c) => c.json(await reports.summary(), 200),
   );
@@ -40,9 +51,14 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       path: '/v1/monitoring/daily',
       operationId: 'getMonitoringDaily',
       tags: ['reports'],
+      security: PUBLIC,
       summary: 'Per UTC day: predictions, ML share, feedback, MAE per source',
-      request: { query: z.object({ days: z.coerce.number().int().min(1).max(90).default(7) }) },
-      responses: getResponses(z.object({ days: z.array(report) }), 'Newest day first'),
+      request: {
+        query: z.object({
+          days: z.coerce.number().int().min(1).max(90).default(7).openapi({ description: 'Days back' }),
+        }),
+      },
+      responses: getResponses(z.object({ days: z.array(DailyRowSchema) }), 'Newest day first'),
     }),
     async (c) => c.json({ days: await reports.daily(c.req.valid('query').days) }, 200),
   );
@@ -53,9 +69,14 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       path: '/v1/monitoring/predictions',
       operationId: 'getLatestPredictions',
       tags: ['reports'],
+      security: PUBLIC,
       summary: 'The latest stored predictions, with their actual delay when known',
-      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }) },
-      responses: getResponses(z.object({ predictions: z.array(report) }), 'Newest first'),
+      request: {
+        query: z.object({
+          limit: z.coerce.number().int().min(1).max(500).default(50).openapi({ description: 'At most' }),
+        }),
+      },
+      responses: getResponses(z.object({ predictions: z.array(StoredPredictionSchema) }), 'Newest first'),
     }),
     async (c) => c.json({ predictions: await reports.latest(c.req.valid('query').limit) }, 200),
   );
@@ -66,9 +87,19 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       path: '/v1/monitoring/anomalies',
       operationId: 'getAnomalies',
       tags: ['reports'],
+      security: PUBLIC,
       summary: 'Predictions of the last 7 days whose absolute error exceeds threshold_mae minutes',
-      request: { query: z.object({ threshold_mae: z.coerce.number().min(0).max(1440).default(5) }) },
-      responses: getResponses(z.object({ anomalies: z.array(report) }), 'Newest first, 100 at most'),
+      request: {
+        query: z.object({
+          threshold_mae: z.coerce
+            .number()
+            .min(0)
+            .max(1440)
+            .default(5)
+            .openapi({ description: 'Absolute error above which a prediction is listed, minutes' }),
+        }),
+      },
+      responses: getResponses(z.object({ anomalies: z.array(AnomalySchema) }), 'Newest first, 100 at most'),
     }),
     async (c) => c.json({ anomalies: await reports.anomalies(c.req.valid('query').threshold_mae) }, 200),
   );

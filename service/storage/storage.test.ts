@@ -485,6 +485,14 @@ describe('paired comparison', () => {
     expect(result.ci95?.[1]).toBeGreaterThan(0);
   });
 
+  it('needs no number of pairs when the difference is 0 up to float noise', () => {
+    // Sums to 2.8e-17, not 0: a count from that noise would be some 1e32 pairs.
+    const diffs = [0.1, 0.2, -0.3, 0.3, -0.2, -0.1];
+    expect(diffs.reduce((s, d) => s + d, 0)).not.toBe(0);
+    expect(pairedComparison(diffs)).toMatchObject({ mean_difference: 0, pairs_needed: null });
+    expect(pairedComparison([0.5, 1.5, 0.5, 1.5]).pairs_needed).toBe(30);
+  });
+
   it('is the same for the same data, and needs at least 30 pairs', () => {
     const diffs = Array.from({ length: 20 }, () => -2);
     expect(pairedComparison(diffs)).toEqual(pairedComparison(diffs));

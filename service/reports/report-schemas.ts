@@ -1,0 +1,126 @@
+import { z } from '@hono/zod-openapi';
+import { WEATHER_SOURCES } from '../domain/weather.js';
+import { PredictionSchema } from '../predictions/schemas.js';
+
+/*
+ * What the report and monitoring endpoints answer: the types the reports are written against and the
+ * schemas of the OpenAPI document, one definition (service/http/openapi.test.ts checks real answers).
+ */
+
+const minutes = (description: string) => z.number().openapi({ description: `${description}, minutes` });
+const count = (description: string) => z.number().int().min(0).openapi({ description });
+const timestamp = z.iso
+  .datetime()
+  .openapi({ description: 'UTC, milliseconds', example: '2026-11-25T07:15:00.123Z' });
+
+export const ArmMetricsSchema = z
+  .object({
+    n: count('Scored predictions (those with feedback)'),
+    mae: minutes('Mean absolute error').nullable(),
+    rmse: minutes('Root mean squared error').nullable(),
+    r2: z
+      .number()
+      .nullable()
+      .openapi({ description: 'Coefficient of determination; null when every actual is the same' }),
+  })
+  .openapi('ArmMetrics', { description: 'Accuracy of one arm; the errors are null when n is 0' });
+
+export const ArmsSchema = z
+  .object({
+    ml: ArmMetricsSchema,
+    heuristic: ArmMetricsSchema,
+    heuristic_shadow_on_ml: ArmMetricsSchema.openapi({
+      description: "The heuristic's shadow answer on the bookings ML served",
+    }),
+  })
+  .openapi('Arms');
+
+export const PairedComparisonSchema = z
+  .object({
+    n: count('Pairs: ML-served bookings with feedback'),
+    mean_difference: minutes(
+      'Mean of |ML error| - |heuristic error| on the same bookings; negative: ML better',
+    ).nullable(),
+    ci95: z
+      .tuple([z.number(), z.number()])
+      .nullable()
+      .openapi({ description: '95% percentile bootstrap interval of mean_difference (1,000 resamples)' }),
+    verdict: z.enum(['ml_better', 'ml_worse', 'not_yet_known']),
+    pairs_needed: z.number().int().min(0).nullable().openapi({
+      description: 'When not yet known: pairs needed for the interval to exclude 0 if the difference holds',
+    }),
+  })
+  .openapi('PairedComparison');
+
+export const AbReportSchema = z
+  .object({
+    window_days: z.number().int().min(1),
+    arms: ArmsSchema,
+    ml_by_model_version: z.record(z.string(), ArmMetricsSchema),
+    paired: PairedComparisonSchema,
+  })
+  .openapi('AbReport');
+
+export const SummaryTotalsSchema = z.object({
+  predictions: count('Predictions served'),
+  ml: count('Served by a model'),
+  fallbacks: count('Fell back to the heuristic (fallback_reason set)'),
+  weather_default: count('Made with the neutral default weather'),
+  mean_latency_ms: z.number().nullable().openapi({ description: 'Null without predictions' }),
+});
+
+export const MonitoringSummarySchema = z
+  .object({ window: z.literal('24h'), ...SummaryTotalsSchema.shape, accuracy: ArmsSchema })
+  .openapi('MonitoringSummary');
+
+export const DailyRowSchema = z
+  .object({
+    day: z.iso.date().openapi({ description: 'UTC day', example: '2026-11-25' }),
+    predictions: count('Predictions served'),
+    ml: count('Served by a model'),
+    with_feedback: count('First predictions of a booking with feedback'),
+    mae_ml: minutes('Mean absolute error of ML').nullable(),
+    mae_heuristic: minutes('Mean absolute error of the heuristic').nullable(),
+  })
+  .openapi('DailyRow');
+
+export const StoredPredictionSchema = z
+  .object({
+    booking_id: z.string(),
+    predicted_at: timestamp,
+    source: PredictionSchema.shape.source,
+    variant: z.string(),
+    model_version: z.string().nullable(),
+    fallback_reason: PredictionSchema.shape.fallback_reason,
+    delay_minutes: z.number(),
+    interval_low: z.number(),
+    interval_high: z.number(),
+    shadow_heuristic_delay: z
+      .number()
+      .openapi({ description: "The heuristic's answer for the same booking, computed on every request" }),
+    weather_source: z.enum(WEATHER_SOURCES),
+    latency_ms: z.number(),
+    actual_delay_minutes: z.number().nullable().openapi({ description: 'Null until feedback arrives' }),
+  })
+  .openapi('StoredPrediction');
+
+export const AnomalySchema = z
+  .object({
+    booking_id: z.string(),
+    predicted_at: timestamp,
+    source: PredictionSchema.shape.source,
+    model_version: z.string().nullable(),
+    delay_minutes: z.number(),
+    actual_delay_minutes: z.number(),
+    absolute_error: z.number(),
+  })
+  .openapi('Anomaly');
+
+export type ArmMetrics = z.infer<typeof ArmMetricsSchema>;
+export type PairedComparison = z.infer<typeof PairedComparisonSchema>;
+export type AbReport = z.infer<typeof AbReportSchema>;
+export type SummaryTotals = z.infer<typeof SummaryTotalsSchema>;
+export type MonitoringSummary = z.infer<typeof MonitoringSummarySchema>;
+export type DailyRow = z.infer<typeof DailyRowSchema>;
+export type StoredPrediction = z.infer<typeof StoredPredictionSchema>;
+export type Anomaly = z.infer<typeof AnomalySchema>;
