@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { sql } from 'drizzle-orm';
 import { Redis } from 'ioredis';
@@ -30,6 +30,9 @@ import { microsPerUnit } from './timing.js';
  *                           whose p99 is reported apart: a target's first seconds after sitting idle); then the
  *                           batch endpoint. Prints JSON.
  *   BENCH_DURATION_S (10) per round, BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_BATCH_CONNECTIONS (2).
+ *   BENCH_NODES: node binaries, comma-separated, to run the full path (TRACE_SAMPLE_RATIO=0.1) and the bare
+ *   handler on as well, in the same alternating rounds; `by_node` reports each runtime beside the one running
+ *   the benchmark (e.g. BENCH_NODES=/usr/bin/node on a machine whose own node is an older line).
  * npm run bench -- --soak   the same service at a fixed rate: BENCH_SOAK_MINUTES (10) at BENCH_SOAK_RATE (200)
  *                           predictions/s after a 1-minute warm-up; RSS over time, and every prediction answered
  *                           found in the database after SIGTERM.
@@ -39,6 +42,16 @@ const durationS = env('BENCH_DURATION_S', 10);
 const rounds = env('BENCH_ROUNDS', 3);
 const connections = env('BENCH_CONNECTIONS', 32);
 const batchConnections = env('BENCH_BATCH_CONNECTIONS', 2);
+/** Other runtimes to compare, by version; the one running the benchmark is measured anyway. */
+const otherNodes = [
+  ...new Map(
+    (process.env.BENCH_NODES ?? '')
+      .split(',')
+      .filter(Boolean)
+      .map((path) => [execFileSync(path, ['--version'], { encoding: 'utf8' }).trim(), path] as const)
+      .filter(([version]) => version !== process.version),
+  ),
+].map(([version, path]) => ({ version, path }));
 const soak = process.argv.includes('--soak');
 /** Seconds of load before each measured round, its p99 reported as `after_idle_p99_ms`. */
 const AFTER_IDLE_S = 2;
@@ -59,7 +72,7 @@ const bookingBody = (n: number) =>
 /** The setting a busy instance runs (docs/adr/0005); every trace is measured beside it. */
 const TRACE_SAMPLE_RATIO = 0.1;
 
-async function startFullService(traceSampleRatio = TRACE_SAMPLE_RATIO) {
+async function startFullService(traceSampleRatio = TRACE_SAMPLE_RATIO, node = process.execPath) {
   const fake = await startFakeOpenWeatherMap();
   const sink = await startOtlpSink();
   const database = (await postgresAvailable()) ? await freshPostgres() : undefined;
@@ -71,17 +84,21 @@ async function startFullService(traceSampleRatio = TRACE_SAMPLE_RATIO) {
     .then(() => 'redis://127.0.0.1:6379/13')
     .catch(() => undefined);
   redis.disconnect();
-  const service = await startService({
-    FLAGS_FILE: flagsFile({ mlWeight: 100 }, tempDir('delay-bench-')),
-    LOG_LEVEL: 'warn',
-    OPENWEATHER_API_KEY: 'bench-key-0123456789',
-    OPENWEATHER_BASE_URL: fake.url,
-    OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
-    TRACE_SAMPLE_RATIO: String(traceSampleRatio),
-    ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
-    ...(database ? { DATABASE_URL: database.url } : {}),
-  });
-  await waitForReady(service);
+  const service = await startService(
+    {
+      FLAGS_FILE: flagsFile({ mlWeight: 100 }, tempDir('delay-bench-')),
+      LOG_LEVEL: 'warn',
+      OPENWEATHER_API_KEY: 'bench-key-0123456789',
+      OPENWEATHER_BASE_URL: fake.url,
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+      TRACE_SAMPLE_RATIO: String(traceSampleRatio),
+      ...(redisUrl ? { REDIS_URL: redisUrl } : {}),
+      ...(database ? { DATABASE_URL: database.url } : {}),
+    },
+    { node },
+  );
+  // Starts are slow on a loaded machine; the rounds measure the service once it is up.
+  await waitForReady(service, 120_000);
   let closed: Promise<void> | undefined;
   return {
     service,
@@ -193,11 +210,11 @@ async function throughput() {
   const flagEvaluationUs = await flagEvaluationMicros(20);
   // Everything started is stopped at the end, even when a later start fails.
   const running: (() => Promise<unknown> | boolean)[] = [];
-  const startBare = async (...mode: string[]) => {
+  const startBare = async (mode: string[] = [], node = process.execPath) => {
     const port = await freePort();
     // The service's node options (npm start's arguments without its script): both run on the same V8 settings.
     const child = spawn(
-      process.execPath,
+      node,
       [...startArguments().slice(0, -1), 'bench/bare-server.ts', String(port), ...mode],
       {
         stdio: 'inherit',
@@ -207,8 +224,8 @@ async function throughput() {
     await waitForPort(port);
     return { port };
   };
-  const startTarget = async (traceSampleRatio?: number) => {
-    const target = await startFullService(traceSampleRatio);
+  const startTarget = async (traceSampleRatio?: number, node?: string) => {
+    const target = await startFullService(traceSampleRatio, node);
     running.push(target.close);
     return target;
   };
@@ -237,21 +254,41 @@ async function throughput() {
     const full = await startTarget();
     const allTraces = await startTarget(1);
     const bare = await startBare();
-    const bareOnnx = await startBare('onnx');
+    const bareOnnx = await startBare(['onnx']);
+    const others = [];
+    for (const node of otherNodes)
+      others.push({
+        ...node,
+        full: await startTarget(TRACE_SAMPLE_RATIO, node.path),
+        bare: await startBare([], node.path),
+        serviceRounds: [] as ServiceRound[],
+        bareRounds: [] as Round[],
+      });
     const serviceRounds: ServiceRound[] = [];
     const allTracesRounds: ServiceRound[] = [];
     const bareRounds: Round[] = [];
     const bareOnnxRounds: Round[] = [];
     // Warm-up of each, discarded.
-    for (const port of [full.service.port, allTraces.service.port, bare.port, bareOnnx.port])
+    for (const port of [
+      full.service.port,
+      allTraces.service.port,
+      bare.port,
+      bareOnnx.port,
+      ...others.flatMap((o) => [o.full.service.port, o.bare.port]),
+    ])
       await single(port);
     for (let i = 0; i < rounds; i++) {
       bareRounds.push(await round(bare.port));
       bareOnnxRounds.push(await round(bareOnnx.port));
       serviceRounds.push(await measured(full));
       allTracesRounds.push(await measured(allTraces));
+      for (const other of others) {
+        other.bareRounds.push(await round(other.bare.port));
+        other.serviceRounds.push(await measured(other.full));
+      }
     }
     await allTraces.close();
+    for (const other of others) await other.full.close();
     const batchBody = JSON.stringify({
       bookings: Array.from({ length: BATCH_BOOKINGS }, (_, i) => bookingBody(i)),
     });
@@ -265,22 +302,44 @@ async function throughput() {
     const after = await scrape(full.service.metricsPort);
 
     const bareSummary = summary(bareRounds);
-    const ratio = (rps: number) => Math.round((rps / bareSummary.requests_per_s) * 1000) / 1000;
-    const withRatio = <T extends { requests_per_s: number }>(s: T) => ({
+    const withRatio = <T extends { requests_per_s: number }>(s: T, base = bareSummary.requests_per_s) => ({
       ...s,
-      throughput_ratio: ratio(s.requests_per_s),
+      throughput_ratio: Math.round((s.requests_per_s / base) * 1000) / 1000,
     });
-    const serviceSummary = (target: Service, rs: ServiceRound[]) =>
-      withRatio({
-        parts: target.parts,
-        ...summary(rs),
-        after_idle_p99_ms: afterIdle(rs),
-        event_loop_delay_p99_ms: median(rs.map((r) => r.event_loop_delay_p99_ms)),
-        rss_mb: Math.max(...rs.map((r) => r.rss_mb)),
-        traces_exported: target.sink.stats(),
-      });
+    const serviceSummary = (target: Service, rs: ServiceRound[], base?: number) =>
+      withRatio(
+        {
+          parts: target.parts,
+          ...summary(rs),
+          after_idle_p99_ms: afterIdle(rs),
+          event_loop_delay_p99_ms: median(rs.map((r) => r.event_loop_delay_p99_ms)),
+          rss_mb: Math.max(...rs.map((r) => r.rss_mb)),
+          traces_exported: target.sink.stats(),
+        },
+        base,
+      );
+    // Each runtime's full path against its own bare handler, from the same rounds.
+    const byNode = (node: string, target: Service, rs: ServiceRound[], bareRs: Round[]) => {
+      const bareOnNode = summary(bareRs);
+      const { rounds: _, ...fullPath } = serviceSummary(target, rs, bareOnNode.requests_per_s);
+      const { rounds: __, ...bareHono } = bareOnNode;
+      const perRound = (r: { requests_per_s: number }[]) => r.map((x) => x.requests_per_s);
+      return {
+        node,
+        full_path: { ...fullPath, rounds_requests_per_s: perRound(rs) },
+        bare_hono: { ...bareHono, rounds_requests_per_s: perRound(bareRs) },
+      };
+    };
     return {
       node: process.version,
+      ...(others.length > 0
+        ? {
+            by_node: Object.fromEntries([
+              [process.version, byNode(process.execPath, full, serviceRounds, bareRounds)],
+              ...others.map((o) => [o.version, byNode(o.path, o.full, o.serviceRounds, o.bareRounds)]),
+            ]),
+          }
+        : {}),
       connections,
       duration_s_per_round: durationS,
       rounds,

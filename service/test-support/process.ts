@@ -32,11 +32,27 @@ export function startArguments(): string[] {
   return args;
 }
 
-/** Starts `service/main.ts` as `npm start` does, with the given environment on top of a clean one. */
-export async function startService(env: Record<string, string> = {}): Promise<ServiceProcess> {
+export interface StartOptions {
+  /** The node binary: the one running the caller by default. */
+  node?: string;
+  /** Node's arguments: `npm start`'s by default. */
+  args?: string[];
+  /** The working directory: the repository by default. */
+  cwd?: string;
+}
+
+/**
+ * Starts `service/main.ts` as `npm start` does (or what `options` say instead), with the given environment on
+ * top of a clean one.
+ */
+export async function startService(
+  env: Record<string, string> = {},
+  { node = process.execPath, args = startArguments(), cwd }: StartOptions = {},
+): Promise<ServiceProcess> {
   const port = await freePort();
   const metricsPort = await freePort();
-  const child = spawn(process.execPath, startArguments(), {
+  const child = spawn(node, args, {
+    ...(cwd ? { cwd } : {}),
     env: {
       PATH: process.env.PATH ?? '',
       HOST: '127.0.0.1',
