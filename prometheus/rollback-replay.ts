@@ -282,7 +282,9 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
   };
 }
 
-const SERIES_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)/;
+const SERIES_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? (\S+)/;
+/** The labels Prometheus adds to every series it scrapes, as prometheus/prometheus.yml's job would. */
+const TARGET_LABELS = 'job="delay-prediction",instance="replay"';
 
 /** Runs one scenario through the service; returns its scrapes and the service, still open. */
 async function drive(scenario: ReplayScenario, seed: number, flagPollMs: number) {
@@ -305,10 +307,10 @@ async function drive(scenario: ReplayScenario, seed: number, flagPollMs: number)
       if (!m) continue;
       const base = (m[1] as string).replace(/_(bucket|sum|count)$/, '');
       if (!keep.has(m[1] as string) && !keep.has(base)) continue;
-      sample(`${m[1]}${m[2] ?? ''}`, m[3]);
+      sample(`${m[1]}{${[TARGET_LABELS, m[2]].filter(Boolean).join(',')}}`, m[3]);
     }
     // Prometheus's own series for a scrape that succeeded (DelayServiceDown, DelayMetricsAbsent read it).
-    sample('up{job="delay-prediction",instance="replay"}', '1');
+    sample(`up{${TARGET_LABELS}}`, '1');
     scrapes.steps += 1;
   };
   const rng = rngFrom(seed);

@@ -5,6 +5,7 @@ import { parse } from 'yaml';
 import { ROLLBACK_SIGNALS, THRESHOLDS as T } from '../service/domain/rollback-policy.js';
 import { WEATHER_FEATURES } from '../service/features/booking-features.js';
 import { monitoringBinaries } from '../service/test-support/monitoring.js';
+import { DEPLOYMENT_LABELS, headingAnchors, runbookBaseUrl } from './rule-conventions.js';
 
 const hasPromtool = monitoringBinaries('promtool');
 
@@ -41,10 +42,10 @@ describe('rules and their documents', () => {
   const alerts = rules('alerts.yml');
   const recorded = rules('recording.yml');
   const runbook = readFileSync('docs/runbook.md', 'utf8');
+  const packageJson = JSON.parse(readFileSync('package.json', 'utf8')) as { repository: { url: string } };
   const catalogue = readFileSync('docs/metrics.md', 'utf8');
 
-  it('gives every alert a severity, a summary, a description and a runbook anchor that exists', () => {
-    const anchors = new Set([...runbook.matchAll(/^## (\S+)/gm)].map((m) => (m[1] as string).toLowerCase()));
+  it('gives every alert a severity, a summary and a description', () => {
     for (const alert of alerts) {
       // severity none: the watchdog alone, which notifies a dead man's switch and never a person.
       expect(alert.alert === 'DelayWatchdog' ? ['none'] : ['critical', 'warning'], alert.alert).toContain(
@@ -52,8 +53,36 @@ describe('rules and their documents', () => {
       );
       expect(alert.annotations?.summary, alert.alert).toBeTruthy();
       expect(alert.annotations?.description, alert.alert).toBeTruthy();
-      const anchor = alert.annotations?.runbook_url?.split('#')[1] ?? '';
-      expect(anchors, `${alert.alert} -> #${anchor}`).toContain(anchor);
+    }
+  });
+
+  it("links every alert to its own section of the runbook: the base URL, '#', an anchor of docs/runbook.md", () => {
+    const base = runbookBaseUrl(packageJson.repository);
+    expect(new URL(base).protocol).toBe('https:');
+    const anchors = headingAnchors(runbook);
+    for (const alert of alerts) {
+      const url = alert.annotations?.runbook_url ?? '';
+      expect(url, alert.alert).toBe(`${base}#${(alert.alert as string).toLowerCase()}`);
+      expect(anchors, `${alert.alert}: no heading for ${url}`).toContain(url.slice(base.length + 1));
+    }
+  });
+
+  it('keeps job and namespace through every aggregation and join, so two deployments never mix', () => {
+    const labels = (list: string) => list.split(',').map((l) => l.trim());
+    const keeps = (list: string) => DEPLOYMENT_LABELS.every((l) => labels(list).includes(l));
+    const drops = (list: string) => DEPLOYMENT_LABELS.some((l) => labels(list).includes(l));
+    const aggregation =
+      /\b(sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)\s*(?:(by|without)\s*\(([^)]*)\))?\s*\(/g;
+    for (const rule of [...recorded, ...alerts]) {
+      const name = rule.alert ?? rule.record;
+      for (const [text, , clause, list = ''] of rule.expr.matchAll(aggregation)) {
+        const kept = clause === 'by' ? keeps(list) : clause === 'without' && !drops(list);
+        expect(kept, `${name}: ${text}`).toBe(true);
+      }
+      for (const [text, clause, list = ''] of rule.expr.matchAll(/\b(on|ignoring)\s*\(([^)]*)\)/g)) {
+        const kept = clause === 'on' ? keeps(list) : !drops(list);
+        expect(kept, `${name}: ${text}`).toBe(true);
+      }
     }
   });
 
@@ -107,7 +136,7 @@ describe('rules and their documents', () => {
         if (
           functions.has(name) ||
           own.has(name) ||
-          /^(le|endpoint|assignment|arm|model_version|feature|bin|instance|job|status|outcome|reason|source|variant)$/.test(
+          /^(le|endpoint|assignment|arm|model_version|feature|bin|instance|job|namespace|status|outcome|reason|source|variant)$/.test(
             name,
           )
         )

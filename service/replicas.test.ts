@@ -215,11 +215,13 @@ describe.skipIf(!ready)('three replicas on one Postgres, one Redis and one flag 
     const [a, b] = replicas as [ServiceProcess, ServiceProcess];
     const alert = {
       status: 'firing',
+      // As Prometheus sends it: the rules keep the job, and Alertmanager's rollback route matches it.
       labels: {
         alertname: 'DelayModelFarFromRules',
         severity: 'critical',
         rollback: 'true',
         signal: 'label_free',
+        job: 'delay-prediction',
       },
       annotations: { summary: 'replicas test' },
       fingerprint: 'replicas',
