@@ -69,6 +69,19 @@ export function bookingFeatures(booking: Booking, weather: WeatherConditions | n
   };
 }
 
+/**
+ * Weekday rush hours, local: [start, end) in fractional hours. Traffic peaks around 08:15 and 17:45 on
+ * weekdays; these windows hold the hours where it is at least half its peak.
+ */
+export const RUSH_HOURS = [
+  [7, 9.5],
+  [16.5, 19.5],
+] as const;
+
+export function isWeekdayRushHour(hour: number, weekend: boolean): boolean {
+  return !weekend && RUSH_HOURS.some(([start, end]) => hour >= start && hour < end);
+}
+
 /** Minutes per km assumed when a booking carries no planned duration (25 km/h, city average). */
 export const IMPUTED_MINUTES_PER_KM = 60 / 25;
 

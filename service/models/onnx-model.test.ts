@@ -81,7 +81,7 @@ describe('concurrent predictions', () => {
     ]);
     expect(wrong).toMatchObject({
       status: 'rejected',
-      reason: { message: 'gbt-v1 expects 13 features per row, got 2' },
+      reason: { message: `gbt-v1 expects ${FEATURE_NAMES.length} features per row, got 2` },
     });
     expect(before).toMatchObject({
       status: 'fulfilled',
