@@ -9,7 +9,13 @@ import { measuredWeather } from '../drift/drift-monitor.js';
 import { FEATURE_NAMES } from '../features/booking-features.js';
 import { loadOnnxModel } from '../models/onnx-model.js';
 import type { Db } from '../storage/database.js';
-import { checkSegments, type ScoredBooking, segmentFigures, segmentsOfRow } from './segment-figures.js';
+import {
+  checkSegments,
+  type ScoredBooking,
+  segmentFigures,
+  segmentRegressions,
+  segmentsOfRow,
+} from './segment-figures.js';
 import { runTrainer } from './trainer-process.js';
 
 /** A booking as production saw it: the vector the model was given, and what really happened. */
@@ -82,14 +88,6 @@ async function scoreOn(dir: string, version: string, rows: ServedRow[]) {
   });
   const report = segmentFigures(scored);
   return { version, mae: report.all.mae, coverage_80: report.all.coverage_80, report };
-}
-
-/** Judged segments where the challenger misses the segment bar and the champion meets it. */
-function segmentRegressions(
-  champion: ReturnType<typeof checkSegments>,
-  challenger: ReturnType<typeof checkSegments>,
-) {
-  return challenger.filter((c, i) => c.judged && !c.pass && champion[i]?.pass).map((c) => c.reason as string);
 }
 
 /** The next free version after the champion's: gbt-v1 -> gbt-v2 (-> gbt-v3 when gbt-v2 exists). */

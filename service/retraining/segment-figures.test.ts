@@ -7,6 +7,7 @@ import {
   type ScoredBooking,
   SEGMENT_BAR,
   segmentFigures,
+  segmentRegressions,
 } from './segment-figures.js';
 
 /** A feature vector with the named features set, the rest 0 (a weekday: is_weekend 0). */
@@ -118,5 +119,23 @@ describe('the segment bar', () => {
     const check = verdict(segment('rush_heavy_rain', SEGMENT_BAR.minBookings - 1, 0), 'rush_heavy_rain');
     expect(check).toMatchObject({ judged: false, pass: true, coverage_80: 0 });
     expect(check).not.toHaveProperty('reason');
+  });
+});
+
+describe('champion against challenger, per segment', () => {
+  const good = segment('rush_wet', 400, 320, { above: 40 });
+  const biased = segment('rush_wet', 400, 320, { above: 40, shift: -0.5 });
+  const checks = (rows: ScoredBooking[]) => checkSegments(segmentFigures(rows));
+
+  it('names a segment the challenger fails where the champion passes', () => {
+    expect(segmentRegressions(checks(good), checks(biased))).toEqual([
+      'rush_wet (n 400): mean bias -0.4 min beyond ±0.3',
+    ]);
+  });
+
+  it('holds nothing against a challenger that fails only where the champion fails too, or passes', () => {
+    expect(segmentRegressions(checks(biased), checks(biased))).toEqual([]);
+    expect(segmentRegressions(checks(biased), checks(good))).toEqual([]);
+    expect(segmentRegressions(checks(good), checks(good))).toEqual([]);
   });
 });

@@ -106,3 +106,8 @@ export function checkSegments(report: SegmentReport): SegmentCheck[] {
     };
   });
 }
+
+/** Why a challenger is worse by segment: judged segments where it misses the bar and the champion meets it. */
+export function segmentRegressions(champion: readonly SegmentCheck[], challenger: readonly SegmentCheck[]) {
+  return challenger.filter((c, i) => c.judged && !c.pass && champion[i]?.pass).map((c) => c.reason as string);
+}

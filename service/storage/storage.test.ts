@@ -51,7 +51,7 @@ function row(bookingId: string, overrides: Partial<PredictionRow> = {}): Predict
     intervalLow: 3,
     intervalHigh: 8,
     shadowHeuristicDelay: 5,
-    features: [8.5, 3, 0, 11, 4.2, 10, 1, 0, 12, 0, 0, 3, 10],
+    features: [8.5, 3, 0, 11, 4.2, 10, 1, 0, 12, 0, 0, 3, 10, 0],
     weatherSource: 'default',
     latencyMs: 1.2,
     traceId: null,
