@@ -16,6 +16,7 @@ import { scoreHoldout } from './holdout.js';
  * (models/trainer.py: fit, export ONNX, evaluate, card), then scores the holdout through the service's own
  * ONNX inference per segment (service/features/segments.ts). A model that misses the card's bar or the
  * segment bar is refused: exit 1, nothing written to --out (the refused files stay in the work folder named).
+ * Exit 2: bad arguments, or the trainer failed.
  */
 const { values: args } = parseArgs({
   options: {
@@ -113,7 +114,7 @@ console.log(
       version,
       holdout_metrics: card.holdout_metrics,
       bar: card.bar,
-      segments: Object.fromEntries(Object.entries(scores.model.segments).map(([name, f]) => [name, f])),
+      segments: scores.model.segments,
       refused,
     },
     null,
