@@ -2,10 +2,7 @@ import { createHash } from 'node:crypto';
 import { NEUTRAL_WEATHER } from '../service/domain/weather.js';
 import { bookingFeatures, FEATURE_NAMES, featureVector } from '../service/features/booking-features.js';
 import { heuristicEstimate } from '../service/predictors/heuristic.js';
-import { noiseSd, type RawBooking } from './generator.js';
-
-/** z such that P(|N(0,1)| <= z) = 0.8: the oracle's 80% interval around the true median. */
-const Z_80 = 1.2815515655446004;
+import type { RawBooking } from './generator.js';
 
 export const LABEL_COLUMNS = [
   'actual_delay_minutes',
@@ -26,14 +23,12 @@ export function datasetCsv(rows: RawBooking[]): { csv: string; sha256: string } 
   for (const row of rows) {
     const features = bookingFeatures(row.booking, row.weather);
     const heuristic = heuristicEstimate(features);
-    const median = row.median_delay_minutes;
-    const spread = Z_80 * noiseSd(median);
     const values = [
       ...featureVector(features, NEUTRAL_WEATHER),
       row.actual_delay_minutes,
-      median,
-      Math.max(0, median - spread),
-      median + spread,
+      row.median_delay_minutes,
+      row.oracle_interval.low,
+      row.oracle_interval.high,
       heuristic.delay_minutes,
       heuristic.interval.low,
       heuristic.interval.high,

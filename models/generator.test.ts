@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NEUTRAL_WEATHER } from '../service/domain/weather.js';
 import { datasetCsv } from './dataset.js';
-import { generateBookings, medianDelay, parisOffsetHours } from './generator.js';
+import { generateBookings, medianDelay, parisOffsetHours, WORLDS } from './generator.js';
 
 describe('the booking generator', () => {
   it('is deterministic: same seed, same bookings; another seed, others', () => {
@@ -85,5 +85,55 @@ describe('the booking generator', () => {
       rows.filter((r) => Number(r.booking.scheduled_at.slice(11, 13)) === h).length;
     expect(at(later, 10)).toBeGreaterThan(1.3 * at(base, 10));
     expect(at(later, 8)).toBeLessThan(at(base, 8));
+  });
+});
+
+describe('the hard world', () => {
+  const base = generateBookings({ seed: 11, count: 20_000 });
+  const hard = generateBookings({ seed: 11, count: 20_000, world: WORLDS.hard });
+
+  it('keeps the bookings and their conditions: only the delays change', () => {
+    expect(hard.map((r) => r.booking)).toEqual(base.map((r) => r.booking));
+    expect(hard.map((r) => r.weather)).toEqual(base.map((r) => r.weather));
+    expect(base.every((r) => r.incident_minutes === 0)).toBe(true);
+  });
+
+  it('has incidents that hit many bookings at once, most at rush hour, with a right-skewed cost', () => {
+    const hit = hard.filter((r) => r.incident_minutes > 0);
+    expect(hit.length / hard.length).toBeGreaterThan(0.05);
+    const hour = (r: (typeof hard)[number]) => Number(r.booking.scheduled_at.slice(11, 13));
+    const rush = (r: (typeof hard)[number]) => [7, 8, 17, 18].includes(hour(r));
+    const share = (rows: typeof hard) => rows.filter((r) => r.incident_minutes > 0).length / rows.length;
+    expect(share(hard.filter(rush))).toBeGreaterThan(1.5 * share(hard.filter((r) => !rush(r))));
+    // Same day, same hour, within a few kilometres: one incident, many bookings.
+    const byDayHour = new Map<string, number>();
+    for (const r of hit) {
+      const key = r.booking.scheduled_at.slice(0, 13);
+      byDayHour.set(key, (byDayHour.get(key) ?? 0) + 1);
+    }
+    expect(Math.max(...byDayHour.values())).toBeGreaterThanOrEqual(5);
+    const costs = hit.map((r) => r.incident_minutes).sort((a, b) => a - b);
+    const median = costs[Math.floor(costs.length / 2)] as number;
+    const mean = costs.reduce((s, x) => s + x, 0) / costs.length;
+    expect(mean).toBeGreaterThan(1.15 * median);
+    expect(costs.at(-1)).toBeGreaterThan(8 * median);
+  });
+
+  it('has heavier-tailed noise around its median, with an oracle interval that still holds 80%', () => {
+    const tail = (rows: typeof hard) =>
+      rows.filter(
+        (r) =>
+          Math.abs(r.actual_delay_minutes - r.median_delay_minutes) >
+          4 * (0.5 + 0.15 * r.median_delay_minutes),
+      ).length / rows.length;
+    expect(tail(hard)).toBeGreaterThan(5 * tail(base));
+    for (const rows of [base, hard]) {
+      const inside = rows.filter(
+        (r) =>
+          r.actual_delay_minutes >= r.oracle_interval.low && r.actual_delay_minutes <= r.oracle_interval.high,
+      ).length;
+      expect(inside / rows.length).toBeGreaterThan(0.79);
+      expect(inside / rows.length).toBeLessThan(0.815);
+    }
   });
 });

@@ -12,8 +12,29 @@ export interface RawBooking {
   weather: WeatherConditions;
   /** The noise-free conditional median of the delay: the best any predictor can do in MAE. */
   median_delay_minutes: number;
+  /** The oracle's 80% interval around that median: where 80% of actual delays fall. */
+  oracle_interval: { low: number; high: number };
+  /** What traffic incidents added to the median (0 in the default world, which has none). */
+  incident_minutes: number;
   actual_delay_minutes: number;
 }
+
+/**
+ * How hard the world is. The default world has normal noise and no incidents; the hard one adds what real
+ * delays have and the default lacks: incidents that hit many bookings at once in space and time (most at rush
+ * hour, right-skewed in their cost) and heavy-tailed noise (Student-t with 3 degrees of freedom, the same
+ * standard deviation). Its extra draws come from their own random streams: the default world's bytes never
+ * depend on them.
+ */
+export interface World {
+  incidents: boolean;
+  noise: 'normal' | 'student_t3';
+}
+export const WORLDS = {
+  default: { incidents: false, noise: 'normal' },
+  hard: { incidents: true, noise: 'student_t3' },
+} as const satisfies Record<string, World>;
+export type WorldName = keyof typeof WORLDS;
 
 const CENTER = { lat: 48.8566, lon: 2.3522 };
 const KM_PER_DEG_LAT = 111.32;
@@ -118,6 +139,69 @@ export function medianDelay(input: {
 /** Heteroscedastic noise: longer expected delays are less certain. */
 export const noiseSd = (median: number) => 0.5 + 0.15 * median;
 
+/** z such that P(|N(0,1)| <= z) = 0.8, and the same for Student-t with 3 degrees of freedom. */
+const Z_80 = 1.2815515655446004;
+const T3_80 = 1.6377443536962102;
+/** Student-t(3) has variance 3: this scale gives it the normal noise's standard deviation. */
+const T3_SCALE = 1 / Math.sqrt(3);
+
+/** A traffic incident: a disc of the city, for a while, adding up to `minutes` at its centre. */
+interface Incident {
+  day: number;
+  startHour: number;
+  endHour: number;
+  lat: number;
+  lon: number;
+  radiusKm: number;
+  minutes: number;
+}
+
+/**
+ * Incidents of a year: Poisson per day (6 on weekdays, 3 at weekends), starting mostly at rush hour, lasting
+ * 30 min + an exponential 60 min, centred around the city centre (half-normal radius 4 km) with a radius of
+ * 1.5 km + an exponential 1.5 km, and a log-normal cost at the centre (median 4 min, sigma 0.9: a few cost
+ * 20 min and more) that falls linearly to 0 at the edge.
+ */
+function drawIncidents(rng: Rng, year: number, days: number): Incident[] {
+  const incidents: Incident[] = [];
+  for (let day = 0; day < days; day++) {
+    const weekday = new Date(Date.UTC(year, 0, 1 + day)).getUTCDay();
+    const count = poisson(rng, weekday === 0 || weekday === 6 ? 3 : 6);
+    for (let k = 0; k < count; k++) {
+      let startHour = 0;
+      for (;;) {
+        startHour = 5 + rng() * 18;
+        const density = 0.2 + 0.8 * Math.max(bump(startHour, 8, 1.2), bump(startHour, 17.5, 1.4));
+        if (rng() < density) break;
+      }
+      const r = Math.abs(normal(rng)) * 4;
+      const a = rng() * 2 * Math.PI;
+      incidents.push({
+        day,
+        startHour,
+        endHour: startHour + (30 + exponential(rng, 60)) / 60,
+        lat: CENTER.lat + (r * Math.cos(a)) / KM_PER_DEG_LAT,
+        lon: CENTER.lon + (r * Math.sin(a)) / (KM_PER_DEG_LAT * Math.cos((CENTER.lat * Math.PI) / 180)),
+        radiusKm: 1.5 + exponential(rng, 1.5),
+        minutes: Math.exp(Math.log(4) + 0.9 * normal(rng)),
+      });
+    }
+  }
+  return incidents;
+}
+
+function incidentMinutes(incidents: Incident[], day: number, hour: number, at: { lat: number; lon: number }) {
+  let total = 0;
+  for (const incident of incidents) {
+    if (incident.day !== day || hour < incident.startHour || hour >= incident.endHour) continue;
+    const dLat = (at.lat - incident.lat) * KM_PER_DEG_LAT;
+    const dLon = (at.lon - incident.lon) * KM_PER_DEG_LAT * Math.cos((CENTER.lat * Math.PI) / 180);
+    const d = Math.hypot(dLat, dLon);
+    if (d < incident.radiusKm) total += incident.minutes * (1 - d / incident.radiusKm);
+  }
+  return total;
+}
+
 function conditionCode(w: Omit<WeatherConditions, 'condition_code'>, wetDay: boolean): number {
   if (w.snow_mm_h > 0) return w.snow_mm_h < 0.5 ? 600 : w.snow_mm_h < 2 ? 601 : 602;
   if (w.precipitation_mm_h > 0) {
@@ -147,15 +231,20 @@ export function generateBookings({
   count,
   year = 2025,
   season = {},
+  world = WORLDS.default,
 }: {
   seed: number;
   count: number;
   year?: number;
   season?: Season;
+  world?: World;
 }) {
   const { rainFactor = 1, rushShiftHours = 0, tripFactor = 1 } = season;
   const rng = rngFrom(seed);
   const days = (Date.UTC(year + 1, 0, 1) - Date.UTC(year, 0, 1)) / 86_400_000;
+  // The hard world's own streams, so that the default world's draws stay the same.
+  const incidents = world.incidents ? drawIncidents(rngFrom(seed + 1_000_003), year, days) : [];
+  const noiseRng = rngFrom(seed + 2_000_003);
 
   const dayWeather: DayWeather[] = [];
   let wet = false;
@@ -231,7 +320,7 @@ export function generateBookings({
     };
     const weather: WeatherConditions = { ...base, condition_code: conditionCode(base, dw.wet) };
 
-    const median = medianDelay({
+    const structural = medianDelay({
       hour: localHour - rushShiftHours,
       weekday,
       dayOfYear: day + 1,
@@ -241,7 +330,16 @@ export function generateBookings({
       priority,
       weather,
     });
-    const actual = Math.max(0, median + noiseSd(median) * normal(rng));
+    const incident = world.incidents ? incidentMinutes(incidents, day, localHour, pickup) : 0;
+    const median = structural + incident;
+    const z = normal(rng);
+    const heavy = world.noise === 'student_t3';
+    // Student-t(3): a normal over the root of a chi-square(3) / 3, scaled to the same standard deviation.
+    const noise = heavy
+      ? (T3_SCALE * z) /
+        Math.sqrt((normal(noiseRng) ** 2 + normal(noiseRng) ** 2 + normal(noiseRng) ** 2) / 3)
+      : z;
+    const actual = Math.max(0, median + noiseSd(median) * noise);
     const booking: Booking = {
       booking_id: `syn-${seed}-${i}`,
       scheduled_at: isoWithOffset(utc, offset),
@@ -253,10 +351,14 @@ export function generateBookings({
       ...(rng() < 0.85 ? { distance_km: Math.round(distanceKm * 100) / 100 } : {}),
       ...(rng() < 0.8 ? { estimated_duration_min: Math.round(plannedMin * 10) / 10 } : {}),
     };
+    const rounded = Math.round(median * 1000) / 1000;
+    const spread = (heavy ? T3_80 * T3_SCALE : Z_80) * noiseSd(rounded);
     out.push({
       booking,
       weather,
-      median_delay_minutes: Math.round(median * 1000) / 1000,
+      median_delay_minutes: rounded,
+      oracle_interval: { low: Math.max(0, rounded - spread), high: rounded + spread },
+      incident_minutes: Math.round(incident * 1000) / 1000,
       actual_delay_minutes: Math.round(actual * 100) / 100,
     });
   }

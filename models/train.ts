@@ -1,16 +1,22 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { checkSegments, SEGMENT_BAR } from '../service/retraining/segment-figures.js';
 import { runTrainer } from '../service/retraining/trainer-process.js';
+import { type CardBar, refusals } from './bar.js';
 import { datasetCsv } from './dataset.js';
-import { generateBookings } from './generator.js';
+import { generateBookings, type RawBooking, WORLDS, type WorldName } from './generator.js';
+import { scoreHoldout } from './holdout.js';
 
 /*
  * npm run train -- [--train 50000] [--test 10000] [--seed 42] [--version gbt-v1] [--out models]
- *                  [--estimators 300] [--python /usr/bin/python3]
- * Generates bookings, builds the feature matrix with the service's feature code, then runs the trainer
- * (models/trainer.py), which fits, exports ONNX, evaluates and writes the model card.
+ *                  [--estimators 300] [--world default|hard] [--holdout random|time] [--python /usr/bin/python3]
+ * Generates bookings, builds the feature matrix with the service's feature code, runs the trainer
+ * (models/trainer.py: fit, export ONNX, evaluate, card), then scores the holdout through the service's own
+ * ONNX inference per segment (service/features/segments.ts). A model that misses the card's bar or the
+ * segment bar is refused: exit 1, nothing written to --out (the refused files stay in the work folder named).
+ * Exit 2: bad arguments, or the trainer failed.
  */
 const { values: args } = parseArgs({
   options: {
@@ -20,36 +26,107 @@ const { values: args } = parseArgs({
     version: { type: 'string', default: 'gbt-v1' },
     out: { type: 'string', default: 'models' },
     estimators: { type: 'string', default: '300' },
+    world: { type: 'string', default: 'default' },
+    holdout: { type: 'string', default: 'random' },
     python: { type: 'string' },
   },
 });
 
+const fail = (message: string): never => {
+  console.error(message);
+  process.exit(2);
+};
+if (!(args.world in WORLDS)) fail(`--world must be one of ${Object.keys(WORLDS).join(', ')}`);
+if (args.holdout !== 'random' && args.holdout !== 'time') fail('--holdout must be random or time');
+const worldName = args.world as WorldName;
+const world = WORLDS[worldName];
 const seed = Number(args.seed);
+const trainCount = Number(args.train);
+const testCount = Number(args.test);
 const work = mkdtempSync(join(tmpdir(), 'delay-train-'));
 const outDir = resolve(args.out);
-mkdirSync(outDir, { recursive: true });
+const version = String(args.version);
+
+/**
+ * random: train and test are two draws of the year (seeds `seed` and `seed + 1`). time: one draw of
+ * train + test bookings in time order, the first months to train, the last to test, as production would.
+ */
+function split(): { train: RawBooking[]; test: RawBooking[] } {
+  if (args.holdout === 'random') {
+    return {
+      train: generateBookings({ seed, count: trainCount, world }),
+      test: generateBookings({ seed: seed + 1, count: testCount, world }),
+    };
+  }
+  const all = generateBookings({ seed, count: trainCount + testCount, world });
+  const time = (r: RawBooking) => Date.parse(r.booking.scheduled_at);
+  all.sort((a, b) => time(a) - time(b));
+  return { train: all.slice(0, trainCount), test: all.slice(trainCount) };
+}
 
 const started = performance.now();
-const train = datasetCsv(generateBookings({ seed, count: Number(args.train) }));
-const test = datasetCsv(generateBookings({ seed: seed + 1, count: Number(args.test) }));
+const rows = split();
+const train = datasetCsv(rows.train);
+const test = datasetCsv(rows.test);
 writeFileSync(join(work, 'train.csv'), train.csv);
 writeFileSync(join(work, 'test.csv'), test.csv);
 console.error(
-  `data: ${args.train} train / ${args.test} test rows, seed ${seed}, in ${Math.round(performance.now() - started)} ms`,
+  `data: ${trainCount} train / ${testCount} test rows, seed ${seed}, ${worldName} world, ${args.holdout} holdout, in ${Math.round(performance.now() - started)} ms`,
 );
 
+let status = 1;
 try {
   const trainer = runTrainer({
     work,
-    version: String(args.version),
-    outDir,
+    version,
+    outDir: work,
     dataHash: train.sha256,
     seed,
     estimators: Number(args.estimators),
+    stdio: 'pipe',
     ...(args.python ? { python: args.python } : {}),
   });
-  process.exit(trainer.status);
+  process.stderr.write(trainer.stderr);
+  status = trainer.status;
 } catch (err) {
-  console.error((err as Error).message);
+  fail((err as Error).message);
+}
+if (status !== 0) fail(`the trainer failed (exit ${status}); nothing written to ${outDir}`);
+
+const cardPath = join(work, `${version}.json`);
+const card = JSON.parse(readFileSync(cardPath, 'utf8'));
+const scores = await scoreHoldout(work, version, rows.test);
+const checks = checkSegments(scores.model);
+card.training_data = { ...card.training_data, world: worldName, holdout: args.holdout };
+card.segments = {
+  reference_delay: "the generator's true median",
+  bar: SEGMENT_BAR,
+  model: scores.model,
+  oracle: scores.oracle,
+  checks,
+};
+writeFileSync(cardPath, `${JSON.stringify(card, null, 2)}\n`);
+
+const refused = refusals(card.bar as CardBar, checks);
+console.log(
+  JSON.stringify(
+    {
+      version,
+      holdout_metrics: card.holdout_metrics,
+      bar: card.bar,
+      segments: scores.model.segments,
+      refused,
+    },
+    null,
+    2,
+  ),
+);
+if (refused.length > 0) {
+  console.error(
+    `train: ${version} is refused, it misses the bar:\n  ${refused.join('\n  ')}\nnothing written to ${outDir}; the refused model is in ${work}`,
+  );
   process.exit(1);
 }
+mkdirSync(outDir, { recursive: true });
+for (const file of [`${version}.onnx`, `${version}.json`, `${version}.parity.json`])
+  copyFileSync(join(work, file), join(outDir, file));

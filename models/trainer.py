@@ -19,8 +19,15 @@ import onnx
 from onnx import TensorProto, helper
 from sklearn.ensemble import GradientBoostingRegressor
 
-LOW_ALPHA, HIGH_ALPHA = 0.1, 0.9
-LEVEL = HIGH_ALPHA - LOW_ALPHA
+# The interval promises 80%. Quantile trees fit their own rows a little too well: held out, the 0.1/0.9 pair
+# covered 0.789 overall and 0.76-0.77 at rush hour in the wet, for urgent bookings and long trips. Fitted at
+# 0.08/0.92 it covers 0.80-0.84 in every segment of the holdout (models/README.md).
+LOW_ALPHA, HIGH_ALPHA = 0.08, 0.92
+LEVEL = 0.8
+# Huber loss for the delay: absolute error's sign-only gradient learns long delays slowly (mean bias -0.45 min
+# on the top decile); Huber's is proportional up to its delta (the residuals' 0.9 quantile), robust beyond.
+POINT_LOSS = "huber"
+
 DRIFT_BINS = 10
 
 
@@ -46,10 +53,11 @@ def fit(X, y, loss, alpha, args):
 
 
 def fit_triplet(X, y, args):
-    point, params = fit(X, y, "absolute_error", None, args)
+    point, params = fit(X, y, POINT_LOSS, None, args)
     low, _ = fit(X, y, "quantile", LOW_ALPHA, args)
     high, _ = fit(X, y, "quantile", HIGH_ALPHA, args)
-    return (point, low, high), params
+    losses = {"delay": f"{POINT_LOSS} (alpha 0.9)", "low": f"quantile {LOW_ALPHA}", "high": f"quantile {HIGH_ALPHA}"}
+    return (point, low, high), {**params, "losses": losses}
 
 
 def predict_triplet(models, X):
@@ -293,7 +301,7 @@ def main():
 
     card = {
         "version": args.version,
-        "kind": "gradient-boosted trees (scikit-learn GradientBoostingRegressor): median + 0.1/0.9 quantiles",
+        "kind": "gradient-boosted trees (scikit-learn GradientBoostingRegressor): Huber-loss delay + 0.08/0.92 quantiles for the 80% interval",
         "onnx": {"file": f"{args.version}.onnx", "input": "features",
                  "outputs": ["delay", "low", "high", "contributions"], "opsets": {"": 13, "ai.onnx.ml": 1}},
         "feature_schema": schema["features"],

@@ -10,8 +10,8 @@ import { fail, openToolDatabase, startCli } from './cli.js';
  *                        [--min-rows 2000] [--max-rows 200000] [--estimators 300] [--json]
  * Trains a challenger on the feature vectors served in the last --days with their feedback, scores it and the
  * champion (default: the model the flag serves) on the most recent --holdout share, and writes it to MODELS_DIR
- * as a candidate only when its MAE beats the champion's by --margin and its 80% interval is no further from 80%
- * coverage than the champion's. Exit 0: a candidate; 1: none; 2: errors.
+ * as a candidate only when its MAE beats the champion's by --margin, its 80% interval is no further from 80%
+ * coverage than the champion's, and it meets the segment bar wherever the champion does. Exit 0: a candidate; 1: none; 2: errors.
  */
 const usage =
   'npm run retrain -- run [--days 30] [--champion VERSION] [--version VERSION] [--holdout 0.2] [--margin 0.05] [--min-rows 2000] [--max-rows 200000] [--estimators 300] [--json]';
@@ -91,6 +91,15 @@ else {
     `    challenger ${n.version.padEnd(14)}${String(n.mae).padStart(7)}${String(n.coverage_80).padStart(9)}`,
   );
   console.log(`    heuristic  ${''.padEnd(14)}${String(report.heuristic_mae).padStart(7)}`);
+  console.log(
+    '  per segment (reference: the served delay)   n   MAE  bias  coverage 80%: champion | challenger',
+  );
+  for (const [segment, f] of Object.entries(report.segments.champion)) {
+    const g = report.segments.challenger[segment as keyof typeof report.segments.challenger];
+    const cells = (x: typeof f) =>
+      `${String(x.mae).padStart(7)}${String(x.bias).padStart(8)}${String(x.coverage_80).padStart(8)}`;
+    console.log(`    ${segment.padEnd(20)}${String(f.n).padStart(6)}${cells(f)} |${cells(g)}`);
+  }
   for (const warning of report.warnings) console.log(`warning: ${warning}`);
   if (report.candidate) {
     console.log(`${version} is a candidate: ${report.reason}`);

@@ -6,7 +6,8 @@ import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 
 /**
  * Features whose live distribution is compared with training (PSI, computed by Prometheus). Calendar features
- * are left out: any short window holds one hour and one month, which would read as drift all day long.
+ * are left out: any short window holds one hour and one month, which would read as drift all day long; so is
+ * rain_at_rush_mm_h, which is 0 outside rush hours (precipitation_mm_h watches the rain).
  */
 export const DRIFT_FEATURES: readonly FeatureName[] = [
   'distance_km',

@@ -61,3 +61,34 @@ describe('feature vector', () => {
     expect(at('month')).toBe(11);
   });
 });
+
+describe('rain at rush hour', () => {
+  const rainy = { ...NEUTRAL_WEATHER, precipitation_mm_h: 3 };
+  const rainAtRush = (scheduled_at: string, weather = rainy) => {
+    const vector = featureVector(
+      bookingFeatures(booking({ scheduled_at }) as never, weather),
+      NEUTRAL_WEATHER,
+    );
+    return vector[FEATURE_NAMES.indexOf('rain_at_rush_mm_h')];
+  };
+
+  it('is the rain rate in weekday rush hours, local time, and 0 outside them', () => {
+    expect(rainAtRush('2026-11-25T07:00:00+01:00')).toBe(3);
+    expect(rainAtRush('2026-11-25T09:29:00+01:00')).toBe(3);
+    expect(rainAtRush('2026-11-25T09:30:00+01:00')).toBe(0);
+    expect(rainAtRush('2026-11-25T16:29:00+01:00')).toBe(0);
+    expect(rainAtRush('2026-11-25T15:30:00Z')).toBe(0);
+    expect(rainAtRush('2026-11-25T18:00:00+01:00')).toBe(3);
+    expect(rainAtRush('2026-11-25T19:30:00+01:00')).toBe(0);
+    expect(rainAtRush('2026-11-28T08:15:00+01:00')).toBe(0);
+  });
+
+  it('is 0 when it is dry, or when no weather is known (neutral conditions)', () => {
+    expect(rainAtRush('2026-11-25T08:15:00+01:00', NEUTRAL_WEATHER)).toBe(0);
+    const vector = featureVector(
+      bookingFeatures(booking({ scheduled_at: '2026-11-25T08:15:00+01:00' }) as never, null),
+      NEUTRAL_WEATHER,
+    );
+    expect(vector[FEATURE_NAMES.indexOf('rain_at_rush_mm_h')]).toBe(0);
+  });
+});

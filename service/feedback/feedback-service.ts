@@ -1,6 +1,7 @@
 import { and, eq, inArray, ne, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { feedback, predictions } from '../../db/schema.js';
+import { type SegmentName, segmentsOf } from '../features/segments.js';
 import type { Db } from '../storage/database.js';
 import type { FeedbackArm, FeedbackOutcome, ServiceMetrics } from '../telemetry/service-metrics.js';
 
@@ -40,6 +41,7 @@ export function createFeedbackService({
   function score(
     arm: FeedbackArm,
     modelVersion: string,
+    segments: readonly SegmentName[],
     predicted: number,
     actual: number,
     interval?: { low: number; high: number },
@@ -48,6 +50,14 @@ export function createFeedbackService({
     if (interval && actual >= interval.low && actual <= interval.high)
       metrics.feedbackIntervalHits.add(1, labels);
     const error = predicted - actual;
+    for (const segment of segments) {
+      const bySegment = { ...labels, segment };
+      metrics.feedbackSegmentScored.add(1, bySegment);
+      metrics.feedbackSegmentOverPrediction.add(Math.max(error, 0), bySegment);
+      metrics.feedbackSegmentUnderPrediction.add(Math.max(-error, 0), bySegment);
+      if (interval && actual < interval.low) metrics.feedbackSegmentBelowInterval.add(1, bySegment);
+      if (interval && actual > interval.high) metrics.feedbackSegmentAboveInterval.add(1, bySegment);
+    }
     metrics.feedbackCount.add(1, labels);
     metrics.feedbackAbsError.add(Math.abs(error), labels);
     metrics.feedbackSquaredError.add(error * error, labels);
@@ -69,6 +79,7 @@ export function createFeedbackService({
           low: predictions.intervalLow,
           high: predictions.intervalHigh,
           shadow: predictions.shadowHeuristicDelay,
+          features: predictions.features,
         })
         .from(predictions)
         .where(inArray(predictions.bookingId, ids))
@@ -92,16 +103,20 @@ export function createFeedbackService({
         if (inserted.length === 1) {
           outcome = 'recorded';
           const actual = item.actual_delay_minutes;
+          // Segments from the vector as served, the served delay as the reference (features/segments.ts): the
+          // same bookings in a segment for the served arm and its shadow.
+          const segments = segmentsOf({ vector: prediction.features, referenceDelay: prediction.delay });
           score(
             prediction.source as FeedbackArm,
             prediction.modelVersion ?? 'none',
+            segments,
             prediction.delay,
             actual,
             prediction,
           );
           if (prediction.source === 'ml') {
             const model_version = prediction.modelVersion ?? 'none';
-            score('heuristic_shadow', model_version, prediction.shadow, actual);
+            score('heuristic_shadow', model_version, segments, prediction.shadow, actual);
             // The paired difference's spread: how sure the rules can be that ML loses to its shadow.
             const paired = Math.abs(prediction.delay - actual) - Math.abs(prediction.shadow - actual);
             metrics.feedbackPairedDifferenceSquared.add(paired * paired, { model_version });

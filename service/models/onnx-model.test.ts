@@ -22,8 +22,8 @@ describe('the committed model gbt-v1', () => {
 
   it('adds up also when it floors the delay at 0: a floor_at_zero factor carries what the floor added', async () => {
     const model = await loadOnnxModel('models', 'gbt-v1');
-    // 01:42 on a Friday, 1.7 km, urgent, dry: the trees sum below 0.
-    const night = [1.7, 5, 0, 8, 1.71, 3.5, 0, 2, 10.1, 0, 0, 4.4, 10];
+    // 00:30 on a Tuesday, 0.8 km, urgent, dry: the trees sum below 0.
+    const night = [0.5, 2, 0, 8, 0.8, 1.6, 0, 2, 15, 0, 0, 3, 10, 0];
     const [row] = await model.score(new Float32Array(night), 1);
     if (!row) throw new Error('no row scored');
     const sum = row.all_contributions.reduce((s, c) => s + c, model.card.expected_value);
@@ -81,7 +81,7 @@ describe('concurrent predictions', () => {
     ]);
     expect(wrong).toMatchObject({
       status: 'rejected',
-      reason: { message: 'gbt-v1 expects 13 features per row, got 2' },
+      reason: { message: `gbt-v1 expects ${FEATURE_NAMES.length} features per row, got 2` },
     });
     expect(before).toMatchObject({
       status: 'fulfilled',

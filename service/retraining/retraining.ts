@@ -9,6 +9,13 @@ import { measuredWeather } from '../drift/drift-monitor.js';
 import { FEATURE_NAMES } from '../features/booking-features.js';
 import { loadOnnxModel } from '../models/onnx-model.js';
 import type { Db } from '../storage/database.js';
+import {
+  checkSegments,
+  type ScoredBooking,
+  segmentFigures,
+  segmentRegressions,
+  segmentsOfRow,
+} from './segment-figures.js';
 import { runTrainer } from './trainer-process.js';
 
 /** A booking as production saw it: the vector the model was given, and what really happened. */
@@ -18,6 +25,8 @@ export interface ServedRow {
   features: number[];
   actual: number;
   heuristic: number;
+  /** The delay the service served for it: the reference of its segments (features/segments.ts). */
+  served: number;
   weatherSource: string;
 }
 
@@ -33,6 +42,7 @@ export async function exportServedRows(db: Db, window: { from: Date; to: Date },
       predictedAt: predictions.predictedAt,
       features: predictions.features,
       heuristic: predictions.shadowHeuristicDelay,
+      served: predictions.delayMinutes,
       weatherSource: predictions.weatherSource,
       actual: feedback.actualDelayMinutes,
     })
@@ -59,19 +69,25 @@ function csvOf(rows: ServedRow[]) {
   return `${lines.join('\n')}\n`;
 }
 
-/** MAE and 80% interval coverage of a model version on rows, through the service's own ONNX inference. */
+/**
+ * MAE and 80% interval coverage of a model version on rows, overall and per segment, through the service's own
+ * ONNX inference. Both models are judged on the same segments: the served delay decides them.
+ */
 async function scoreOn(dir: string, version: string, rows: ServedRow[]) {
   const model = await loadOnnxModel(dir, version);
   const estimates = await model.predict(rows.map((r) => r.features));
-  let absolute = 0;
-  let covered = 0;
-  estimates.forEach((e, i) => {
-    const actual = (rows[i] as ServedRow).actual;
-    absolute += Math.abs(actual - e.delay_minutes);
-    if (actual >= e.interval.low && actual <= e.interval.high) covered += 1;
+  const scored: ScoredBooking[] = estimates.map((e, i) => {
+    const row = rows[i] as ServedRow;
+    return {
+      actual: row.actual,
+      delay: e.delay_minutes,
+      low: e.interval.low,
+      high: e.interval.high,
+      segments: segmentsOfRow(row.features, row.served),
+    };
   });
-  const round = (x: number) => Math.round(x * 10_000) / 10_000;
-  return { version, mae: round(absolute / rows.length), coverage_80: round(covered / rows.length) };
+  const report = segmentFigures(scored);
+  return { version, mae: report.all.mae, coverage_80: report.all.coverage_80, report };
 }
 
 /** The next free version after the champion's: gbt-v1 -> gbt-v2 (-> gbt-v3 when gbt-v2 exists). */
@@ -110,8 +126,8 @@ const NOMINAL_COVERAGE = 0.8;
 /**
  * Trains a challenger on production rows with the same trainer as the first model, scores champion and
  * challenger on the same most recent bookings, and writes the challenger into the models folder, with its
- * card, only when it beats the champion's MAE by the margin and its 80% interval is at least as close to 80%
- * coverage as the champion's. A candidate whose coverage misses the trainer's bar (0.76..0.84, often the case
+ * card, only when it beats the champion's MAE by the margin, its 80% interval is at least as close to 80%
+ * coverage as the champion's, and it meets the segment bar in every judged segment where the champion does. A candidate whose coverage misses the trainer's bar (0.76..0.84, often the case
  * on a few thousand rows) is still one, with a warning: the canary's coverage is watched on the dashboards.
  */
 export async function retrain(options: RetrainOptions) {
@@ -152,19 +168,25 @@ export async function retrain(options: RetrainOptions) {
     });
     if (trainer.status !== 0) throw new RetrainError(`the trainer failed:\n${trainer.stderr.slice(-2000)}`);
 
-    const championScore = await scoreOn(modelsDir, champion, holdout);
-    const challengerScore = await scoreOn(work, version, holdout);
+    const { report: championSegments, ...championScore } = await scoreOn(modelsDir, champion, holdout);
+    const { report: challengerSegments, ...challengerScore } = await scoreOn(work, version, holdout);
+    const regressions = segmentRegressions(
+      checkSegments(championSegments),
+      checkSegments(challengerSegments),
+    );
     const heuristicMae = holdout.reduce((s, r) => s + Math.abs(r.actual - r.heuristic), 0) / holdout.length;
     const requiredMae = Math.round(championScore.mae * (1 - options.margin) * 10_000) / 10_000;
     const beats = challengerScore.mae <= requiredMae;
     const miss = (coverage: number) => Math.abs(coverage - NOMINAL_COVERAGE);
     const intervalNoWorse = miss(challengerScore.coverage_80) <= miss(championScore.coverage_80);
-    const candidate = beats && intervalNoWorse;
+    const candidate = beats && intervalNoWorse && regressions.length === 0;
     const reason = candidate
       ? `MAE ${challengerScore.mae} <= ${requiredMae} (${champion} ${championScore.mae} less ${options.margin * 100}%)`
       : !beats
         ? `MAE ${challengerScore.mae} is not at most ${requiredMae} (${champion} ${championScore.mae} less ${options.margin * 100}%)`
-        : `80% interval coverage ${challengerScore.coverage_80} is further from 0.8 than ${champion}'s ${championScore.coverage_80}`;
+        : !intervalNoWorse
+          ? `80% interval coverage ${challengerScore.coverage_80} is further from 0.8 than ${champion}'s ${championScore.coverage_80}`
+          : `it misses the segment bar where ${champion} meets it: ${regressions.join('; ')}`;
     const warnings =
       challengerScore.coverage_80 < COVERAGE_BAR[0] || challengerScore.coverage_80 > COVERAGE_BAR[1]
         ? [
@@ -186,6 +208,12 @@ export async function retrain(options: RetrainOptions) {
       heuristic_mae: Math.round(heuristicMae * 10_000) / 10_000,
       margin: options.margin,
       required_mae: requiredMae,
+      segments: {
+        reference_delay: 'the served delay',
+        champion: championSegments.segments,
+        challenger: challengerSegments.segments,
+        regressions,
+      },
       candidate,
       reason,
       warnings,

@@ -137,6 +137,12 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
     expect(Math.abs(report.challenger.coverage_80 - 0.8)).toBeLessThan(
       Math.abs(report.champion.coverage_80 - 0.8),
     );
+    // Both scored per segment on the same held-out bookings; none where the challenger misses and gbt-v1 meets the bar.
+    const { segments } = report;
+    for (const [name, f] of Object.entries(segments.champion))
+      expect(segments.challenger[name as keyof typeof segments.challenger].n, name).toBe(f.n);
+    expect(segments.champion.off_peak_dry.n).toBeGreaterThan(400);
+    expect(segments.regressions).toEqual([]);
     expect(existsSync(join(service.modelsDir, 'gbt-v2.onnx'))).toBe(true);
     const challengerCard = JSON.parse(readFileSync(join(service.modelsDir, 'gbt-v2.json'), 'utf8'));
     expect(challengerCard.training_data.source).toMatch(/^production predictions with feedback/);

@@ -8,6 +8,7 @@ import { sql } from 'drizzle-orm';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
+import { FEATURE_NAMES } from '../features/booking-features.js';
 import { createFeedbackService } from '../feedback/feedback-service.js';
 import { createReports, pairedComparison } from '../reports/reports.js';
 import { exportServedRows } from '../retraining/retraining.js';
@@ -50,7 +51,7 @@ function row(bookingId: string, overrides: Partial<PredictionRow> = {}): Predict
     intervalLow: 3,
     intervalHigh: 8,
     shadowHeuristicDelay: 5,
-    features: [8.5, 3, 0, 11, 4.2, 10, 1, 0, 12, 0, 0, 3, 10],
+    features: [8.5, 3, 0, 11, 4.2, 10, 1, 0, 12, 0, 0, 3, 10, 0],
     weatherSource: 'default',
     latencyMs: 1.2,
     traceId: null,
@@ -130,7 +131,7 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
       expect(await count(d, predictions)).toBe(1200);
       expect(await m.value('delay.prediction_log.written')).toBe(1200);
       const [stored] = await d.db.select().from(predictions).limit(1);
-      expect(stored?.features).toHaveLength(13);
+      expect(stored?.features).toHaveLength(FEATURE_NAMES.length);
       const inserts = spans.getFinishedSpans().filter((s) => s.name === 'INSERT predictions');
       expect(inserts.reduce((n, s) => n + Number(s.attributes['db.operation.batch.size']), 0)).toBe(1200);
       expect(inserts[0]?.attributes['db.system']).toBe('postgresql');
@@ -306,7 +307,7 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
     async () => {
       const d = await database();
       const at = (s: number) => new Date(Date.now() - 60_000 + s * 1000);
-      const honest = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+      const honest = FEATURE_NAMES.map((_, i) => i + 1);
       await d.db.insert(predictions).values([
         row('reposted', { predictedAt: at(0), delayMinutes: 5, shadowHeuristicDelay: 4, features: honest }),
         row('reposted', {

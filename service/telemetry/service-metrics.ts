@@ -2,6 +2,7 @@ import type { Meter } from '@opentelemetry/api';
 import { FALLBACK_REASONS } from '../domain/estimate.js';
 import { FLAG_KEYS } from '../domain/flags.js';
 import { ROLLBACK_SIGNALS } from '../domain/rollback-policy.js';
+import { SEGMENT_NAMES, type SegmentName } from '../domain/segments.js';
 
 /*
  * The label values of every bounded label: the code that counts types its values against these lists, and
@@ -60,6 +61,7 @@ export const FLAG_SOURCE_KINDS = ['file', 'flagd'] as const;
 export type FlagSourceKind = (typeof FLAG_SOURCE_KINDS)[number];
 export type FlagKey = (typeof FLAG_KEYS)[keyof typeof FLAG_KEYS];
 type ByModel = { model_version: string };
+type BySegment = { arm: FeedbackArm; segment: SegmentName } & ByModel;
 
 /**
  * The service's own instruments. Attribute values are bounded enumerations or model versions:
@@ -225,6 +227,33 @@ export function createServiceMetrics(meter: Meter) {
         unit: '{booking}',
       },
     ),
+    // Per segment (domain/segments.ts): coverage = 1 - (below + above) / scored; bias = (over - under) / scored;
+    // MAE = (over + under) / scored. Bias needs two counters because a counter only grows.
+    feedbackSegmentScored: meter.createCounter<BySegment>('delay.feedback.segment.scored', {
+      description: `Scored bookings by segment (${SEGMENT_NAMES.join(', ')}), arm and model_version; a booking counts in each of its segments`,
+      unit: '{booking}',
+    }),
+    feedbackSegmentOverPrediction: meter.createCounter<BySegment>('delay.feedback.segment.over_prediction', {
+      description: 'Sum of max(predicted - actual, 0) by segment, arm and model_version',
+      unit: 'min',
+    }),
+    feedbackSegmentUnderPrediction: meter.createCounter<BySegment>(
+      'delay.feedback.segment.under_prediction',
+      {
+        description: 'Sum of max(actual - predicted, 0) by segment, arm and model_version',
+        unit: 'min',
+      },
+    ),
+    feedbackSegmentBelowInterval: meter.createCounter<BySegment>('delay.feedback.segment.below_interval', {
+      description:
+        'Scored bookings whose actual delay fell below the predicted interval, by segment, arm and model_version',
+      unit: '{booking}',
+    }),
+    feedbackSegmentAboveInterval: meter.createCounter<BySegment>('delay.feedback.segment.above_interval', {
+      description:
+        'Scored bookings whose actual delay fell above the predicted interval, by segment, arm and model_version',
+      unit: '{booking}',
+    }),
     rollbacks: meter.createCounter('delay.rollout.rollbacks', {
       description: 'Automatic rollbacks that set ML traffic to 0%, by the alert that asked for them',
       unit: '{rollback}',
@@ -257,12 +286,26 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
     m.feedbackIntervalHits,
   ];
   for (const counter of feedbackCounters) counter.add(0, { arm: 'heuristic', model_version: 'none' });
+  const segmentCounters = [
+    m.feedbackSegmentScored,
+    m.feedbackSegmentOverPrediction,
+    m.feedbackSegmentUnderPrediction,
+    m.feedbackSegmentBelowInterval,
+    m.feedbackSegmentAboveInterval,
+  ];
+  const initializeSegments = (arm: FeedbackArm, model_version: string) => {
+    for (const segment of SEGMENT_NAMES)
+      for (const counter of segmentCounters) counter.add(0, { arm, segment, model_version });
+  };
+  initializeSegments('heuristic', 'none');
   for (const model_version of modelVersions) {
     for (const reason of MODEL_FALLBACK_REASONS) m.fallbacks.add(0, { reason, model_version });
     m.modelLoadErrors.add(0, { model_version });
     // A counter's first sample must be 0 for increase() to count the first feedback of a model.
-    for (const arm of FEEDBACK_ARMS.filter((a) => a !== 'heuristic'))
+    for (const arm of FEEDBACK_ARMS.filter((a) => a !== 'heuristic')) {
       for (const counter of feedbackCounters) counter.add(0, { arm, model_version });
+      initializeSegments(arm, model_version);
+    }
     for (const counter of [m.feedbackPairedDifferenceSquared, m.shadowGap, m.shadowCompared])
       counter.add(0, { model_version });
   }
