@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { flagChanges } from '../db/schema.js';
 import { THRESHOLDS } from '../service/domain/rollback-policy.js';
+import { SEGMENT_BAR } from '../service/retraining/segment-figures.js';
 import { freshPostgres, postgresAvailable } from '../service/test-support/databases.js';
 import { tempDir } from '../service/test-support/harness.js';
 import { monitoringBinaries } from '../service/test-support/monitoring.js';
@@ -95,6 +96,19 @@ function windowMismatches(panel: Pick<Panel, 'title' | 'targets'>): string[] {
  * panel's line differs from the policy, when the alert's rule no longer compares with that value, or when a
  * panel draws a line this table does not know.
  */
+/** Lines at the trainer's segment bar, which no alert enforces: the same figures judged on feedback. */
+const SEGMENT_BAR_LINES: { dashboard: string; panel: string; lines: number[] }[] = [
+  {
+    dashboard: 'delay-model-quality',
+    panel: '80% interval coverage by segment, ML, 1 h',
+    lines: [...SEGMENT_BAR.coverage],
+  },
+  {
+    dashboard: 'delay-model-quality',
+    panel: 'Mean bias by segment, ML, 1 h (minutes, predicted - actual)',
+    lines: [-SEGMENT_BAR.maxAbsBias, SEGMENT_BAR.maxAbsBias],
+  },
+];
 const THRESHOLD_LINES: { dashboard: string; panel: string; lines: { value: number; alert: string }[] }[] = [
   {
     dashboard: 'delay-model-quality',
@@ -344,7 +358,7 @@ describe('Grafana dashboards', () => {
           expect(matchers, `${panel.title}: ${name}`).toContain('model_version=~"$model_version"');
           filtered.push(panel.title);
         }
-    expect(new Set(filtered).size).toBe(7);
+    expect(new Set(filtered).size).toBe(9);
   });
 
   it('annotates rollbacks from the firing rollback alerts and flag changes from the audit table', () => {
@@ -379,7 +393,18 @@ describe('Grafana dashboards', () => {
         );
       }
     }
-    const known = new Set(THRESHOLD_LINES.map((t) => `${t.dashboard}: ${t.panel}`));
+    for (const { dashboard, panel: title, lines } of SEGMENT_BAR_LINES) {
+      const panel = byUid(dashboard).panels.find((p) => p.title === title);
+      expect(panel?.fieldConfig.defaults.custom?.thresholdsStyle?.mode, title).toBe('line');
+      const steps = panel?.fieldConfig.defaults.thresholds?.steps ?? [];
+      expect(
+        steps.slice(1).map((s) => s.value),
+        title,
+      ).toEqual(lines);
+    }
+    const known = new Set(
+      [...THRESHOLD_LINES, ...SEGMENT_BAR_LINES].map((t) => `${t.dashboard}: ${t.panel}`),
+    );
     for (const { json } of dashboards)
       for (const panel of json.panels)
         if (panel.fieldConfig.defaults.thresholds || panel.fieldConfig.defaults.custom?.thresholdsStyle)
