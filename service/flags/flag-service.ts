@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { FLAG_KEYS, HEURISTIC_VARIANT } from '../domain/flags.js';
 import type { FlagKey, ServiceMetrics } from '../telemetry/service-metrics.js';
+import { evaluationSpanEvents } from './evaluation-span-events.js';
 import { parseFlagConfig, type RolloutState } from './flag-config.js';
 import { watchFlagdConfiguration } from './flagd-sync.js';
 import { FlagFileError, startValidatedFileSource } from './validated-file-source.js';
@@ -137,6 +138,8 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
     },
   );
   const client: Client = OpenFeature.getClient(domain);
+  // On this client only: the OpenFeature API is one per process, shared by every flag service in it.
+  client.addHooks(evaluationSpanEvents);
   if (flags.kind === 'flagd') {
     client.addHandler(ProviderEvents.ConfigurationChanged, (details) => {
       flagdChangedAt = new Date();
