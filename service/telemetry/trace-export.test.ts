@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { booking, flagsFile } from '../test-support/harness.js';
+import { booking, flagsDocument, flagsFile, tempDir } from '../test-support/harness.js';
+import { startKubernetesApiStandIn } from '../test-support/kubernetes-api-stand-in.js';
 import { startOtlpSink } from '../test-support/otlp-sink.js';
 import { startService, waitForReady } from '../test-support/process.js';
 
@@ -116,6 +118,53 @@ describe('trace export', () => {
     expect(spans.every((s) => s.traceId === followed)).toBe(true);
     expect(spans.map((s) => s.name)).toEqual(
       expect.arrayContaining(['POST /v1/predictions', 'model.inference']),
+    );
+  });
+
+  it('traces the Kubernetes API calls of a rollback as client spans that send their trace context', async () => {
+    const api = await startKubernetesApiStandIn({
+      namespace: 'delay-prediction',
+      name: 'delay-prediction',
+      flags: flagsDocument({ mlWeight: 50 }).flags,
+    });
+    onTestFinished(() => api.close());
+    const tokenFile = join(tempDir(), 'token');
+    writeFileSync(tokenFile, 'service-account-token');
+    const sink = await startOtlpSink({ keepSpans: true });
+    onTestFinished(() => sink.close());
+    const webhookToken = 'k8s-webhook-token-0123456789';
+    const service = await startService({
+      FLAGS_FILE: flagsFile({ mlWeight: 50 }),
+      FLAGS_FEATUREFLAG: 'delay-prediction/delay-prediction',
+      KUBERNETES_API_URL: api.url,
+      KUBERNETES_TOKEN_FILE: tokenFile,
+      ALERTMANAGER_WEBHOOK_TOKEN: webhookToken,
+      OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+    });
+    onTestFinished(async () => {
+      await service.stop('SIGKILL');
+    });
+    await waitForReady(service);
+    const res = await fetch(`http://127.0.0.1:${service.port}/v1/webhooks/alertmanager`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${webhookToken}` },
+      body: JSON.stringify({
+        status: 'firing',
+        alerts: [{ status: 'firing', labels: { alertname: 'DelayMlErrorRatioHigh', rollback: 'true' } }],
+      }),
+    });
+    expect(res.status).toBe(200);
+    expect(await service.stop('SIGTERM')).toBe(0);
+
+    const spans = sink.spans();
+    const webhook = spans.find((s) => s.attributes['http.route'] === '/v1/webhooks/alertmanager');
+    const calls = spans.filter(
+      (s) => s.kind === SPAN_KIND_CLIENT && String(s.attributes['url.full']).startsWith(api.url),
+    );
+    expect(calls.map((s) => s.attributes['http.request.method']).sort()).toEqual(['GET', 'PATCH']);
+    for (const call of calls) expect(call.traceId).toBe(webhook?.traceId);
+    expect(api.requests.map((r) => r.traceparent?.split('-')[1])).toEqual(
+      api.requests.map(() => webhook?.traceId),
     );
   });
 });
