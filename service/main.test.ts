@@ -191,10 +191,31 @@ describe('the service as a process', () => {
           body: JSON.stringify({ booking_id: first.booking_id, actual_delay_minutes: 3 }),
         });
       }
+      // The weather call was timed, and the OTLP export's own requests (also outgoing) leave /metrics valid.
+      const metrics = await (await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`)).text();
+      expect(metrics).toMatch(
+        /http_client_request_duration_count\{[^}]*http_response_status_code="200"[^}]*server_address="127.0.0.1"/,
+      );
+      const lint = spawnSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
+      if (lint.error && process.env.CI !== 'true')
+        console.warn('skipping promtool check metrics: promtool not found');
+      else expect(lint.status, lint.stdout + lint.stderr).toBe(0);
       expect(await service.stop('SIGTERM')).toBe(0);
-      // The spans of the requests that carried a token and of the weather lookup that called the API with the
-      // key were exported, and no export holds a secret (the API call itself has no span: an instrumentation
-      // recording its URL would fail here).
+      // The API call is a client span under the weather lookup, and OpenWeatherMap received its trace context.
+      const spans = sink.spans();
+      const call = spans.find((s) => s.kind === 3 && String(s.attributes['url.full']).includes('appid='));
+      expect(spans.find((s) => s.spanId === call?.parentSpanId)?.name).toBe('weather.lookup');
+      expect(call?.attributes).toMatchObject({
+        'http.request.method': 'GET',
+        'server.address': '127.0.0.1',
+        'http.response.status_code': 200,
+        'url.full': expect.stringContaining('appid=REDACTED'),
+      });
+      const sent = fake.calls.find((c) => c.appid === 'do-not-log-me')?.traceparent;
+      expect(sent?.split('-')[1]).toBe(call?.traceId);
+      expect(sent?.split('-')[2]).toBe(call?.spanId);
+      // The spans of the requests that carried a token, of the weather lookup and of its call to the API were
+      // exported, and no export holds a secret (the call's URL is recorded with its query values redacted).
       const exported = sink.exportedText();
       for (const traced of ['weather.lookup', '/v1/feedback', '/v1/webhooks/alertmanager'])
         expect(exported).toContain(traced);

@@ -4,7 +4,6 @@ import { ComposeError, composeService } from './compose.js';
 import type { Config } from './config/config.js';
 import { FlagFileError } from './flags/flag-service.js';
 import type { Telemetry } from './telemetry/otel.js';
-import { startRuntimeMetrics } from './telemetry/runtime-metrics.js';
 
 function fail(message: string): never {
   process.stderr.write(`delay-prediction: ${message}\n`);
@@ -13,7 +12,6 @@ function fail(message: string): never {
 
 /** Everything after telemetry: imported by main.ts once the NodeSDK patches what it instruments. */
 export async function runServer(config: Config, telemetry: Telemetry) {
-  startRuntimeMetrics(telemetry.meter);
   let service: Awaited<ReturnType<typeof composeService>>;
   try {
     service = await composeService(config, { telemetry });

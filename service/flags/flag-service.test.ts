@@ -1,6 +1,13 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { context, TraceFlags, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startFlagdStandIn } from '../test-support/flagd-stand-in.js';
 import {
   eventually,
@@ -63,6 +70,44 @@ describe('fractional routing on the booking id', () => {
     expect(at25.size / ids.length).toBeGreaterThan(0.23);
     expect(at25.size / ids.length).toBeLessThan(0.27);
     expect([...at10].filter((id) => !at25.has(id))).toEqual([]);
+  });
+});
+
+describe('evaluations in a trace', () => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  afterAll(() => {
+    context.disable();
+  });
+
+  it('add one feature_flag.evaluation event per booking to the active span, none to a span that does not record', async () => {
+    const { flags } = await started({ mlWeight: 100 });
+    const exporter = new InMemorySpanExporter();
+    const tracer = new BasicTracerProvider({
+      spanProcessors: [new SimpleSpanProcessor(exporter)],
+    }).getTracer('test');
+    await tracer.startActiveSpan('assign', async (span) => {
+      await Promise.all(['bk-1', 'bk-2'].map((id) => flags.modelVariant(id)));
+      span.end();
+    });
+    const unsampled = trace.wrapSpanContext({
+      traceId: '0af7651916cd43dd8448eb211c80319c',
+      spanId: 'b7ad6b7169203331',
+      traceFlags: TraceFlags.NONE,
+    });
+    const unrecorded = await context.with(trace.setSpan(context.active(), unsampled), () =>
+      flags.modelVariant('bk-3'),
+    );
+    expect(unrecorded.variant).toBe('gbt-v1');
+
+    const [assign] = exporter.getFinishedSpans();
+    expect(assign?.events.map((e) => e.name)).toEqual(['feature_flag.evaluation', 'feature_flag.evaluation']);
+    expect(assign?.events[0]?.attributes).toMatchObject({
+      'feature_flag.key': 'delay-model',
+      'feature_flag.result.variant': 'gbt-v1',
+      'feature_flag.provider.name': 'flagd',
+      'feature_flag.context.id': 'bk-1',
+    });
+    expect(assign?.events[0]?.attributes?.['error.type']).toBeUndefined();
   });
 });
 

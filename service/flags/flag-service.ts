@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { FLAG_KEYS, HEURISTIC_VARIANT } from '../domain/flags.js';
 import type { FlagKey, ServiceMetrics } from '../telemetry/service-metrics.js';
+import { evaluationOptions } from './evaluation-span-events.js';
 import { parseFlagConfig, type RolloutState } from './flag-config.js';
 import { watchFlagdConfiguration } from './flagd-sync.js';
 import { FlagFileError, startValidatedFileSource } from './validated-file-source.js';
@@ -191,10 +192,14 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
       client.providerStatus === ServerProviderStatus.STALE,
 
     async modelVariant(bookingId, context = {}) {
-      const details = await client.getStringDetails(FLAG_KEYS.model, HEURISTIC_VARIANT, {
-        ...context,
-        targetingKey: bookingId,
-      });
+      // The evaluation's span event, in a recorded trace only (not a hook of the client or of the API, which
+      // is one per process and shared by every flag service in it).
+      const details = await client.getStringDetails(
+        FLAG_KEYS.model,
+        HEURISTIC_VARIANT,
+        { ...context, targetingKey: bookingId },
+        evaluationOptions(),
+      );
       if (details.errorCode) {
         const message = `${details.errorCode}: ${details.errorMessage ?? ''}`.trim();
         evaluationError(FLAG_KEYS.model, message);

@@ -1,15 +1,27 @@
-import type { Tracer } from '@opentelemetry/api';
+import { SpanKind, type Tracer } from '@opentelemetry/api';
+import {
+  ATTR_DB_COLLECTION_NAME,
+  ATTR_DB_OPERATION_NAME,
+  ATTR_DB_QUERY_SUMMARY,
+  ATTR_DB_SYSTEM_NAME,
+  DB_SYSTEM_NAME_VALUE_POSTGRESQL,
+} from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
 import type { predictions } from '../../db/schema.js';
 import type { PredictionDropReason, ServiceMetrics } from '../telemetry/service-metrics.js';
 import { inSpan } from '../telemetry/spans.js';
 
 export type PredictionRow = typeof predictions.$inferInsert;
+/** The span's name, as the conventions name a database span: its query summary. */
+const PREDICTION_INSERT_SUMMARY = 'INSERT predictions';
 
 export interface PredictionLogOptions {
   /** One batch insert (`Database.insertPredictions`). */
   insert: (rows: PredictionRow[]) => Promise<void>;
-  /** postgres-js has no OpenTelemetry instrumentation: each batch write gets its own database span. */
+  /**
+   * postgres-js and PGlite have no OpenTelemetry instrumentation: each batch write gets its own database client
+   * span (semantic conventions for database spans).
+   */
   tracer?: Tracer;
   metrics: ServiceMetrics;
   logger: Logger;
@@ -102,17 +114,21 @@ export function createPredictionLog({
     settled = 0;
     try {
       const write = () => insertIsolating(batch);
+      // One statement writes the whole batch: not a batch operation in the conventions' sense (several
+      // queries; db.operation.batch.size), so the rows it carries are counted apart.
       await (tracer
         ? inSpan(
             tracer,
-            'INSERT predictions',
+            PREDICTION_INSERT_SUMMARY,
             {
-              'db.system': 'postgresql',
-              'db.operation.name': 'INSERT',
-              'db.collection.name': 'predictions',
-              'db.operation.batch.size': batch.length,
+              [ATTR_DB_SYSTEM_NAME]: DB_SYSTEM_NAME_VALUE_POSTGRESQL,
+              [ATTR_DB_OPERATION_NAME]: 'INSERT',
+              [ATTR_DB_COLLECTION_NAME]: 'predictions',
+              [ATTR_DB_QUERY_SUMMARY]: PREDICTION_INSERT_SUMMARY,
+              'delay.bookings': batch.length,
             },
             write,
+            { kind: SpanKind.CLIENT },
           )
         : write());
       queue = queue.slice(settled);

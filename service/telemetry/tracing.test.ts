@@ -81,6 +81,12 @@ describe('a prediction trace', () => {
         expect(child?.spanContext().traceId).toBe(traceId);
         expect(child?.parentSpanContext?.spanId).toBe(root?.spanContext().spanId);
       }
+      // The booking's evaluation, under the feature-flag conventions, on the flag step's span.
+      const flagStep = spans.find((s) => s.name === 'feature_flag.evaluation delay-model');
+      expect(flagStep?.events.map((e) => [e.name, e.attributes?.['feature_flag.key']])).toEqual([
+        ['feature_flag.evaluation', 'delay-model'],
+      ]);
+      expect(flagStep?.events[0]?.attributes?.['feature_flag.result.variant']).toBe('gbt-v1');
       expect(spans.find((s) => s.name === 'model.inference')?.attributes).toMatchObject({
         'delay.model_version': 'gbt-v1',
         'delay.bookings': 1,

@@ -13,7 +13,14 @@ export type FakeMode =
  * bodies (`cod` as a number for 401/429, as a string for 404).
  */
 export async function startFakeOpenWeatherMap() {
-  const calls: { path: string; lat: number; lon: number; appid: string | null }[] = [];
+  const calls: {
+    path: string;
+    lat: number;
+    lon: number;
+    appid: string | null;
+    /** The W3C trace context the caller sent, if any. */
+    traceparent: string | undefined;
+  }[] = [];
   let mode: FakeMode = { kind: 'ok' };
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://fake');
@@ -22,6 +29,7 @@ export async function startFakeOpenWeatherMap() {
       lat: Number(url.searchParams.get('lat')),
       lon: Number(url.searchParams.get('lon')),
       appid: url.searchParams.get('appid'),
+      traceparent: req.headers.traceparent as string | undefined,
     });
     const send = (status: number, body: string, headers: Record<string, string> = {}) => {
       res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers });

@@ -31,13 +31,18 @@ export async function startKubernetesApiStandIn(options: { namespace: string; na
   let version = 1;
   const allowed = new Set(['get', 'patch']);
   let concurrentWrites = 0;
-  const requests: { method: string; authorization: string | undefined }[] = [];
+  const requests: { method: string; authorization: string | undefined; traceparent: string | undefined }[] =
+    [];
   const status = (res: import('node:http').ServerResponse, code: number, reason: string, message: string) => {
     res.writeHead(code, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', reason, message, code }));
   };
   const server = createServer((req, res) => {
-    requests.push({ method: req.method ?? '', authorization: req.headers.authorization });
+    requests.push({
+      method: req.method ?? '',
+      authorization: req.headers.authorization,
+      traceparent: req.headers.traceparent as string | undefined,
+    });
     let body = '';
     req.on('data', (d) => {
       body += d;

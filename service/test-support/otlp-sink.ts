@@ -1,14 +1,49 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
+type Attributes = Record<string, string | number | boolean>;
+
 export interface ExportedSpan {
   traceId: string;
+  spanId: string;
+  parentSpanId?: string;
   name: string;
+  /** OTLP's numbering: 1 internal, 2 server, 3 client. */
+  kind: number;
+  attributes: Attributes;
+  /** The attributes of the resource that exported it. */
+  resource: Attributes;
+  events: { name: string; attributes: Attributes }[];
 }
 
-interface OtlpJsonTraces {
-  resourceSpans?: { scopeSpans?: { spans?: ExportedSpan[] }[] }[];
+interface OtlpKeyValue {
+  key: string;
+  value: { stringValue?: string; intValue?: string | number; doubleValue?: number; boolValue?: boolean };
 }
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes?: OtlpKeyValue[];
+  events?: { name: string; attributes?: OtlpKeyValue[] }[];
+}
+interface OtlpJsonTraces {
+  resourceSpans?: { resource?: { attributes?: OtlpKeyValue[] }; scopeSpans?: { spans?: OtlpSpan[] }[] }[];
+}
+
+const decode = (kvs: OtlpKeyValue[] = []): Attributes =>
+  Object.fromEntries(
+    kvs.map(({ key, value }) => [
+      key,
+      value.stringValue ??
+        (value.intValue === undefined ? undefined : Number(value.intValue)) ??
+        value.doubleValue ??
+        value.boolValue ??
+        '',
+    ]),
+  );
 
 /**
  * Accepts OTLP/HTTP (JSON) trace exports, so the service's tracing runs as in production. `keepSpans` also
@@ -33,9 +68,22 @@ export async function startOtlpSink({ keepSpans = false }: { keepSpans?: boolean
           const text = Buffer.concat(chunks).toString('utf8');
           bodies.push(text);
           const body = JSON.parse(text) as OtlpJsonTraces;
-          for (const resource of body.resourceSpans ?? [])
-            for (const scope of resource.scopeSpans ?? [])
-              for (const { traceId, name } of scope.spans ?? []) spans.push({ traceId, name });
+          for (const { resource, scopeSpans } of body.resourceSpans ?? [])
+            for (const scope of scopeSpans ?? [])
+              for (const span of scope.spans ?? [])
+                spans.push({
+                  traceId: span.traceId,
+                  spanId: span.spanId,
+                  ...(span.parentSpanId ? { parentSpanId: span.parentSpanId } : {}),
+                  name: span.name,
+                  kind: span.kind,
+                  attributes: decode(span.attributes),
+                  resource: decode(resource?.attributes),
+                  events: (span.events ?? []).map((e) => ({
+                    name: e.name,
+                    attributes: decode(e.attributes),
+                  })),
+                });
         }
       }
       res.writeHead(200, { 'content-type': 'application/json' });
