@@ -5,8 +5,8 @@ import { trace } from '@opentelemetry/api';
  * Each flag evaluation as a `feature_flag.evaluation` event on the active span, with the semantic conventions'
  * attributes (feature_flag.key, feature_flag.result.variant, feature_flag.provider.name, feature_flag.context.id,
  * error.type) built by OpenFeature's own `createEvaluationEvent`: what `SpanEventHook` of
- * `@openfeature/open-telemetry-hooks` adds, and nothing else. That package cannot be loaded here: it imports
- * `@opentelemetry/api-logs` (an optional peer) when it loads. A failed evaluation is not recorded as an
+ * `@openfeature/open-telemetry-hooks` adds, and nothing else. That package is not used: it loads
+ * `@opentelemetry/api-logs` and asks for ^0.205 as its peer, where the SDK here is 0.223. A failed evaluation is not recorded as an
  * exception: it is an answer (the coded default), counted by `delay_flags_evaluation_errors_total` and carried
  * by the event's `error.type`.
  */
