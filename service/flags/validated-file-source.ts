@@ -122,6 +122,10 @@ export function startValidatedFileSource(o: ValidatedFileSourceOptions): Validat
   const pace = () => {};
   watchFile(file, { interval, persistent: false }, onChange);
   watchFile(copy, { interval, persistent: false }, pace);
+  // The poller's first stat is its baseline: a change written between the read above and that stat would go
+  // unnoticed until the next one. One read once the first poll has run closes the gap.
+  const settle = setTimeout(onChange, interval * 2);
+  settle.unref();
 
   return {
     copy,
@@ -149,6 +153,7 @@ export function startValidatedFileSource(o: ValidatedFileSourceOptions): Validat
     },
 
     stopWatching() {
+      clearTimeout(settle);
       unwatchFile(file, onChange);
       unwatchFile(copy, pace);
     },
