@@ -144,7 +144,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
     routing: flags,
   });
   if (config.autoPromote) {
-    const { prometheusUrl, soakMs, intervalMs, minSamples } = config.autoPromote;
+    const { prometheusUrl, selector, soakMs, intervalMs, minSamples } = config.autoPromote;
     // Every replica may run with AUTO_PROMOTE=true: the one holding the leader lock acts.
     const leadership = config.database.url
       ? advisoryLockLeadership(config.database.url, { logger })
@@ -152,6 +152,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
     closers.push(() => leadership.close());
     const stop = createAutoPromoter({
       prometheusUrl,
+      selector,
       rollout,
       flagStatus: () => flags.status(),
       logger,
@@ -160,7 +161,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
       leadership,
     }).start(intervalMs);
     closers.push(stop);
-    logger.info({ prometheus: prometheusUrl, soak_s: soakMs / 1000 }, 'automatic promotion on');
+    logger.info({ prometheus: prometheusUrl, selector, soak_s: soakMs / 1000 }, 'automatic promotion on');
   }
   warnOpenEndpoints(config, logger);
 

@@ -6,7 +6,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flagChanges, predictions } from '../db/schema.js';
 import { dashboards, type Panel } from '../grafana/dashboard-queries.js';
-import { PROMOTION_CHECKS } from './rollout/auto-promoter.js';
+import { promotionChecks } from './rollout/auto-promoter.js';
 import { freshPostgres, postgresAvailable } from './test-support/databases.js';
 import { startFakeOpenWeatherMap } from './test-support/fake-openweathermap.js';
 import { startFlagdStandIn } from './test-support/flagd-stand-in.js';
@@ -287,12 +287,14 @@ describe.skipIf(!ready)('three replicas with AUTO_PROMOTE=true', () => {
   it('promote from one replica only: the holder of the leader lock', async () => {
     const database = await freshPostgres();
     cleanups.push(() => database.close());
-    // A stand-in for Prometheus' query API: every promotion query answers a healthy value.
+    // A stand-in for Prometheus' query API: every promotion query of this deployment answers a healthy value.
+    const selector = 'job="delay-prediction"';
+    const checks = promotionChecks(selector);
     const healthy: Record<string, string> = {
-      [PROMOTION_CHECKS.samples]: '500',
-      [PROMOTION_CHECKS.mae]: '1.7',
-      [PROMOTION_CHECKS.fallbackRatio]: '0.01',
-      [PROMOTION_CHECKS.latencyP95]: '0.004',
+      [checks.samples]: '500',
+      [checks.mae]: '1.7',
+      [checks.fallbackRatio]: '0.01',
+      [checks.latencyP95]: '0.004',
     };
     const server = createServer((req, res) => {
       const value = healthy[new URL(req.url ?? '/', 'http://x').searchParams.get('query') ?? ''];
@@ -312,6 +314,7 @@ describe.skipIf(!ready)('three replicas with AUTO_PROMOTE=true', () => {
       DATABASE_URL: database.url,
       FLAGS_FILE: flagsFile,
       AUTO_PROMOTE: 'true',
+      AUTO_PROMOTE_SELECTOR: selector,
       PROMETHEUS_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
       AUTO_PROMOTE_SOAK_S: '1',
       AUTO_PROMOTE_INTERVAL_S: '1',

@@ -145,9 +145,20 @@ describe('automatic promotion', () => {
       loadConfig({ AUTO_PROMOTE: 'true', PROMETHEUS_URL: 'http://prometheus:9090' }).autoPromote,
     ).toEqual({
       prometheusUrl: 'http://prometheus:9090',
+      selector: 'job="delay-prediction"',
       soakMs: 86_400_000,
       intervalMs: 300_000,
       minSamples: 200,
     });
+  });
+
+  it('takes the label matchers of its deployment, and refuses what is not matchers', () => {
+    const on = { AUTO_PROMOTE: 'true', PROMETHEUS_URL: 'http://prometheus:9090' };
+    expect(
+      loadConfig({ ...on, AUTO_PROMOTE_SELECTOR: 'job="delay-prediction", namespace=~"delay|delay-eu"' })
+        .autoPromote?.selector,
+    ).toBe('job="delay-prediction", namespace=~"delay|delay-eu"');
+    for (const bad of ['delay-prediction', 'job=delay-prediction', 'job="a"} or vector(1) {x="'])
+      expect(() => loadConfig({ ...on, AUTO_PROMOTE_SELECTOR: bad }), bad).toThrow(/AUTO_PROMOTE_SELECTOR/);
   });
 });

@@ -64,6 +64,14 @@ const configSchema = z.object({
   AUTO_PROMOTE_SOAK_S: positiveInt.default(86_400),
   AUTO_PROMOTE_INTERVAL_S: positiveInt.default(300),
   AUTO_PROMOTE_MIN_SAMPLES: positiveInt.default(200),
+  // PromQL label matchers, comma-separated: name, operator, a double-quoted value.
+  AUTO_PROMOTE_SELECTOR: z
+    .string()
+    .regex(
+      /^\s*[A-Za-z_]\w*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*(,\s*[A-Za-z_]\w*\s*(=|!=|=~|!~)\s*"(?:[^"\\]|\\.)*"\s*)*$/,
+      'PromQL label matchers, e.g. job="delay-prediction", namespace="delay"',
+    )
+    .default('job="delay-prediction"'),
   ML_TIMEOUT_MS: positiveInt.max(60_000).default(250),
   BODY_LIMIT_BYTES: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
   BATCH_MAX_BOOKINGS: positiveInt.max(10_000).default(1000),
@@ -114,7 +122,14 @@ export interface Config {
   modelsDir: string;
   mlTimeoutMs: number;
   /** Optional automatic promotion along 10, 25, 50, 100 (off by default). */
-  autoPromote: { prometheusUrl: string; soakMs: number; intervalMs: number; minSamples: number } | null;
+  autoPromote: {
+    prometheusUrl: string;
+    /** Label matchers of this deployment's series in that Prometheus. */
+    selector: string;
+    soakMs: number;
+    intervalMs: number;
+    minSamples: number;
+  } | null;
   /** The rollback webhook's bearer token; unset: the webhook route is not served. Never logged. */
   webhookToken: string | undefined;
   /** The bearer token of the feedback endpoints; unset: they are open (warned at start). Never logged. */
@@ -249,6 +264,7 @@ export function loadConfig(
       c.AUTO_PROMOTE === 'true' && c.PROMETHEUS_URL
         ? {
             prometheusUrl: c.PROMETHEUS_URL,
+            selector: c.AUTO_PROMOTE_SELECTOR.trim(),
             soakMs: c.AUTO_PROMOTE_SOAK_S * 1000,
             intervalMs: c.AUTO_PROMOTE_INTERVAL_S * 1000,
             minSamples: c.AUTO_PROMOTE_MIN_SAMPLES,

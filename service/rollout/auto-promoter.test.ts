@@ -5,16 +5,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseFlagConfig } from '../flags/flag-config.js';
 import type { FlagStatus } from '../flags/flag-service.js';
 import { flagServiceOn, silentLogger } from '../test-support/harness.js';
-import { type AutoPromoterOptions, createAutoPromoter, LIMITS, PROMOTION_CHECKS } from './auto-promoter.js';
+import {
+  type AutoPromoterOptions,
+  createAutoPromoter,
+  LIMITS,
+  type PromotionCheck,
+  promotionChecks,
+} from './auto-promoter.js';
 import { createRolloutService } from './rollout-service.js';
 
+const SELECTOR = 'job="delay-prediction", namespace="delay"';
+const CHECKS = promotionChecks(SELECTOR);
 /** A stand-in for Prometheus' query API answering each promotion query with a chosen value (or nothing). */
-let answers: Partial<Record<keyof typeof PROMOTION_CHECKS, string | undefined>> = {};
+let answers: Partial<Record<PromotionCheck, string | undefined>> = {};
 const server = createServer((req, res) => {
   const expr = new URL(req.url ?? '/', 'http://x').searchParams.get('query');
-  const name = (Object.keys(PROMOTION_CHECKS) as (keyof typeof PROMOTION_CHECKS)[]).find(
-    (k) => PROMOTION_CHECKS[k] === expr,
-  );
+  const name = (Object.keys(CHECKS) as PromotionCheck[]).find((k) => CHECKS[k] === expr);
   const value = name ? answers[name] : undefined;
   res.setHeader('content-type', 'application/json');
   res.end(
@@ -44,6 +50,7 @@ async function promoterAt(mlWeight: number, ageMs: number, options: Partial<Auto
   });
   const promoter = createAutoPromoter({
     prometheusUrl: url,
+    selector: SELECTOR,
     rollout,
     flagStatus: status,
     logger: silentLogger,
@@ -55,6 +62,17 @@ async function promoterAt(mlWeight: number, ageMs: number, options: Partial<Auto
 }
 
 describe('automatic promotion', () => {
+  it("reads only its own deployment's series: every query's selector carries the matchers", () => {
+    for (const [name, expr] of Object.entries(CHECKS)) {
+      const selectors = [...expr.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);
+      expect(selectors.length, name).toBe(1);
+      expect(selectors[0], name).toContain(SELECTOR);
+    }
+    expect(promotionChecks('').fallbackRatio).toBe(
+      'max(max_over_time(:delay_ml_fallback:ratio_rate5m{}[1h]))',
+    );
+  });
+
   it('moves to the next step after a healthy soak', async () => {
     answers = healthy;
     const { promoter, file } = await promoterAt(10, DAY + 1000);
@@ -92,6 +110,7 @@ describe('automatic promotion', () => {
     await flags.close();
     const promoter = createAutoPromoter({
       prometheusUrl: 'http://127.0.0.1:1',
+      selector: SELECTOR,
       rollout: createRolloutService({ flagsFile: file, logger: silentLogger }),
       flagStatus: () => ({
         ...flags.status(),

@@ -7,6 +7,8 @@ import type { RolloutService } from './rollout-service.js';
 
 export interface AutoPromoterOptions {
   prometheusUrl: string;
+  /** Label matchers of this deployment's series, e.g. `job="delay-prediction", namespace="delay"`. */
+  selector: string;
   rollout: RolloutService;
   flagStatus: () => FlagStatus;
   logger: Logger;
@@ -18,13 +20,21 @@ export interface AutoPromoterOptions {
   now?: () => number;
 }
 
-/** The health a step must show over its soak to be promoted; the same thresholds as the alerts. */
-export const PROMOTION_CHECKS = {
-  samples: 'sum(arm_model_version:delay_feedback_scored:increase24h{arm="ml"})',
-  mae: 'max(arm_model_version:delay_feedback_mae_minutes:24h{arm="ml"})',
-  fallbackRatio: 'max(max_over_time(:delay_ml_fallback:ratio_rate5m[1h]))',
-  latencyP95: 'max(max_over_time(endpoint:delay_prediction_duration_seconds:p95_5m{endpoint="single"}[1h]))',
-} as const;
+/**
+ * The health a step must show over its soak to be promoted; the same thresholds as the alerts. `selector` (label
+ * matchers) keeps the queries to this deployment's series: the rules keep `job` and `namespace`, and one
+ * Prometheus may scrape several deployments.
+ */
+export function promotionChecks(selector: string) {
+  const and = selector ? `, ${selector}` : '';
+  return {
+    samples: `sum(arm_model_version:delay_feedback_scored:increase24h{arm="ml"${and}})`,
+    mae: `max(arm_model_version:delay_feedback_mae_minutes:24h{arm="ml"${and}})`,
+    fallbackRatio: `max(max_over_time(:delay_ml_fallback:ratio_rate5m{${selector}}[1h]))`,
+    latencyP95: `max(max_over_time(endpoint:delay_prediction_duration_seconds:p95_5m{endpoint="single"${and}}[1h]))`,
+  } as const;
+}
+export type PromotionCheck = keyof ReturnType<typeof promotionChecks>;
 /** A step is promoted only below every bar a rollback or a warning would judge it by. */
 export const LIMITS = {
   mae: THRESHOLDS.maeTarget,
@@ -44,6 +54,7 @@ export type PromotionDecision =
  */
 export function createAutoPromoter({
   prometheusUrl,
+  selector,
   rollout,
   flagStatus,
   logger,
@@ -53,6 +64,7 @@ export function createAutoPromoter({
   now = Date.now,
 }: AutoPromoterOptions) {
   const log = logger.child({ component: 'auto-promoter' });
+  const checks = promotionChecks(selector);
 
   async function scalar(expr: string): Promise<number | null> {
     const res = await fetch(new URL(`/api/v1/query?query=${encodeURIComponent(expr)}`, prometheusUrl), {
@@ -78,10 +90,10 @@ export function createAutoPromoter({
     if (now() - since < soakMs)
       return { action: 'held', reason: `soaking until ${new Date(since + soakMs).toISOString()}` };
 
-    let values: Record<keyof typeof PROMOTION_CHECKS, number | null>;
+    let values: Record<PromotionCheck, number | null>;
     try {
       const entries = await Promise.all(
-        Object.entries(PROMOTION_CHECKS).map(async ([name, expr]) => [name, await scalar(expr)] as const),
+        Object.entries(checks).map(async ([name, expr]) => [name, await scalar(expr)] as const),
       );
       values = Object.fromEntries(entries) as typeof values;
     } catch (err) {
