@@ -27,6 +27,9 @@ LEVEL = 0.8
 # Huber loss for the delay: absolute error's sign-only gradient learns long delays slowly (mean bias -0.45 min
 # on the top decile); Huber's is proportional up to its delta (the residuals' 0.9 quantile), robust beyond.
 POINT_LOSS = "huber"
+# The delay's trees one level deeper than the quantiles': holdout MAE 1.642 -> 1.632 (long-delay bias -0.26 ->
+# -0.16). The quantile trees stay at depth 4: deeper ones fit their rows closer and narrow the held-out interval.
+POINT_DEPTH, QUANTILE_DEPTH = 5, 4
 
 DRIFT_BINS = 10
 
@@ -38,11 +41,11 @@ def load(path):
     return header, data
 
 
-def fit(X, y, loss, alpha, args):
+def fit(X, y, loss, alpha, args, max_depth=QUANTILE_DEPTH):
     params = dict(
         n_estimators=args.estimators,
         learning_rate=0.08,
-        max_depth=4,
+        max_depth=max_depth,
         min_samples_leaf=40,
         subsample=0.8,
         random_state=args.seed,
@@ -53,11 +56,11 @@ def fit(X, y, loss, alpha, args):
 
 
 def fit_triplet(X, y, args):
-    point, params = fit(X, y, POINT_LOSS, None, args)
-    low, _ = fit(X, y, "quantile", LOW_ALPHA, args)
+    point, _ = fit(X, y, POINT_LOSS, None, args, max_depth=POINT_DEPTH)
+    low, params = fit(X, y, "quantile", LOW_ALPHA, args)
     high, _ = fit(X, y, "quantile", HIGH_ALPHA, args)
     losses = {"delay": f"{POINT_LOSS} (alpha 0.9)", "low": f"quantile {LOW_ALPHA}", "high": f"quantile {HIGH_ALPHA}"}
-    return (point, low, high), {**params, "losses": losses}
+    return (point, low, high), {**params, "max_depth": {"delay": POINT_DEPTH, "low": QUANTILE_DEPTH, "high": QUANTILE_DEPTH}, "losses": losses}
 
 
 def predict_triplet(models, X):
