@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ROLLBACK_SIGNALS, THRESHOLDS as T } from '../service/domain/rollback-policy.js';
+import { DRIFT_FEATURES } from '../service/drift/drift-monitor.js';
 import { WEATHER_FEATURES } from '../service/features/booking-features.js';
 import { monitoringBinaries } from '../service/test-support/monitoring.js';
 import { DEPLOYMENT_LABELS, headingAnchors, runbookBaseUrl } from './rule-conventions.js';
@@ -204,7 +205,8 @@ describe('the rules use the thresholds of service/domain/rollback-policy.ts', ()
     DelayFeatureDrift: { parts: [`psi:5m > ${T.psi.drift}`, `>= ${T.psi.minObservations}`] },
     DelayFeatureDriftSevere: {
       parts: [
-        `psi:5m{feature!~"${WEATHER_FEATURES.join('|')}"} > ${T.psi.severe}`,
+        // The weather features drift is computed for: weather never rolls back.
+        `psi:5m{feature!~"${WEATHER_FEATURES.filter((f) => DRIFT_FEATURES.includes(f)).join('|')}"} > ${T.psi.severe}`,
         `>= ${T.psi.minObservations}`,
       ],
       for: T.psi.severeFor,
