@@ -39,9 +39,9 @@ export type WorldName = keyof typeof WORLDS;
 const CENTER = { lat: 48.8566, lon: 2.3522 };
 const KM_PER_DEG_LAT = 111.32;
 
-type Rng = () => number;
+export type Rng = () => number;
 
-function rngFrom(seed: number): Rng {
+export function rngFrom(seed: number): Rng {
   const generator = xoroshiro128plus(seed);
   return () => uniformFloat64(generator);
 }
@@ -52,7 +52,7 @@ const normal = (rng: Rng) => {
   const v = rng();
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
 };
-const exponential = (rng: Rng, mean: number) => -Math.log(1 - rng()) * mean;
+export const exponential = (rng: Rng, mean: number) => -Math.log(1 - rng()) * mean;
 const poisson = (rng: Rng, lambda: number) => {
   let k = 0;
   let p = Math.exp(-lambda);
@@ -85,15 +85,43 @@ export function parisOffsetHours(utc: Date): number {
   return t >= lastSunday(2) && t < lastSunday(9) ? 2 : 1;
 }
 
-function isoWithOffset(utc: Date, offsetHours: number): string {
+export function isoWithOffset(utc: Date, offsetHours: number): string {
   const local = new Date(utc.getTime() + offsetHours * 3_600_000);
   return `${local.toISOString().slice(0, 19)}+0${offsetHours}:00`;
 }
 
-interface DayWeather {
+export interface DayWeather {
   wet: boolean;
   temperatureMean: number;
   windBase: number;
+}
+
+export const daysIn = (year: number) => (Date.UTC(year + 1, 0, 1) - Date.UTC(year, 0, 1)) / 86_400_000;
+
+/** The year's weather, day by day, as the first draws of a stream (generateBookings' own, for its seed). */
+export function drawDayWeather(rng: Rng, days: number, rainFactor: number): DayWeather[] {
+  const dayWeather: DayWeather[] = [];
+  let wet = false;
+  for (let d = 0; d < days; d++) {
+    const winterness = Math.cos((2 * Math.PI * (d - 15)) / days); // 1 mid-January, -1 mid-July
+    const pWet = Math.min(0.9, (0.3 + 0.1 * winterness) * rainFactor);
+    // Wet and dry spells persist: a Markov chain with the seasonal probability as its stationary share.
+    wet = rng() < (wet ? pWet + 0.35 * (1 - pWet) : pWet * 0.65);
+    dayWeather.push({
+      wet,
+      temperatureMean: 12.5 - 8.5 * winterness + 3 * normal(rng),
+      windBase: 3 + 1.5 * Math.max(winterness, 0) + exponential(rng, 1.5),
+    });
+  }
+  return dayWeather;
+}
+
+/** Demand at a local hour, relative to its peak (1): a floor plus morning and evening peaks, few at night. */
+export function demandDensity(hour: number, rushShiftHours: number): number {
+  const clock = hour - rushShiftHours;
+  return hour > 5.5 && hour < 23.5
+    ? 0.25 + 0.75 * Math.max(bump(clock, 8.25, 1.5), bump(clock, 17.75, 1.8), 0.6 * bump(clock, 13, 2.5))
+    : 0.15;
 }
 
 /**
@@ -212,6 +240,30 @@ function conditionCode(w: Omit<WeatherConditions, 'condition_code'>, wetDay: boo
   return wetDay ? 803 : 800;
 }
 
+/** The weather at a local hour of a day: a diurnal swing, showers on wet days, morning fog, gusts. */
+export function drawWeather(
+  rng: Rng,
+  dw: DayWeather,
+  localHour: number,
+  rainFactor: number,
+): WeatherConditions {
+  const temperature = dw.temperatureMean + 4 * Math.sin((2 * Math.PI * (localHour - 9)) / 24) + normal(rng);
+  const raining = dw.wet && rng() < Math.min(1, 0.55 * rainFactor);
+  const rate = raining ? exponential(rng, 1.4) * rainFactor : 0;
+  const snow = temperature < 0.5 ? rate : 0;
+  const rain = temperature < 0.5 ? 0 : rate;
+  const fog = !raining && temperature < 6 && localHour < 10 && rng() < 0.08;
+  const visibility = fog ? 200 + rng() * 800 : 10_000 / (1 + 0.4 * rain + 2.5 * snow);
+  const base = {
+    temperature_c: Math.round(temperature * 10) / 10,
+    precipitation_mm_h: Math.round(rain * 100) / 100,
+    snow_mm_h: Math.round(snow * 100) / 100,
+    wind_speed_m_s: Math.round((dw.windBase + exponential(rng, 1)) * 10) / 10,
+    visibility_m: Math.round(Math.min(visibility, 10_000)),
+  };
+  return { ...base, condition_code: conditionCode(base, dw.wet) };
+}
+
 /**
  * A changed world for drift and retraining tests. With every factor at 1 (the default) the output is the
  * training year's, byte for byte; a trip factor keeps every draw, a rain factor or a moved rush hour changes
@@ -224,6 +276,113 @@ export interface Season {
   rushShiftHours?: number;
   /** Trip lengths scale by this factor. */
   tripFactor?: number;
+}
+
+/** The hard world's draws for a seed, from streams of their own: the year's incidents and the t noise. */
+export interface WorldDraws {
+  incidents: Incident[];
+  noiseRng: Rng;
+}
+
+export function worldDraws(seed: number, year: number, world: World): WorldDraws {
+  return {
+    incidents: world.incidents ? drawIncidents(rngFrom(seed + 1_000_003), year, daysIn(year)) : [],
+    noiseRng: rngFrom(seed + 2_000_003),
+  };
+}
+
+/** When a booking is due: what its draws depend on without drawing it. */
+export interface BookingSlot {
+  id: string;
+  /** Day of the year, 0 for 1 January. */
+  day: number;
+  /** 0 Sunday. */
+  weekday: number;
+  /** Local hour of day, to the minute. */
+  localHour: number;
+  /** Local time with its offset, as the client sends it. */
+  scheduledAt: string;
+}
+
+/**
+ * One booking due at `slot`: its trip, plan, load and priority, then its weather (`weatherAt`, called once, in
+ * the middle of the draws: generateBookings draws it from the same stream), then the delay and what the
+ * client sends.
+ */
+export function drawBooking(
+  rng: Rng,
+  slot: BookingSlot,
+  weatherAt: () => WeatherConditions,
+  { season, world, draws }: { season: Season; world: World; draws: WorldDraws },
+): RawBooking {
+  const { rushShiftHours = 0, tripFactor = 1 } = season;
+  const { day, weekday, localHour } = slot;
+  const weekend = weekday === 0 || weekday === 6;
+  const point = (spreadKm: number) => {
+    const r = Math.abs(normal(rng)) * spreadKm;
+    const a = rng() * 2 * Math.PI;
+    return {
+      lat: Math.round((CENTER.lat + (r * Math.cos(a)) / KM_PER_DEG_LAT) * 1e5) / 1e5,
+      lon:
+        Math.round(
+          (CENTER.lon + (r * Math.sin(a)) / (KM_PER_DEG_LAT * Math.cos((CENTER.lat * Math.PI) / 180))) * 1e5,
+        ) / 1e5,
+    };
+  };
+  const pickup = point(5);
+  const dropoff = point(7);
+  const dLat = (dropoff.lat - pickup.lat) * KM_PER_DEG_LAT;
+  const dLon = (dropoff.lon - pickup.lon) * KM_PER_DEG_LAT * Math.cos((CENTER.lat * Math.PI) / 180);
+  const distanceKm = Math.max(0.3, Math.hypot(dLat, dLon) * (1.2 + 0.3 * rng()) * tripFactor);
+  const rush = rushness(localHour - rushShiftHours, weekend);
+  const speedKmH = 28 - 10 * rush;
+  const plannedMin = (distanceKm / speedKmH) * 60 * Math.exp(0.1 * normal(rng));
+  const load = poisson(rng, 0.8 + 1.2 * rush);
+  const u = rng();
+  const priority = u < 0.8 ? 'standard' : u < 0.95 ? 'medical' : 'urgent';
+  const weather = weatherAt();
+
+  const structural = medianDelay({
+    hour: localHour - rushShiftHours,
+    weekday,
+    dayOfYear: day + 1,
+    distanceKm,
+    plannedMin,
+    load,
+    priority,
+    weather,
+  });
+  const incident = world.incidents ? incidentMinutes(draws.incidents, day, localHour, pickup) : 0;
+  const median = structural + incident;
+  const z = normal(rng);
+  const heavy = world.noise === 'student_t3';
+  const { noiseRng } = draws;
+  // Student-t(3): a normal over the root of a chi-square(3) / 3, scaled to the same standard deviation.
+  const noise = heavy
+    ? (T3_SCALE * z) / Math.sqrt((normal(noiseRng) ** 2 + normal(noiseRng) ** 2 + normal(noiseRng) ** 2) / 3)
+    : z;
+  const actual = Math.max(0, median + noiseSd(median) * noise);
+  const booking: Booking = {
+    booking_id: slot.id,
+    scheduled_at: slot.scheduledAt,
+    pickup,
+    dropoff,
+    priority,
+    driver_active_bookings: load,
+    // Clients do not always send what they know: 15% without distance, 20% without planned duration.
+    ...(rng() < 0.85 ? { distance_km: Math.round(distanceKm * 100) / 100 } : {}),
+    ...(rng() < 0.8 ? { estimated_duration_min: Math.round(plannedMin * 10) / 10 } : {}),
+  };
+  const rounded = Math.round(median * 1000) / 1000;
+  const spread = (heavy ? T3_80 * T3_SCALE : Z_80) * noiseSd(rounded);
+  return {
+    booking,
+    weather,
+    median_delay_minutes: rounded,
+    oracle_interval: { low: Math.max(0, rounded - spread), high: rounded + spread },
+    incident_minutes: Math.round(incident * 1000) / 1000,
+    actual_delay_minutes: Math.round(actual * 100) / 100,
+  };
 }
 
 export function generateBookings({
@@ -239,128 +398,34 @@ export function generateBookings({
   season?: Season;
   world?: World;
 }) {
-  const { rainFactor = 1, rushShiftHours = 0, tripFactor = 1 } = season;
+  const { rainFactor = 1, rushShiftHours = 0 } = season;
   const rng = rngFrom(seed);
-  const days = (Date.UTC(year + 1, 0, 1) - Date.UTC(year, 0, 1)) / 86_400_000;
-  // The hard world's own streams, so that the default world's draws stay the same.
-  const incidents = world.incidents ? drawIncidents(rngFrom(seed + 1_000_003), year, days) : [];
-  const noiseRng = rngFrom(seed + 2_000_003);
-
-  const dayWeather: DayWeather[] = [];
-  let wet = false;
-  for (let d = 0; d < days; d++) {
-    const winterness = Math.cos((2 * Math.PI * (d - 15)) / days); // 1 mid-January, -1 mid-July
-    const pWet = Math.min(0.9, (0.3 + 0.1 * winterness) * rainFactor);
-    // Wet and dry spells persist: a Markov chain with the seasonal probability as its stationary share.
-    wet = rng() < (wet ? pWet + 0.35 * (1 - pWet) : pWet * 0.65);
-    dayWeather.push({
-      wet,
-      temperatureMean: 12.5 - 8.5 * winterness + 3 * normal(rng),
-      windBase: 3 + 1.5 * Math.max(winterness, 0) + exponential(rng, 1.5),
-    });
-  }
+  const days = daysIn(year);
+  const draws = worldDraws(seed, year, world);
+  const dayWeather = drawDayWeather(rng, days, rainFactor);
 
   const out: RawBooking[] = [];
   for (let i = 0; i < count; i++) {
     const day = Math.floor(rng() * days);
-    // Hours follow demand: a floor plus morning and evening peaks (rejection sampling).
+    // Hours follow demand (rejection sampling).
     let hour = 0;
-    for (;;) {
-      hour = rng() * 24;
-      const clock = hour - rushShiftHours;
-      const density =
-        0.25 + 0.75 * Math.max(bump(clock, 8.25, 1.5), bump(clock, 17.75, 1.8), 0.6 * bump(clock, 13, 2.5));
-      if (hour > 5.5 && hour < 23.5 ? rng() < density : rng() < 0.15) break;
-    }
+    do hour = rng() * 24;
+    while (rng() >= demandDensity(hour, rushShiftHours));
     const localMidnightGuess = Date.UTC(year, 0, 1 + day) - 3_600_000;
     const offset = parisOffsetHours(new Date(localMidnightGuess + hour * 3_600_000));
     const utc = new Date(Date.UTC(year, 0, 1 + day) + Math.round(hour * 60) * 60_000 - offset * 3_600_000);
     const localHour = Math.round(hour * 60) / 60;
-    const weekday = new Date(Date.UTC(year, 0, 1 + day)).getUTCDay();
-    const weekend = weekday === 0 || weekday === 6;
-
-    const point = (spreadKm: number) => {
-      const r = Math.abs(normal(rng)) * spreadKm;
-      const a = rng() * 2 * Math.PI;
-      return {
-        lat: Math.round((CENTER.lat + (r * Math.cos(a)) / KM_PER_DEG_LAT) * 1e5) / 1e5,
-        lon:
-          Math.round(
-            (CENTER.lon + (r * Math.sin(a)) / (KM_PER_DEG_LAT * Math.cos((CENTER.lat * Math.PI) / 180))) *
-              1e5,
-          ) / 1e5,
-      };
+    const slot = {
+      id: `syn-${seed}-${i}`,
+      day,
+      weekday: new Date(Date.UTC(year, 0, 1 + day)).getUTCDay(),
+      localHour,
+      scheduledAt: isoWithOffset(utc, offset),
     };
-    const pickup = point(5);
-    const dropoff = point(7);
-    const dLat = (dropoff.lat - pickup.lat) * KM_PER_DEG_LAT;
-    const dLon = (dropoff.lon - pickup.lon) * KM_PER_DEG_LAT * Math.cos((CENTER.lat * Math.PI) / 180);
-    const distanceKm = Math.max(0.3, Math.hypot(dLat, dLon) * (1.2 + 0.3 * rng()) * tripFactor);
-    const rush = rushness(localHour - rushShiftHours, weekend);
-    const speedKmH = 28 - 10 * rush;
-    const plannedMin = (distanceKm / speedKmH) * 60 * Math.exp(0.1 * normal(rng));
-    const load = poisson(rng, 0.8 + 1.2 * rush);
-    const u = rng();
-    const priority = u < 0.8 ? 'standard' : u < 0.95 ? 'medical' : 'urgent';
-
     const dw = dayWeather[day] as DayWeather;
-    const temperature = dw.temperatureMean + 4 * Math.sin((2 * Math.PI * (localHour - 9)) / 24) + normal(rng);
-    const raining = dw.wet && rng() < Math.min(1, 0.55 * rainFactor);
-    const rate = raining ? exponential(rng, 1.4) * rainFactor : 0;
-    const snow = temperature < 0.5 ? rate : 0;
-    const rain = temperature < 0.5 ? 0 : rate;
-    const fog = !raining && temperature < 6 && localHour < 10 && rng() < 0.08;
-    const visibility = fog ? 200 + rng() * 800 : 10_000 / (1 + 0.4 * rain + 2.5 * snow);
-    const base = {
-      temperature_c: Math.round(temperature * 10) / 10,
-      precipitation_mm_h: Math.round(rain * 100) / 100,
-      snow_mm_h: Math.round(snow * 100) / 100,
-      wind_speed_m_s: Math.round((dw.windBase + exponential(rng, 1)) * 10) / 10,
-      visibility_m: Math.round(Math.min(visibility, 10_000)),
-    };
-    const weather: WeatherConditions = { ...base, condition_code: conditionCode(base, dw.wet) };
-
-    const structural = medianDelay({
-      hour: localHour - rushShiftHours,
-      weekday,
-      dayOfYear: day + 1,
-      distanceKm,
-      plannedMin,
-      load,
-      priority,
-      weather,
-    });
-    const incident = world.incidents ? incidentMinutes(incidents, day, localHour, pickup) : 0;
-    const median = structural + incident;
-    const z = normal(rng);
-    const heavy = world.noise === 'student_t3';
-    // Student-t(3): a normal over the root of a chi-square(3) / 3, scaled to the same standard deviation.
-    const noise = heavy
-      ? (T3_SCALE * z) /
-        Math.sqrt((normal(noiseRng) ** 2 + normal(noiseRng) ** 2 + normal(noiseRng) ** 2) / 3)
-      : z;
-    const actual = Math.max(0, median + noiseSd(median) * noise);
-    const booking: Booking = {
-      booking_id: `syn-${seed}-${i}`,
-      scheduled_at: isoWithOffset(utc, offset),
-      pickup,
-      dropoff,
-      priority,
-      driver_active_bookings: load,
-      // Clients do not always send what they know: 15% without distance, 20% without planned duration.
-      ...(rng() < 0.85 ? { distance_km: Math.round(distanceKm * 100) / 100 } : {}),
-      ...(rng() < 0.8 ? { estimated_duration_min: Math.round(plannedMin * 10) / 10 } : {}),
-    };
-    const rounded = Math.round(median * 1000) / 1000;
-    const spread = (heavy ? T3_80 * T3_SCALE : Z_80) * noiseSd(rounded);
-    out.push({
-      booking,
-      weather,
-      median_delay_minutes: rounded,
-      oracle_interval: { low: Math.max(0, rounded - spread), high: rounded + spread },
-      incident_minutes: Math.round(incident * 1000) / 1000,
-      actual_delay_minutes: Math.round(actual * 100) / 100,
-    });
+    out.push(
+      drawBooking(rng, slot, () => drawWeather(rng, dw, localHour, rainFactor), { season, world, draws }),
+    );
   }
   return out;
 }
