@@ -134,8 +134,8 @@ const THRESHOLD_LINES: { dashboard: string; panel: string; lines: { value: numbe
   },
   {
     dashboard: 'delay-model-quality',
-    panel: 'ML answers from the rules, before feedback (minutes)',
-    lines: [{ value: THRESHOLDS.shadowGap.minutes, alert: 'DelayModelFarFromRules' }],
+    panel: 'ML departs from its usual gap to the rules, before feedback (minutes)',
+    lines: [{ value: THRESHOLDS.shadowDeparture.minutes, alert: 'DelayModelFarFromRules' }],
   },
   {
     dashboard: 'delay-service',

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { NEUTRAL_WEATHER } from '../service/domain/weather.js';
 import { bookingFeatures, FEATURE_NAMES, featureVector } from '../service/features/booking-features.js';
 import { heuristicEstimate } from '../service/predictors/heuristic.js';
-import type { RawBooking } from './generator.js';
+import { generateBookings, type RawBooking, WORLDS, type WorldName } from './generator.js';
 
 export const LABEL_COLUMNS = [
   'actual_delay_minutes',
@@ -37,4 +37,28 @@ export function datasetCsv(rows: RawBooking[]): { csv: string; sha256: string } 
   }
   const csv = `${lines.join('\n')}\n`;
   return { csv, sha256: createHash('sha256').update(csv).digest('hex') };
+}
+
+/**
+ * A card's training and holdout rows. random: two draws of the year (seeds `seed` and `seed + 1`). time: one
+ * draw of train + test bookings in time order, the first months to train, the last to test, as production would.
+ */
+export function trainingRows(d: {
+  seed: number;
+  trainRows: number;
+  testRows: number;
+  world: WorldName;
+  holdout: 'random' | 'time';
+}): { train: RawBooking[]; test: RawBooking[] } {
+  const world = WORLDS[d.world];
+  if (d.holdout === 'random') {
+    return {
+      train: generateBookings({ seed: d.seed, count: d.trainRows, world }),
+      test: generateBookings({ seed: d.seed + 1, count: d.testRows, world }),
+    };
+  }
+  const all = generateBookings({ seed: d.seed, count: d.trainRows + d.testRows, world });
+  const time = (r: RawBooking) => Date.parse(r.booking.scheduled_at);
+  all.sort((a, b) => time(a) - time(b));
+  return { train: all.slice(0, d.trainRows), test: all.slice(d.trainRows) };
 }

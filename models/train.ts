@@ -5,9 +5,10 @@ import { parseArgs } from 'node:util';
 import { checkSegments, SEGMENT_BAR } from '../service/retraining/segment-figures.js';
 import { runTrainer } from '../service/retraining/trainer-process.js';
 import { type CardBar, refusals } from './bar.js';
-import { datasetCsv } from './dataset.js';
-import { generateBookings, type RawBooking, WORLDS, type WorldName } from './generator.js';
+import { datasetCsv, trainingRows } from './dataset.js';
+import { WORLDS, type WorldName } from './generator.js';
 import { scoreHoldout } from './holdout.js';
+import { withGeneratedMomentBaselines } from './moment-baselines.js';
 
 /*
  * npm run train -- [--train 50000] [--test 10000] [--seed 42] [--version gbt-v1] [--out models]
@@ -39,7 +40,6 @@ const fail = (message: string): never => {
 if (!(args.world in WORLDS)) fail(`--world must be one of ${Object.keys(WORLDS).join(', ')}`);
 if (args.holdout !== 'random' && args.holdout !== 'time') fail('--holdout must be random or time');
 const worldName = args.world as WorldName;
-const world = WORLDS[worldName];
 const seed = Number(args.seed);
 const trainCount = Number(args.train);
 const testCount = Number(args.test);
@@ -47,25 +47,14 @@ const work = mkdtempSync(join(tmpdir(), 'delay-train-'));
 const outDir = resolve(args.out);
 const version = String(args.version);
 
-/**
- * random: train and test are two draws of the year (seeds `seed` and `seed + 1`). time: one draw of
- * train + test bookings in time order, the first months to train, the last to test, as production would.
- */
-function split(): { train: RawBooking[]; test: RawBooking[] } {
-  if (args.holdout === 'random') {
-    return {
-      train: generateBookings({ seed, count: trainCount, world }),
-      test: generateBookings({ seed: seed + 1, count: testCount, world }),
-    };
-  }
-  const all = generateBookings({ seed, count: trainCount + testCount, world });
-  const time = (r: RawBooking) => Date.parse(r.booking.scheduled_at);
-  all.sort((a, b) => time(a) - time(b));
-  return { train: all.slice(0, trainCount), test: all.slice(trainCount) };
-}
-
 const started = performance.now();
-const rows = split();
+const rows = trainingRows({
+  seed,
+  trainRows: trainCount,
+  testRows: testCount,
+  world: worldName,
+  holdout: args.holdout as 'random' | 'time',
+});
 const train = datasetCsv(rows.train);
 const test = datasetCsv(rows.test);
 writeFileSync(join(work, 'train.csv'), train.csv);
@@ -94,7 +83,11 @@ try {
 if (status !== 0) fail(`the trainer failed (exit ${status}); nothing written to ${outDir}`);
 
 const cardPath = join(work, `${version}.json`);
-const card = JSON.parse(readFileSync(cardPath, 'utf8'));
+const card = await withGeneratedMomentBaselines(JSON.parse(readFileSync(cardPath, 'utf8')), {
+  dir: work,
+  version,
+  ...rows,
+});
 const scores = await scoreHoldout(work, version, rows.test);
 const checks = checkSegments(scores.model);
 card.training_data = { ...card.training_data, world: worldName, holdout: args.holdout };

@@ -1,20 +1,26 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { replayRollback, shippedSettings } from './rollback-replay.js';
-import { judge, rollbackScenarios } from './rollback-scenarios.js';
+import { judge, rollbackScenarios, timeOrderedScenarios } from './rollback-scenarios.js';
 
 /*
- * npm run measure:rollback -- [--hours 72] [--only SUBSTRING] [--seed 1] [--markdown] [--json FILE]
- * Time to rollback at the shipped settings: each scenario of prometheus/rollback-scenarios.ts through the
- * real service, Prometheus' rule engine (promtool, prometheus/rules as committed, 15 s scrapes and
- * evaluations), the rollback route's group_wait and the flag poll, to the first all-heuristic prediction.
- * Prints JSON (--markdown: the README's table instead, --json: the JSON into FILE too); exit 1 when an aim
- * is missed.
+ * npm run measure:rollback -- [--hours 24] [--shuffled-hours 2] [--only SUBSTRING] [--shard K/N] [--seed 1]
+ *                             [--markdown] [--json FILE]
+ * Time to rollback at the shipped settings: each scenario through the real service, Prometheus' rule engine
+ * (promtool, prometheus/rules as committed, 15 s scrapes and evaluations), the rollback route's group_wait and
+ * the flag poll, to the first all-heuristic prediction. First the time-ordered scenarios
+ * (prometheus/rollback-scenarios.ts: healthy days of --hours from midnight, or from 06:00 when shorter; breaks at
+ * the morning rush and at night), then the shuffled ones (a year drawn at random; their healthy heavy-tailed run
+ * lasts --shuffled-hours, 0 leaves the shuffled scenarios out). --shard K/N runs the K-th of N shares of similar
+ * replayed minutes, so that N processes share the cores (.ci/run runs two). Prints JSON (--markdown: the ADR's table
+ * instead, --json: the JSON into FILE too); exit 1 when an aim is missed.
  */
 const { values: args } = parseArgs({
   options: {
-    hours: { type: 'string', default: '72' },
+    hours: { type: 'string', default: '24' },
+    'shuffled-hours': { type: 'string', default: '2' },
     only: { type: 'string' },
+    shard: { type: 'string', default: '1/1' },
     seed: { type: 'string', default: '1' },
     markdown: { type: 'boolean', default: false },
     json: { type: 'string' },
@@ -22,14 +28,37 @@ const { values: args } = parseArgs({
 });
 
 const started = performance.now();
-const scenarios = rollbackScenarios({ healthyHours: Number(args.hours) }).filter(
-  (s) => !args.only || s.name.includes(String(args.only)),
-);
+const seed = Number(args.seed);
+const shuffledHours = Number(args['shuffled-hours']);
+const replayedMinutes = (s: { phases: { minutes: number }[] }) =>
+  s.phases.reduce((sum, p) => sum + p.minutes, 0);
+const all = [
+  ...timeOrderedScenarios({ seed, healthyHours: Number(args.hours) }).map((s) => ({ ...s, order: 'time' })),
+  ...(shuffledHours > 0
+    ? rollbackScenarios({ healthyHours: shuffledHours }).map((s) => ({ ...s, order: 'shuffled' }))
+    : []),
+].filter((s) => !args.only || s.name.includes(String(args.only)));
+const [shard, shards] = String(args.shard).split('/').map(Number) as [number, number];
+if (!(Number.isInteger(shards) && shards >= 1 && Number.isInteger(shard) && shard >= 1 && shard <= shards)) {
+  console.error(`--shard must be K/N with 1 <= K <= N, not ${args.shard}`);
+  process.exit(2);
+}
+// Longest first, each to the least loaded share: shares of about the same replayed minutes.
+const load = Array.from({ length: shards }, () => 0);
+const mine = new Set<string>();
+for (const s of [...all].sort(
+  (a, b) => replayedMinutes(b) - replayedMinutes(a) || a.name.localeCompare(b.name),
+)) {
+  const least = load.indexOf(Math.min(...load));
+  load[least] = (load[least] as number) + replayedMinutes(s);
+  if (least === shard - 1) mine.add(s.name);
+}
+const scenarios = all.filter((s) => mine.has(s.name));
 const results = [];
 for (const scenario of scenarios) {
-  const result = await replayRollback(scenario, { seed: Number(args.seed) });
+  const result = await replayRollback(scenario, { seed });
   const verdict = judge(scenario.aim, result);
-  results.push({ ...result, aim: scenario.aim, ...verdict });
+  results.push({ ...result, order: scenario.order, aim: scenario.aim, ...verdict });
   process.stderr.write(
     `${verdict.met ? 'met ' : 'MISSED'} ${scenario.name}: ${verdict.why} (${result.elapsed_s} s)\n`,
   );
@@ -42,14 +71,18 @@ const report = {
 };
 if (args.json) writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
 if (args.markdown) {
-  console.log('| scenario | first rollback alert (signal) | alert after | to all-heuristic | aim | met |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
+  console.log(
+    '| traffic | scenario | first rollback alert (signal) | other alerts | alert after | to all-heuristic | aim | met |',
+  );
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const r of results) {
     const aim = r.aim.expect === 'rollback' ? `<= ${r.aim.within_s} s` : 'no rollback';
     const fired = r.rollback ? `${r.rollback.alertname} (${r.rollback.signal})` : 'none';
-    const others = r.alerts.filter((a) => !a.rollback && a.severity !== 'none').map((a) => a.alertname);
+    const other = r.alerts
+      .filter((a) => !a.rollback && a.severity !== 'none')
+      .map((a) => `${a.alertname} (${a.severity === 'critical' ? 'page' : 'ticket'})`);
     console.log(
-      `| ${r.scenario} | ${fired}${others.length ? `; pages/warnings: ${others.join(', ')}` : ''} | ${r.rollback ? `${r.rollback.alert_s} s` : '-'} | ${r.rollback ? `${r.rollback.to_heuristic_s} s` : '-'} | ${aim} | ${r.met ? 'yes' : `**no**: ${r.why}`} |`,
+      `| ${r.order} | ${r.scenario} | ${fired} | ${other.join(', ') || 'none'} | ${r.rollback ? `${r.rollback.alert_s} s` : '-'} | ${r.rollback ? `${r.rollback.to_heuristic_s} s` : '-'} | ${aim} | ${r.met ? 'yes' : `**no**: ${r.why}`} |`,
     );
   }
 } else console.log(JSON.stringify(report, null, 2));

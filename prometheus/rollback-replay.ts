@@ -8,10 +8,12 @@ import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { parse } from 'yaml';
 import { generateBookings, type RawBooking, type Season } from '../models/generator.js';
+import { generateTraffic, type TimedBooking, utcOfLocal } from '../models/traffic.js';
 import { composeService } from '../service/compose.js';
 import { loadConfig } from '../service/config/config.js';
 import type { Booking } from '../service/domain/booking.js';
 import type { DriftBaseline } from '../service/domain/drift-baseline.js';
+import type { ShadowBaseline } from '../service/features/moments.js';
 import { ACTUAL_DELAY_FLOOR } from '../service/feedback/feedback-service.js';
 import type { ModelPredictor } from '../service/models/model-registry.js';
 import { INSTRUMENTATION_SCOPE } from '../service/telemetry/otel.js';
@@ -68,6 +70,12 @@ export interface ReplayPhase {
 
 export interface ReplayScenario {
   name: string;
+  /**
+   * Traffic in time order from this local (Paris) moment: consecutive hours at the demand curve's rate (a phase's
+   * `predictionsPerSecond` is then the daily mean), each hour with its day's weather (models/traffic.ts).
+   * Absent: bookings drawn from random days and hours of the year, in random order.
+   */
+  start?: { day: string; hour: number };
   phases: ReplayPhase[];
   /** Detection is timed from the start of this phase (index); absent: a scenario that must stay quiet. */
   breakPhase?: number;
@@ -99,8 +107,20 @@ export interface ReplayResult {
     webhook_to_heuristic_s: number;
     to_heuristic_s: number;
   };
+  /** The highest 5-minute values before the break (the whole run when there is none), against the rules' bounds. */
+  healthy_peaks: Record<keyof typeof PEAKS, number | null>;
   elapsed_s: number;
 }
+
+const BOOKING_FEATURES = 'feature!~"temperature_c|precipitation_mm_h|snow_mm_h|wind_speed_m_s|visibility_km"';
+/** What the label-free and drift rules judge, as recorded; PSI where the alerts' 500 observations are there. */
+const PEAKS = {
+  shadow_departure_abs: 'model_version:delay_prediction_shadow_departure_minutes:abs_mean5m',
+  shadow_departure_signed_high: 'model_version:delay_prediction_shadow_departure_minutes:mean5m',
+  shadow_departure_signed_low: '-model_version:delay_prediction_shadow_departure_minutes:mean5m',
+  shadow_gap_raw: 'model_version:delay_prediction_shadow_gap_minutes:mean5m',
+  booking_feature_psi: `feature:delay_feature_psi:5m{${BOOKING_FEATURES}} and on (job, namespace, feature) feature:delay_features_observations:increase5m >= 500`,
+} as const;
 
 export const SCRAPE_SECONDS = 15;
 const IN_FLIGHT = 4;
@@ -157,6 +177,27 @@ function heavyTailed(rng: Rng, row: RawBooking): number {
   return Math.max(0, row.actual_delay_minutes + 1.5 * studentT3(rng) + incident);
 }
 
+/** A phase's time-ordered bookings, and the UTC moment its first scrape interval starts. */
+function timedPhase(
+  start: { day: string; hour: number },
+  afterMinutes: number,
+  phase: Required<Omit<ReplayPhase, 'model' | 'season'>> & Pick<ReplayPhase, 'season'>,
+  seed: number,
+) {
+  const local = Date.parse(`${start.day}T00:00:00Z`) + (start.hour * 60 + afterMinutes) * 60_000;
+  const day = new Date(local).toISOString().slice(0, 10);
+  const hour = (local % 86_400_000) / 3_600_000;
+  const rows = generateTraffic({
+    seed,
+    startDay: day,
+    startHour: hour,
+    hours: phase.minutes / 60,
+    perSecond: phase.predictionsPerSecond,
+    season: phase.season ?? {},
+  });
+  return { rows, startMs: utcOfLocal(day, hour) };
+}
+
 interface Scrapes {
   steps: number;
   series: Map<string, (string | undefined)[]>;
@@ -179,7 +220,10 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
       ALERTMANAGER_WEBHOOK_TOKEN: webhookToken,
     },
   );
-  const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8')) as { drift: DriftBaseline };
+  const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8')) as {
+    drift: DriftBaseline;
+    shadow_baseline: ShadowBaseline;
+  };
   // Minutes into the current phase: what a gradual misbehaviour is a function of.
   let phaseMinute = 0;
   const weatherOf = new Map<string, RawBooking['weather']>();
@@ -195,6 +239,8 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
       return {
         version,
         driftBaseline: { ...card.drift, model_version: version },
+        // A broken version's card describes the model it was meant to be: gbt-v1's.
+        shadowBaseline: card.shadow_baseline,
         async predict(vectors) {
           const b = behaviourOf(version);
           if (b.fails) throw new Error(`replay: ${version} fails`);
@@ -204,10 +250,15 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
             typeof b.offsetMinutes === 'function' ? b.offsetMinutes(phaseMinute) : (b.offsetMinutes ?? 0);
           return o === 0
             ? out
-            : out.map((e) => ({
+            : // A model shifted down still answers no less than 0, as the graph's floor makes it.
+              out.map((e) => ({
                 ...e,
-                delay_minutes: e.delay_minutes + o,
-                interval: { ...e.interval, low: e.interval.low + o, high: e.interval.high + o },
+                delay_minutes: Math.max(0, e.delay_minutes + o),
+                interval: {
+                  ...e.interval,
+                  low: Math.max(0, e.interval.low + o),
+                  high: Math.max(0, e.interval.high + o),
+                },
               }));
         },
       };
@@ -313,6 +364,7 @@ async function drive(scenario: ReplayScenario, seed: number, flagPollMs: number)
     sample(`up{${TARGET_LABELS}}`, '1');
     scrapes.steps += 1;
   };
+  const phaseStartMinutes = phases.map((_, p) => phases.slice(0, p).reduce((sum, q) => sum + q.minutes, 0));
   const rng = rngFrom(seed);
   const pending: { due: number; booking_id: string; actual: number }[] = [];
   let predictions = 0;
@@ -329,16 +381,28 @@ async function drive(scenario: ReplayScenario, seed: number, flagPollMs: number)
     const steps = (phase.minutes * 60) / SCRAPE_SECONDS;
     const perStep = phase.predictionsPerSecond * SCRAPE_SECONDS;
     let rows: RawBooking[] = [];
+    // One traffic seed for every phase: the same days keep the same weather across a break.
+    const timed = scenario.start
+      ? timedPhase(scenario.start, phaseStartMinutes[p] as number, phase, seed)
+      : null;
     for (let s = 0; s < steps; s++, step++) {
       service.setPhaseMinute((s * SCRAPE_SECONDS) / 60);
-      // Whole bookings per step on average: a fractional rate carries over from step to step.
-      const n = Math.floor((s + 1) * perStep) - Math.floor(s * perStep);
-      if (rows.length < n) {
-        rows = generateBookings({
-          seed: seed * 1000 + p * 100_000 + step,
-          count: Math.max(n, Math.ceil(perStep * 240)),
-          season: phase.season ?? {},
-        });
+      let n = 0;
+      if (timed) {
+        // The bookings whose prediction is asked within this scrape interval, in order.
+        const until = timed.startMs + (s + 1) * SCRAPE_SECONDS * 1000;
+        while (n < timed.rows.length && (timed.rows[n] as TimedBooking).requested_at_ms < until) n += 1;
+        rows = timed.rows;
+      } else {
+        // Whole bookings per step on average: a fractional rate carries over from step to step.
+        n = Math.floor((s + 1) * perStep) - Math.floor(s * perStep);
+        if (rows.length < n) {
+          rows = generateBookings({
+            seed: seed * 1000 + p * 100_000 + step,
+            count: Math.max(n, Math.ceil(perStep * 240)),
+            season: phase.season ?? {},
+          });
+        }
       }
       const batch = rows.splice(0, n).map((r, i) => ({
         ...r,
@@ -459,6 +523,11 @@ export async function replayRollback(
         : phases.slice(0, scenario.breakPhase).reduce((s, p) => s + p.minutes * 60, 0);
     const hours = Array.from({ length: Math.ceil(minutes / 60) }, (_, h) => Math.min((h + 1) * 60, minutes));
     const firing = 'ALERTS{alertstate="firing"}';
+    const healthyEnd = breakAtS > 0 ? breakAtS / 60 : minutes;
+    const healthyHours = Array.from(
+      { length: Math.ceil(healthyEnd / 60) },
+      (_, h) => [h * 60, Math.min((h + 1) * 60, healthyEnd)] as const,
+    );
     const samples: Sample[] = evaluateRules(
       [
         {
@@ -466,20 +535,40 @@ export async function replayRollback(
           interval: `${SCRAPE_SECONDS}s`,
           input_series: promtoolSeries(scrapes),
           // promtool's engine refuses one subquery over days of 15 s steps: asked hour by hour.
-          promql_expr_test: hours.map((end, h) =>
-            taggedQuery(
-              '0',
-              'first',
-              `min by (alertname, severity, signal, rollback) (min_over_time(timestamp(${firing})[${end - h * 60}m:${settings.evaluationSeconds}s]))`,
-              end,
+          promql_expr_test: [
+            ...hours.map((end, h) =>
+              taggedQuery(
+                '0',
+                'first',
+                `min by (alertname, severity, signal, rollback) (min_over_time(timestamp(${firing})[${end - h * 60}m:${settings.evaluationSeconds}s]))`,
+                end,
+              ),
             ),
-          ),
+            // The healthy part's peaks of what the label-free and drift rules judge, before any break.
+            ...healthyHours.flatMap(([from, to]) =>
+              Object.entries(PEAKS).map(([kind, expr]) =>
+                taggedQuery(
+                  '0',
+                  kind,
+                  `max(max_over_time((${expr})[${to - from}m:${settings.evaluationSeconds}s]))`,
+                  to,
+                ),
+              ),
+            ),
+          ],
         },
       ],
       { evaluationInterval: `${settings.evaluationSeconds}s`, promtool },
     );
     const first = new Map<string, AlertFiring & { at: number }>();
+    const peaks = Object.fromEntries(
+      Object.keys(PEAKS).map((kind) => {
+        const values = samples.filter((x) => x.labels.query === kind).map((x) => x.value);
+        return [kind, values.length > 0 ? Math.round(Math.max(...values) * 100) / 100 : null];
+      }),
+    ) as ReplayResult['healthy_peaks'];
     for (const s of samples) {
+      if (s.labels.query !== 'first') continue;
       const name = s.labels.alertname ?? '';
       const known = first.get(name);
       if (!known || s.value < known.at)
@@ -519,6 +608,7 @@ export async function replayRollback(
       alerts: alerts.map(({ at: _, ...a }) => a),
       rollback_before_break: rollbackBefore,
       rollback,
+      healthy_peaks: peaks,
       elapsed_s: Math.round((performance.now() - started) / 1000),
     };
   } finally {

@@ -10,6 +10,13 @@ const result = (alerts: ReplayResult['alerts']): ReplayResult => ({
   alerts,
   rollback_before_break: [],
   rollback: null,
+  healthy_peaks: {
+    shadow_departure_abs: null,
+    shadow_departure_signed_high: null,
+    shadow_departure_signed_low: null,
+    shadow_gap_raw: null,
+    booking_feature_psi: null,
+  },
   elapsed_s: 1,
 });
 const alert = (alertname: string, severity: string) => ({

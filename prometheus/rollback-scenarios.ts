@@ -1,3 +1,4 @@
+import { type DayInfo, daysOf, findDay } from '../models/traffic.js';
 import type { ReplayPhase, ReplayResult, ReplayScenario } from './rollback-replay.js';
 
 /**
@@ -95,6 +96,179 @@ export function rollbackScenarios({ healthyHours = 72 }: { healthyHours?: number
       aim: { expect: 'quiet', allow: 'warnings' },
       phases: [{ minutes: healthyHours * 60, truth: 'heavy_tailed' }],
     },
+  ];
+}
+
+/**
+ * The days time-ordered scenarios replay, from the generator's own weather for the traffic seed: a wet winter
+ * weekday, a dry summer weekday and a dry spring weekend day.
+ */
+export function replayDays(seed: number) {
+  const days = daysOf({ seed });
+  return {
+    wetWinterWeekday: findDay(days, { month: 1, weekdays: [4], wet: true }),
+    drySummerWeekday: findDay(days, { month: 7, weekdays: [3], wet: false }),
+    dryWeekendDay: findDay(days, { month: 4, weekdays: [6], wet: false }),
+  };
+}
+
+const WEEKDAY = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+const describeDay = (d: DayInfo) =>
+  `${d.wet ? 'wet' : 'dry'} ${WEEKDAY[d.weekday]} ${d.date}, ${d.temperatureMean.toFixed(0)} °C`;
+const clock = (hour: number) =>
+  `${String(Math.floor(hour)).padStart(2, '0')}:${String(Math.round((hour % 1) * 60)).padStart(2, '0')}`;
+
+/** Where breaks are injected: 40 minutes of healthy history, then the break at the morning peak or at night. */
+export const BREAK_MOMENTS = { 'morning rush': 7.75, night: 3 } as const;
+export type BreakMoment = keyof typeof BREAK_MOMENTS;
+
+/** A break at `moment` of `day`, after 40 minutes of healthy time-ordered traffic. */
+const timedBreak = (
+  day: DayInfo,
+  moment: BreakMoment,
+  name: string,
+  aim: Aim,
+  broken: ReplayPhase,
+): MeasuredScenario => {
+  const at = BREAK_MOMENTS[moment];
+  return {
+    name: `${name}, at ${moment} (${clock(at)}, ${describeDay(day)})`,
+    aim,
+    start: { day: day.date, hour: at - 40 / 60 },
+    breakPhase: 1,
+    phases: [
+      {
+        minutes: 40,
+        ...(broken.feedbackDelaySeconds ? { feedbackDelaySeconds: broken.feedbackDelaySeconds } : {}),
+      },
+      broken,
+    ],
+  };
+};
+
+/**
+ * Traffic in time order (issue 27; docs/adr/0007-rollback-policy.md): healthy days replayed hour by hour, with
+ * nothing rolled back and nobody paged, and every break injected at the morning rush and at night rolled back
+ * within its aim. Four predictions/s on average over a day (the demand curve gives about 7 at the peaks and 1 at
+ * night), gbt-v1 at 50%, feedback on a quarter of the bookings 30 s after the prediction unless a row says
+ * otherwise. `healthyHours` under 24 replays each healthy day from 06:00 for that long (the morning rush).
+ */
+export function timeOrderedScenarios({
+  seed = 1,
+  healthyHours = 24,
+  moments = Object.keys(BREAK_MOMENTS) as BreakMoment[],
+}: {
+  seed?: number;
+  healthyHours?: number;
+  moments?: BreakMoment[];
+} = {}): MeasuredScenario[] {
+  const days = replayDays(seed);
+  const NINE_UP = { offsetMinutes: 9 };
+  const NINE_DOWN = { offsetMinutes: -9 };
+  // Healthy days: quiet; a ticket (warning) may tell the team something, a page may not.
+  const healthy = (day: DayInfo): MeasuredScenario => {
+    const whole = healthyHours >= 24;
+    return {
+      name: `healthy ${describeDay(day)}, ${whole ? '24 h' : `${clock(6)}-${clock(6 + healthyHours)}`} in time order`,
+      aim: { expect: 'quiet', allow: 'warnings' },
+      start: { day: day.date, hour: whole ? 0 : 6 },
+      phases: [{ minutes: Math.min(healthyHours, 24) * 60 }],
+    };
+  };
+  const breaks = (day: DayInfo, moment: BreakMoment): MeasuredScenario[] => [
+    timedBreak(
+      day,
+      moment,
+      'new version 9 min too high',
+      { expect: 'rollback', within_s: 180 },
+      {
+        minutes: 15,
+        modelVersion: 'gbt-v2',
+        model: NINE_UP,
+      },
+    ),
+    timedBreak(
+      day,
+      moment,
+      'new version 9 min too low',
+      { expect: 'rollback', within_s: 180 },
+      {
+        minutes: 15,
+        modelVersion: 'gbt-v2',
+        model: NINE_DOWN,
+      },
+    ),
+    timedBreak(
+      day,
+      moment,
+      'new version 9 min too high, feedback after 60 min',
+      { expect: 'rollback', within_s: 180 },
+      { minutes: 15, modelVersion: 'gbt-v2', model: NINE_UP, feedbackDelaySeconds: 3600 },
+    ),
+    timedBreak(
+      day,
+      moment,
+      'same version jumps 9 min',
+      { expect: 'rollback', within_s: 180 },
+      {
+        minutes: 15,
+        model: NINE_UP,
+      },
+    ),
+    timedBreak(
+      day,
+      moment,
+      'every ML booking falls back (model errors)',
+      { expect: 'rollback', within_s: 90 },
+      {
+        minutes: 10,
+        model: { fails: true },
+      },
+    ),
+    timedBreak(
+      day,
+      moment,
+      'ML path 150 ms slower (latency regression of the model only)',
+      { expect: 'rollback', within_s: 300 },
+      { minutes: 15, model: { delayMs: 150 } },
+    ),
+    timedBreak(
+      day,
+      moment,
+      'severe feature drift: trips 3 times longer',
+      { expect: 'rollback', within_s: 1200 },
+      {
+        minutes: 30,
+        season: { tripFactor: 3 },
+      },
+    ),
+    timedBreak(
+      day,
+      moment,
+      'gradual degradation: 0 -> 9 min off over 60 min',
+      { expect: 'rollback', within_s: 2400 },
+      { minutes: 60, model: { offsetMinutes: (minute) => (9 * minute) / 60 } },
+    ),
+  ];
+  return [
+    healthy(days.wetWinterWeekday),
+    healthy(days.drySummerWeekday),
+    healthy(days.dryWeekendDay),
+    ...moments.flatMap((m) => breaks(days.wetWinterWeekday, m)),
+    timedBreak(
+      days.wetWinterWeekday,
+      'morning rush',
+      'storm: both arms miss alike (truth = served + N(0, 8 min))',
+      { expect: 'quiet', allow: 'warnings' },
+      { minutes: 60, truth: 'storm' },
+    ),
+    timedBreak(
+      days.wetWinterWeekday,
+      'morning rush',
+      'twice the rain',
+      { expect: 'quiet', allow: 'warnings' },
+      { minutes: 60, season: { rainFactor: 2 } },
+    ),
   ];
 }
 

@@ -31,12 +31,13 @@ describe.skipIf(!hasPromtool)('Prometheus configuration (promtool)', () => {
     expect(run.status, run.stdout + run.stderr).toBe(0);
   });
 
+  // 150 alert cases take promtool about 20 s alone, more on a busy machine.
   it('passes the alert and recording rule unit tests', () => {
     for (const file of ['tests/alerts.test.yml', 'tests/recording.test.yml']) {
       const run = promtool('test', 'rules', file);
       expect(run.status, run.stdout + run.stderr).toBe(0);
     }
-  });
+  }, 180_000);
 });
 
 describe('rules and their documents', () => {
@@ -126,6 +127,8 @@ describe('rules and their documents', () => {
       'without',
       'min_over_time',
       'absent',
+      'offset',
+      'unless',
     ]);
     for (const rule of [...alerts, ...recorded]) {
       const names =
@@ -158,8 +161,9 @@ describe('the rules use the thresholds of service/domain/rollback-policy.ts', ()
   const expr = (name: string) => (alerts.get(name)?.expr ?? '').replace(/\s+/g, ' ');
   const f = T.pairedFast;
   const s = T.pairedSlow;
-  const g = T.shadowGap;
+  const g = T.shadowDeparture;
   const e = T.fallbackRatio;
+  const weather = WEATHER_FEATURES.filter((f) => DRIFT_FEATURES.includes(f)).join('|');
   const expected: Record<string, { parts: string[]; for?: string }> = {
     DelayModelLosingToRulesFast: {
       parts: [
@@ -180,9 +184,9 @@ describe('the rules use the thresholds of service/domain/rollback-policy.ts', ()
     },
     DelayModelFarFromRules: {
       parts: [
-        `mean${g.window} > ${g.minutes}`,
-        `mean${g.resetWindow} > ${g.minutes}`,
-        `increase${g.window} >= ${g.minSamples}`,
+        `departure_minutes:abs_mean${g.window} > ${g.minutes}`,
+        `departure_minutes:abs_mean${g.resetWindow} > ${g.minutes}`,
+        `departure_compared:increase${g.window} >= ${g.minSamples}`,
       ],
     },
     DelayMlErrorRatioHigh: {
@@ -202,12 +206,24 @@ describe('the rules use the thresholds of service/domain/rollback-policy.ts', ()
     },
     DelayModelMaeDegraded: { parts: [`mae_minutes:1h{arm="ml"} > ${T.maeTarget}`] },
     DelayPredictionLatencyHigh: { parts: [`p95_5m{endpoint="single"} > ${T.latencyP95}`] },
-    DelayFeatureDrift: { parts: [`psi:5m > ${T.psi.drift}`, `>= ${T.psi.minObservations}`] },
+    DelayFeatureDrift: {
+      parts: [`psi:5m{feature!~"${weather}"} > ${T.psi.drift}`, `>= ${T.psi.minObservations}`],
+      for: T.psi.driftFor,
+    },
     DelayFeatureDriftSevere: {
       parts: [
         // The weather features drift is computed for: weather never rolls back.
-        `psi:5m{feature!~"${WEATHER_FEATURES.filter((f) => DRIFT_FEATURES.includes(f)).join('|')}"} > ${T.psi.severe}`,
-        `>= ${T.psi.minObservations}`,
+        `psi:5m{feature!~"${weather}"} > ${T.psi.severe}`,
+        `>= ${T.psi.severeMinObservations}`,
+        `and on (job, namespace, feature) min_over_time(feature:delay_feature_psi:5m[${T.psi.fittedWithin}] offset 20m) < ${T.psi.drift}`,
+      ],
+      for: T.psi.severeFor,
+    },
+    DelayTrafficUnlikeTraining: {
+      parts: [
+        `psi:5m{feature!~"${weather}"} > ${T.psi.severe}`,
+        `>= ${T.psi.severeMinObservations}`,
+        `unless on (job, namespace, feature) min_over_time(feature:delay_feature_psi:5m[${T.psi.fittedWithin}] offset 20m) < ${T.psi.drift}`,
       ],
       for: T.psi.severeFor,
     },

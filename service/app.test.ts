@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { PointEstimate } from './domain/estimate.js';
+import { SHADOW_BASIS, type ShadowBaseline } from './features/moments.js';
 import type { FlagService } from './flags/flag-service.js';
 import type { ModelRegistry } from './models/model-registry.js';
 import { PredictionSchema } from './predictions/schemas.js';
@@ -22,13 +23,20 @@ afterEach(async () => {
 const bookings = (n: number) =>
   Array.from({ length: n }, (_, i) => booking({ booking_id: `bk-${i}`, distance_km: i % 30 }));
 
-function registryWith(predict: (n: number) => Promise<PointEstimate[]>): ModelRegistry {
+function registryWith(
+  predict: (n: number) => Promise<PointEstimate[]>,
+  shadowBaseline?: ShadowBaseline,
+): ModelRegistry {
   return {
     ready: () => true,
     versions: () => ['gbt-v1'],
     lookup: (version) => ({
       ok: true,
-      model: { version, predict: (vectors) => predict(vectors.length) },
+      model: {
+        version,
+        predict: (vectors) => predict(vectors.length),
+        ...(shadowBaseline ? { shadowBaseline } : {}),
+      },
     }),
   };
 }
@@ -123,6 +131,53 @@ describe('POST /v1/predictions', () => {
     );
     expect(await metricValue('delay.prediction.duration', { endpoint: 'single', assignment: 'ml' })).toBe(1);
     expect(await metricValue('delay.prediction.duration', { assignment: 'heuristic' })).toBe(0);
+  });
+
+  it("judges the gap to the shadow against the card's baseline for the moment, above and below, when the card has one", async () => {
+    const shadowOf = async () =>
+      (
+        await (
+          await (
+            await appWith({ flags: { mlWeight: 0 } })
+          ).app.request('/v1/predictions', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(booking()),
+          })
+        ).json()
+      ).delay_minutes as number;
+    const shadow = await shadowOf();
+    // A baseline that expects ML 2 minutes above the rules for every booking (the intercept of each hour).
+    const expectsTwoAbove: ShadowBaseline = {
+      basis: SHADOW_BASIS,
+      coefficients: SHADOW_BASIS.map((name) => (name.startsWith('hour_of_week=') ? 2 : 0)),
+    };
+    const judged = await appWith({
+      flags: { mlWeight: 100 },
+      deps: { models: registryWith(async (n) => Array(n).fill(fixedEstimate), expectsTwoAbove) },
+    });
+    await postJson(judged.app, '/v1/predictions', booking());
+    const departure = 7.5 - shadow - 2;
+    const by = (direction: string) =>
+      judged.metricValue('delay.prediction.shadow_departure', { model_version: 'gbt-v1', direction });
+    expect(await by('above')).toBeCloseTo(Math.max(departure, 0), 2);
+    expect(await by('below')).toBeCloseTo(Math.max(-departure, 0), 2);
+    expect(
+      await judged.metricValue('delay.prediction.shadow_departure_compared', { model_version: 'gbt-v1' }),
+    ).toBe(1);
+
+    // Without a baseline the version is left out of the signal: nothing counted, the raw gap still is.
+    const unjudged = await appWith({
+      flags: { mlWeight: 100 },
+      deps: { models: registryWith(async (n) => Array(n).fill(fixedEstimate)) },
+    });
+    await postJson(unjudged.app, '/v1/predictions', booking());
+    expect(
+      await unjudged.metricValue('delay.prediction.shadow_departure_compared', { model_version: 'gbt-v1' }),
+    ).toBe(0);
+    expect(await unjudged.metricValue('delay.prediction.shadow_compared', { model_version: 'gbt-v1' })).toBe(
+      1,
+    );
   });
 
   it('falls back with model_error when inference throws', async () => {

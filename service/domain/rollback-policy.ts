@@ -15,18 +15,31 @@ export const THRESHOLDS = {
   /** Sustained loss: the long window gives the evidence, the shorter one that it goes on. */
   pairedSlow: { window: '1h', resetWindow: '10m', minSamples: 200, for: '5m' },
   /**
-   * Label-free: mean |ML - shadow heuristic| (minutes). Healthy gbt-v1 sits 3.2 min from the rules (4.2 in
-   * twice the rain, the widest 1-minute window 5.0); a model 9 min off sits about 9.3.
+   * Label-free: mean |ML - shadow heuristic - the card's baseline for the moment| (minutes). The healthy gap moves
+   * with the hour and the weather (1 min at lunchtime, 6 in a wet morning rush); its departure from the card's
+   * baseline for the same hour of the week, month and weather does not (0.7 on the card's holdout).
    */
-  shadowGap: { minutes: 5.5, window: '5m', resetWindow: '1m', minSamples: 100 },
+  shadowDeparture: { minutes: 3, window: '5m', resetWindow: '1m', minSamples: 50 },
   /** Share of ML-assigned bookings answered by the heuristic (any fallback reason). */
   fallbackRatio: { long: 0.1, short: 0.2, window: '5m', resetWindow: '1m', minSamples: 20, for: '15s' },
   /** The product card's p95 latency budget (seconds). */
   latencyP95: 0.15,
   /** p95 the ML path adds over the heuristic path on single predictions (seconds): the model's own cost. */
   mlAddedLatencyP95: { seconds: 0.1, minRate: 0.1, for: '2m' },
-  /** PSI of a feature against the serving model's training bins: drift worth a look, and severe drift. */
-  psi: { drift: 0.1, severe: 1, minObservations: 500, severeFor: '10m' },
+  /**
+   * PSI of a booking feature over 5 minutes against the serving model's training bins for the same hours of the
+   * week: drift worth a ticket, and severe drift (a rollback when the feature matched within `fittedWithin`).
+   */
+  psi: {
+    drift: 0.1,
+    driftFor: '5m',
+    minObservations: 500,
+    severe: 1,
+    severeFor: '10m',
+    /** Sampling noise stays far below PSI 1 with 200 observations: severe drift is judged at night too. */
+    severeMinObservations: 200,
+    fittedWithin: '1d',
+  },
 } as const;
 
 /** Each rollback alert and the signal it names (in its labels and in the audit row of the rollback). */

@@ -71,6 +71,53 @@ describe('drift monitor', () => {
     expect(drift.baselineVersion()).toBe('gbt-v2');
   });
 
+  it("adds each observation's moment shares to the expected counts: its hour of the week, its month for weather", async () => {
+    const m = testMetrics();
+    const drift = createDriftMonitor(m.metrics);
+    drift.setBaseline({
+      model_version: 'gbt-v1',
+      features: [
+        {
+          name: 'driver_active_bookings',
+          bin_edges: [1],
+          baseline_ratios: [0.5, 0.5],
+          moments: { 'weekday 08': [0.2, 0.8], 'weekday 03': [0.9, 0.1] },
+        },
+        {
+          name: 'temperature_c',
+          bin_edges: [10],
+          baseline_ratios: [0.5, 0.5],
+          moments: { '01': [0.75, 0.25] },
+        },
+      ],
+    });
+    drift.observe(
+      [
+        vectorWith({ hour_local: 8.5, month: 1, driver_active_bookings: 3, temperature_c: 2 }),
+        vectorWith({ hour_local: 3.2, month: 1, driver_active_bookings: 0, temperature_c: 4 }),
+        // Saturday 08:00 has no moment of its own in this card: the year's shares stand in.
+        vectorWith({
+          hour_local: 8.5,
+          is_weekend: 1,
+          month: 7,
+          driver_active_bookings: 0,
+          temperature_c: 25,
+        }),
+      ],
+      ['api', 'api', 'api'],
+    );
+    const expected = (feature: string, bin: string) => m.value('delay.features.expected', { feature, bin });
+    expect(await expected('driver_active_bookings', '0')).toBeCloseTo(0.2 + 0.9 + 0.5, 6);
+    expect(await expected('driver_active_bookings', '1')).toBeCloseTo(0.8 + 0.1 + 0.5, 6);
+    expect(await expected('temperature_c', '0')).toBeCloseTo(0.75 + 0.75 + 0.5, 6);
+    expect(await expected('temperature_c', '1')).toBeCloseTo(0.25 + 0.25 + 0.5, 6);
+    // Observed and expected add up to the same number of bookings.
+    expect(
+      (await m.value('delay.features.observations', { feature: 'driver_active_bookings', bin: '0' })) +
+        (await m.value('delay.features.observations', { feature: 'driver_active_bookings', bin: '1' })),
+    ).toBe(3);
+  });
+
   it('leaves calendar features out', () => {
     for (const calendar of ['hour_local', 'day_of_week', 'is_weekend', 'month']) {
       expect(DRIFT_FEATURES).not.toContain(calendar);

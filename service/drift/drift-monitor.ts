@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { DriftBaseline } from '../domain/drift-baseline.js';
 import type { WeatherSource } from '../domain/weather.js';
 import { FEATURE_NAMES, type FeatureName, WEATHER_FEATURES } from '../features/booking-features.js';
+import { monthOf, weekHourOf } from '../features/moments.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 
 /**
@@ -37,9 +38,11 @@ export function binOf(edges: number[], x: number): number {
 type BinCount = { labels: { feature: string; bin: string }; n: number };
 
 /**
- * Counts served feature values into the training bins of the baseline model (`delay_features_observations_total`)
- * and exports that model's baseline share of each bin (`delay_features_baseline_ratio`). Bin k holds
- * edges[k-1] < x <= edges[k], the trainer's rule.
+ * Counts served feature values into the training bins of the baseline model (`delay_features_observations_total`),
+ * adds what each observation's moment would have given each bin (`delay_features_expected_total`: the shares of
+ * the same hour of the week, or the same month for weather, in the training data) and exports the model's
+ * share of each bin over the whole year (`delay_features_baseline_ratio`). Bin k holds edges[k-1] < x <= edges[k],
+ * the trainer's rule.
  */
 export function createDriftMonitor(metrics: ServiceMetrics) {
   /** The watched features of the baseline: where each reads its value, its edges, ratios and counters. */
@@ -47,24 +50,34 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
     index: number;
     edges: number[];
     ratios: number[];
+    /** Shares per moment: the hour of the week, or the month for a weather feature. */
+    moments: Record<string, number[]>;
     counts: BinCount[];
+    expected: BinCount[];
     weather: boolean;
   }[] = [];
   let baselineVersion: string | null = null;
   // Cumulative per (feature, bin) across baselines, as the exported counter must be.
   const counts = new Map<string, BinCount>();
-  const countOf = (feature: string, bin: number) => {
+  // What the observations would have been, bin by bin, had each followed its moment's training shares.
+  const expectedCounts = new Map<string, BinCount>();
+  const countIn = (map: Map<string, BinCount>) => (feature: string, bin: number) => {
     const key = `${feature}\u0000${bin}`;
-    let count = counts.get(key);
+    let count = map.get(key);
     if (!count) {
       count = { labels: { feature, bin: String(bin) }, n: 0 };
-      counts.set(key, count);
+      map.set(key, count);
     }
     return count;
   };
+  const countOf = countIn(counts);
+  const expectedOf = countIn(expectedCounts);
 
   metrics.featureObservations.addCallback((result) => {
     for (const { labels, n } of counts.values()) result.observe(n, labels);
+  });
+  metrics.featureExpected.addCallback((result) => {
+    for (const { labels, n } of expectedCounts.values()) result.observe(n, labels);
   });
   metrics.featureBaselineRatio.addCallback((result) => {
     for (const f of watched) {
@@ -90,7 +103,9 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
           index: FEATURE_NAMES.indexOf(f.name as FeatureName),
           edges: f.bin_edges,
           ratios: f.baseline_ratios,
+          moments: f.moments ?? {},
           counts: f.baseline_ratios.map((_, bin) => countOf(f.name, bin)),
+          expected: f.baseline_ratios.map((_, bin) => expectedOf(f.name, bin)),
           weather: WEATHER_FEATURES.includes(f.name as FeatureName),
         }));
     },
@@ -103,6 +118,10 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
         vectors.forEach((vector, i) => {
           if (f.weather && !measuredWeather(weatherSources[i] ?? 'disabled')) return;
           (f.counts[binOf(f.edges, vector[f.index] as number)] as BinCount).n += 1;
+          const shares = f.moments[f.weather ? monthOf(vector) : weekHourOf(vector)] ?? f.ratios;
+          shares.forEach((share, bin) => {
+            (f.expected[bin] as BinCount).n += share;
+          });
         });
       }
     },

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { DriftBaseline } from '../domain/drift-baseline.js';
 import type { PointEstimate } from '../domain/estimate.js';
+import type { ShadowBaseline } from '../features/moments.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 
 /** A loaded model version, able to score many bookings in one call. */
@@ -9,6 +10,11 @@ export interface ModelPredictor {
   version: string;
   /** The training distribution the drift monitor compares live traffic with (from the model card). */
   driftBaseline?: DriftBaseline;
+  /**
+   * What ML - shadow heuristic is for a booking on the card's holdout, by moment: the label-free signal's
+   * baseline. A card without one leaves the version out of that signal (logged at load).
+   */
+  shadowBaseline?: ShadowBaseline;
   /** Scores feature vectors in FEATURE_SCHEMA order (`featureVector`), one call for the whole batch. */
   predict(vectors: number[][]): Promise<PointEstimate[]>;
 }
@@ -59,6 +65,11 @@ export function createModelRegistry({ dir, load, logger, metrics, retryAfterMs =
       const model = await load(folder, version);
       slots.set(version, { state: 'loaded', model });
       log.info({ model_version: version, load_ms: Math.round(performance.now() - started) }, 'model loaded');
+      if (!model.shadowBaseline)
+        log.warn(
+          { model_version: version },
+          'the model card has no shadow baseline: the label-free rollback signal does not judge this version',
+        );
     } catch (err) {
       const error = (err as Error).message;
       slots.set(version, { state: 'failed', error, at: Date.now() });

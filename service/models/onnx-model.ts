@@ -6,6 +6,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { z } from 'zod';
 import { type ContributingFactor, floorFactor, type PointEstimate } from '../domain/estimate.js';
 import { FEATURE_NAMES, FEATURE_SCHEMA } from '../features/booking-features.js';
+import { SHADOW_BASIS } from '../features/moments.js';
 import type { ModelPredictor } from './model-registry.js';
 
 /** What the service reads of a model card; the rest (metrics, drift bins) is for people and Prometheus. */
@@ -19,11 +20,28 @@ const ModelCardSchema = z.object({
     .object({
       features: z.array(
         z
-          .object({ name: z.string(), bin_edges: z.array(z.number()), baseline_ratios: z.array(z.number()) })
+          .object({
+            name: z.string(),
+            bin_edges: z.array(z.number()),
+            baseline_ratios: z.array(z.number()),
+            moments: z.record(z.string(), z.array(z.number())).optional(),
+          })
           .refine((f) => f.baseline_ratios.length === f.bin_edges.length + 1, {
             message: 'a drift feature has one baseline ratio per bin: bin_edges + 1',
+          })
+          .refine((f) => Object.values(f.moments ?? {}).every((r) => r.length === f.baseline_ratios.length), {
+            message: "a drift feature's moment has one ratio per bin, as its baseline",
           }),
       ),
+    })
+    .optional(),
+  shadow_baseline: z
+    .object({ basis: z.array(z.string()), coefficients: z.array(z.number()) })
+    .refine((b) => b.basis.join(',') === SHADOW_BASIS.join(','), {
+      message: "the shadow baseline's basis is not this service's (service/features/moments.ts)",
+    })
+    .refine((b) => b.coefficients.length === b.basis.length, {
+      message: 'the shadow baseline has one coefficient per basis term',
     })
     .optional(),
 });
@@ -156,6 +174,7 @@ export async function loadOnnxModel(
     version,
     card,
     ...(card.drift ? { driftBaseline: { model_version: version, features: card.drift.features } } : {}),
+    ...(card.shadow_baseline ? { shadowBaseline: card.shadow_baseline } : {}),
     score,
     predict: (vectors: number[][]) => Promise.all(vectors.map((vector) => coalesced.load(vector))),
   };

@@ -7,6 +7,7 @@ import { HEURISTIC_VARIANT } from '../domain/flags.js';
 import { NEUTRAL_WEATHER, type WeatherLookup, type WeatherProvider } from '../domain/weather.js';
 import type { DriftMonitor } from '../drift/drift-monitor.js';
 import { bookingFeatures, featureVector } from '../features/booking-features.js';
+import { expectedShadowGap } from '../features/moments.js';
 import type { FlagService, VariantAssignment } from '../flags/flag-service.js';
 import type { ModelRegistry } from '../models/model-registry.js';
 import { heuristicEstimate } from '../predictors/heuristic.js';
@@ -133,13 +134,22 @@ export function createPredictionService({
           detail: `no answer from ${version} within ${mlTimeoutMs} ms`,
         };
       }
-      // How far ML sits from the rules on the same bookings: a broken model shows before its feedback does.
+      // How far ML sits from the rules on the same bookings, and how far that is from what the card's holdout
+      // shows for the same moment: a broken model shows before its feedback does (docs/adr/0007).
+      const baseline = found.model.shadowBaseline;
       let gap = 0;
+      let above = 0;
+      let below = 0;
       indexes.forEach((bookingIndex, k) => {
-        gap += Math.abs(
+        const signed =
           (scored[k] as PointEstimate).delay_minutes -
-            (heuristics[bookingIndex] as PointEstimate).delay_minutes,
-        );
+          (heuristics[bookingIndex] as PointEstimate).delay_minutes;
+        gap += Math.abs(signed);
+        if (baseline) {
+          const departure = signed - expectedShadowGap(baseline, vectors[bookingIndex] as number[]);
+          if (departure > 0) above += departure;
+          else below -= departure;
+        }
         routed[bookingIndex] = {
           estimate: scored[k] as PointEstimate,
           source: 'ml',
@@ -149,6 +159,11 @@ export function createPredictionService({
       });
       metrics.shadowGap.add(gap, { model_version: version });
       metrics.shadowCompared.add(indexes.length, { model_version: version });
+      if (baseline) {
+        metrics.shadowDeparture.add(above, { model_version: version, direction: 'above' });
+        metrics.shadowDeparture.add(below, { model_version: version, direction: 'below' });
+        metrics.shadowDepartureCompared.add(indexes.length, { model_version: version });
+      }
       return null;
     } catch (err) {
       return { reason: 'model_error' as const, detail: (err as Error).message };

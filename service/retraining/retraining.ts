@@ -9,6 +9,7 @@ import { measuredWeather } from '../drift/drift-monitor.js';
 import { FEATURE_NAMES } from '../features/booking-features.js';
 import { loadOnnxModel } from '../models/onnx-model.js';
 import type { Db } from '../storage/database.js';
+import { withMomentBaselines } from './moment-baselines.js';
 import {
   checkSegments,
   type ScoredBooking,
@@ -220,7 +221,15 @@ export async function retrain(options: RetrainOptions) {
     };
     const files = [`${version}.onnx`, `${version}.json`, `${version}.parity.json`];
     if (candidate) {
-      const card = JSON.parse(readFileSync(join(work, `${version}.json`), 'utf8'));
+      const card = await withMomentBaselines(
+        JSON.parse(readFileSync(join(work, `${version}.json`), 'utf8')),
+        {
+          model: await loadOnnxModel(work, version),
+          trainVectors: train.map((r) => r.features),
+          testVectors: holdout.map((r) => r.features),
+          heuristicDelays: holdout.map((r) => r.heuristic),
+        },
+      );
       writeFileSync(join(work, `${version}.json`), `${JSON.stringify({ ...card, retraining }, null, 2)}\n`);
       for (const file of files) copyFileSync(join(work, file), join(modelsDir, file));
     }

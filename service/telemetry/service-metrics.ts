@@ -40,6 +40,9 @@ export const FEEDBACK_OUTCOMES = ['recorded', 'unchanged', 'corrected'] as const
 export type FeedbackOutcome = (typeof FEEDBACK_OUTCOMES)[number];
 /** Where feedback scores a booking: the arm that served it, and the heuristic's shadow answer on ML bookings. */
 export const FEEDBACK_ARMS = ['ml', 'heuristic', 'heuristic_shadow'] as const;
+/** Which side of its moment's baseline ML - shadow heuristic sat on (delay_prediction_shadow_departure_total). */
+export const SHADOW_DIRECTIONS = ['above', 'below'] as const;
+export type ShadowDirection = (typeof SHADOW_DIRECTIONS)[number];
 export type FeedbackArm = (typeof FEEDBACK_ARMS)[number];
 /** The fallbacks of an ML-assigned booking (a flag error never assigned it). */
 export const MODEL_FALLBACK_REASONS = FALLBACK_REASONS.filter((r) => r !== 'flag_error');
@@ -92,6 +95,19 @@ export function createServiceMetrics(meter: Meter) {
     }),
     shadowCompared: meter.createCounter('delay.prediction.shadow_compared', {
       description: 'ML-served bookings compared with their shadow heuristic answer, by model_version',
+      unit: '{prediction}',
+    }),
+    shadowDeparture: meter.createCounter<ByModel & { direction: ShadowDirection }>(
+      'delay.prediction.shadow_departure',
+      {
+        description:
+          "Sum of how far ML - shadow heuristic sat above (direction=above) or below (below) what the model card's holdout shows for the same moment, by model_version: the label-free rollback signal",
+        unit: 'min',
+      },
+    ),
+    shadowDepartureCompared: meter.createCounter('delay.prediction.shadow_departure_compared', {
+      description:
+        "ML-served bookings whose gap to the shadow heuristic was judged against the card's baseline, by model_version",
       unit: '{prediction}',
     }),
     rejectedRequests: meter.createCounter<{ reason: RejectionReason }>('delay.http.rejected_requests', {
@@ -210,6 +226,11 @@ export function createServiceMetrics(meter: Meter) {
         "Served feature values counted into the baseline model's training bins, by feature and bin",
       unit: '{booking}',
     }),
+    featureExpected: meter.createObservableCounter('delay.features.expected', {
+      description:
+        "Served feature values as the baseline model's training data spreads them over its bins for the same moment (hour of the week; month for weather), by feature and bin: the drift rules' reference",
+      unit: '{booking}',
+    }),
     featureBaselineRatio: meter.createObservableGauge('delay.features.baseline_ratio', {
       description: "Share of the baseline model's training rows in each bin, by feature and bin",
       unit: '1',
@@ -306,8 +327,14 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
       for (const counter of feedbackCounters) counter.add(0, { arm, model_version });
       initializeSegments(arm, model_version);
     }
-    for (const counter of [m.feedbackPairedDifferenceSquared, m.shadowGap, m.shadowCompared])
+    for (const counter of [
+      m.feedbackPairedDifferenceSquared,
+      m.shadowGap,
+      m.shadowCompared,
+      m.shadowDepartureCompared,
+    ])
       counter.add(0, { model_version });
+    for (const direction of SHADOW_DIRECTIONS) m.shadowDeparture.add(0, { model_version, direction });
   }
   for (const source of FLAG_SOURCE_KINDS) m.flagConfigErrors.add(0, { source });
   for (const flag of Object.values(FLAG_KEYS)) m.flagEvaluationErrors.add(0, { flag });

@@ -1,0 +1,118 @@
+import { FEATURE_NAMES, type FeatureName, isWeekdayRushHour } from './booking-features.js';
+
+/**
+ * What is normal for a moment (docs/adr/0007-rollback-policy.md, docs/adr/0006-drift-and-retraining.md).
+ * Traffic arrives one hour of one day at a time: a signal whose healthy value moves with the hour, the day and
+ * the weather is judged against the model card's baseline for the same moment, never against a pooled year.
+ * Computed from the feature vector as served, in FEATURE_SCHEMA order, for serving and for the card alike.
+ */
+const at = (name: FeatureName) => FEATURE_NAMES.indexOf(name);
+const I = {
+  hour: at('hour_local'),
+  weekend: at('is_weekend'),
+  month: at('month'),
+  distance: at('distance_km'),
+  duration: at('estimated_duration_min'),
+  load: at('driver_active_bookings'),
+  priority: at('priority_code'),
+  temperature: at('temperature_c'),
+  rain: at('precipitation_mm_h'),
+  snow: at('snow_mm_h'),
+  wind: at('wind_speed_m_s'),
+  visibility: at('visibility_km'),
+  rainAtRush: at('rain_at_rush_mm_h'),
+};
+const HOURS = Array.from({ length: 24 }, (_, h) => String(h).padStart(2, '0'));
+
+/** The hour of the week a booking falls in: weekday or weekend, and its local hour ("weekday 08"). */
+export const WEEK_HOURS: readonly string[] = ['weekday', 'weekend'].flatMap((d) =>
+  HOURS.map((h) => `${d} ${h}`),
+);
+export function weekHourOf(vector: readonly number[]): string {
+  const hour = Math.min(23, Math.max(0, Math.floor(vector[I.hour] as number)));
+  return `${vector[I.weekend] === 1 ? 'weekend' : 'weekday'} ${HOURS[hour]}`;
+}
+
+/** The month a booking falls in ("01".."12"): weather is judged against its month, not the year. */
+export const MONTHS: readonly string[] = HOURS.slice(1, 13);
+export function monthOf(vector: readonly number[]): string {
+  return HOURS[Math.min(12, Math.max(1, Math.round(vector[I.month] as number)))] as string;
+}
+
+const hinge = (x: number, knot: number) => Math.max(x - knot, 0);
+
+/**
+ * The basis of the card's linear baseline for the signed gap between the model and the rules (ML - shadow):
+ * one term per hour of the week (weekday and weekend, the intercept), one per month but January, and the booking
+ * and weather terms where the rules and the delays they miss bend (the rules' 20 km and 5 mm/h knees, rain at
+ * rush hour, fog). The healthy gap is 1 min at lunchtime and 6 in a wet morning rush: this baseline says which.
+ */
+export const SHADOW_BASIS: readonly string[] = [
+  ...WEEK_HOURS.map((k) => `hour_of_week=${k}`),
+  ...MONTHS.slice(1).map((m) => `month=${m}`),
+  'distance_km',
+  'distance_km_beyond_20',
+  'estimated_duration_min',
+  'estimated_duration_min_beyond_25',
+  'driver_active_bookings',
+  'driver_active_bookings_squared',
+  'driver_active_bookings_at_rush',
+  'priority_medical',
+  'priority_urgent',
+  'frost_c',
+  'precipitation_mm_h',
+  'precipitation_sqrt',
+  'precipitation_beyond_5',
+  'snow_mm_h',
+  'snow_sqrt',
+  'wind_beyond_8',
+  'fog',
+  'rain_at_rush_mm_h',
+  'rain_at_rush_sqrt',
+  'rain_at_rush_beyond_5',
+];
+
+export function shadowBasis(vector: readonly number[]): number[] {
+  const v = (i: number) => vector[i] as number;
+  const weekHour = WEEK_HOURS.indexOf(weekHourOf(vector));
+  const month = Number(monthOf(vector));
+  const rush = isWeekdayRushHour(v(I.hour), v(I.weekend) === 1) ? 1 : 0;
+  return [
+    ...WEEK_HOURS.map((_, k) => (k === weekHour ? 1 : 0)),
+    ...MONTHS.slice(1).map((m) => (Number(m) === month ? 1 : 0)),
+    v(I.distance),
+    hinge(v(I.distance), 20),
+    v(I.duration),
+    hinge(v(I.duration), 25),
+    v(I.load),
+    v(I.load) ** 2,
+    v(I.load) * rush,
+    v(I.priority) === 1 ? 1 : 0,
+    v(I.priority) === 2 ? 1 : 0,
+    Math.max(-v(I.temperature), 0),
+    v(I.rain),
+    Math.sqrt(Math.max(v(I.rain), 0)),
+    hinge(v(I.rain), 5),
+    v(I.snow),
+    Math.sqrt(Math.max(v(I.snow), 0)),
+    hinge(v(I.wind), 8),
+    Math.max(0, 1 - v(I.visibility) / 2),
+    v(I.rainAtRush),
+    Math.sqrt(Math.max(v(I.rainAtRush), 0)),
+    hinge(v(I.rainAtRush), 5),
+  ];
+}
+
+/** A card's baseline of the gap between its model and the rules: coefficients over SHADOW_BASIS. */
+export interface ShadowBaseline {
+  basis: readonly string[];
+  coefficients: readonly number[];
+}
+
+/** What the card's holdout says ML - shadow is, on average, for a booking like this one. */
+export function expectedShadowGap(baseline: ShadowBaseline, vector: readonly number[]): number {
+  const x = shadowBasis(vector);
+  let sum = 0;
+  for (let k = 0; k < x.length; k++) sum += (x[k] as number) * (baseline.coefficients[k] as number);
+  return sum;
+}
