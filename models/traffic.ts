@@ -135,7 +135,10 @@ export function generateTraffic({
 
   // Due times: an inhomogeneous Poisson process by thinning a homogeneous one at the curve's peak (1), from
   // the window's start to two hours (the longest lead) past its end, so that the window is full.
-  const arrivals = rngFrom(seed + ARRIVAL_STREAM);
+  // Arrivals and bookings are drawn for this window: keyed by its start too, so that two days of one seed are two
+  // days of traffic, not the same one twice.
+  const windowKey = Math.round(start / MINUTE_MS) % 1_000_000_007;
+  const arrivals = rngFrom(seed + ARRIVAL_STREAM + windowKey);
   const meanGapMs = (1000 * meanDensity(rushShiftHours)) / perSecond;
   const due: { scheduledMs: number; requestedMs: number }[] = [];
   for (
@@ -153,7 +156,7 @@ export function generateTraffic({
   }
   due.sort((a, b) => a.requestedMs - b.requestedMs);
 
-  const rng = rngFrom(seed + BOOKING_STREAM);
+  const rng = rngFrom(seed + BOOKING_STREAM + windowKey);
   const draws = worldDraws(seed, year, world);
   return due.map(({ scheduledMs, requestedMs }, i) => {
     const local = localOf(scheduledMs);

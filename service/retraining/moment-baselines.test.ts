@@ -18,23 +18,41 @@ describe('moment baselines', () => {
     expect(beta[2]).toBeCloseTo(3, 5);
   });
 
-  it("pulls a thin moment's bin shares toward the year's and leaves a well-filled one near its own", () => {
+  it('pulls a thin hour of the week toward the same hour of every day, and a well-filled one stays near its own', () => {
     const feature = { name: 'driver_active_bookings', bin_edges: [1], baseline_ratios: [0.5, 0.5] };
-    const at = (hour: number, load: number) => [hour, 3, 0, 1, 5, 12, load, 0, 10, 0, 0, 3, 10, 0];
+    const at = (hour: number, weekend: 0 | 1, load: number) => [
+      hour,
+      3,
+      weekend,
+      1,
+      5,
+      12,
+      load,
+      0,
+      10,
+      0,
+      0,
+      3,
+      10,
+      0,
+    ];
     const vectors = [
-      ...Array.from({ length: 900 }, (_, i) => at(8.5, i % 10 === 0 ? 0 : 3)),
-      ...Array.from({ length: 10 }, () => at(3.5, 0)),
+      ...Array.from({ length: 900 }, (_, i) => at(8.5, 0, i % 10 === 0 ? 0 : 3)),
+      // Nights: 400 weekday rows, all without load; 10 weekend rows, half of them loaded.
+      ...Array.from({ length: 400 }, () => at(3.5, 0, 0)),
+      ...Array.from({ length: 10 }, (_, i) => at(3.5, 1, i % 2 === 0 ? 0 : 3)),
     ];
     const moments = momentRatios(vectors, feature, false);
     expect(Object.keys(moments)).toEqual(WEEK_HOURS);
-    expect(moments['weekday 08']?.[0]).toBeCloseTo(
-      (90 + MOMENT_PRIOR_ROWS * 0.5) / (900 + MOMENT_PRIOR_ROWS),
-      4,
-    );
-    expect(moments['weekday 03']?.[0]).toBeCloseTo(
-      (10 + MOMENT_PRIOR_ROWS * 0.5) / (10 + MOMENT_PRIOR_ROWS),
-      4,
-    );
+    const P = MOMENT_PRIOR_ROWS;
+    // 08:00 on weekdays: its own 900 rows, the prior being the same hour of every day (the same 900 rows).
+    const hour08 = (90 + P * 0.5) / (900 + P);
+    expect(moments['weekday 08']?.[0]).toBeCloseTo((90 + P * hour08) / (900 + P), 4);
+    // A weekend night is pulled toward nights (mostly unloaded), not toward the year's half-and-half.
+    const night = (405 + P * 0.5) / (410 + P);
+    expect(moments['weekend 03']?.[0]).toBeCloseTo((5 + P * night) / (10 + P), 4);
+    expect(moments['weekend 03']?.[0]).toBeGreaterThan(0.8);
+    // An hour no row has: the year's shares.
     expect(moments['weekend 12']).toEqual([0.5, 0.5]);
   });
 

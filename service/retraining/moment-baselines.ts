@@ -96,13 +96,19 @@ interface CardDriftFeature {
   moments?: Record<string, number[]>;
 }
 
-/** Training rows a moment's shares are pulled toward the year's by: a thin night hour stays close to the year. */
+/** Training rows a moment's shares are pulled toward its prior by: a thin night hour stays close to its prior. */
 export const MOMENT_PRIOR_ROWS = 100;
+
+const sharesOf = (counts: readonly number[], prior: readonly number[]) => {
+  const n = counts.reduce((s, x) => s + x, 0);
+  return counts.map((x, bin) => (x + MOMENT_PRIOR_ROWS * (prior[bin] as number)) / (n + MOMENT_PRIOR_ROWS));
+};
 
 /**
  * Each drift feature's bin shares per moment: weather features per month, the others per hour of the week.
- * Shrunk toward the year's shares by MOMENT_PRIOR_ROWS, so that a moment with few training rows reads as the
- * year rather than as noise.
+ * Shrunk by MOMENT_PRIOR_ROWS toward a prior: a month toward the year; an hour of the week toward the same hour of
+ * every day (itself toward the year), as a weekend night has few training rows and is like a weekday night, while
+ * the year's shares would read as rush-hour traffic.
  */
 export function momentRatios(
   vectors: readonly (readonly number[])[],
@@ -112,25 +118,31 @@ export function momentRatios(
   const index = FEATURE_NAMES.indexOf(feature.name as (typeof FEATURE_NAMES)[number]);
   const keys = weather ? MONTHS : WEEK_HOURS;
   const keyOf = weather ? monthOf : weekHourOf;
-  const counts = new Map(keys.map((k) => [k, new Array<number>(feature.baseline_ratios.length).fill(0)]));
+  const bins = feature.baseline_ratios.length;
+  const counts = new Map(keys.map((k) => [k, new Array<number>(bins).fill(0)]));
   for (const v of vectors) {
     const c = counts.get(keyOf(v)) as number[];
     const bin = binOf(feature.bin_edges, v[index] as number);
     c[bin] = (c[bin] as number) + 1;
   }
+  // An hour of the week's key ends with its hour ("weekday 08"): the same hour of every day pools both.
+  const hourOf = (key: string) => key.slice(-2);
+  const pooled = new Map<string, number[]>();
+  if (!weather) {
+    for (const [key, c] of counts) {
+      const p = pooled.get(hourOf(key)) ?? new Array<number>(bins).fill(0);
+      pooled.set(
+        hourOf(key),
+        p.map((x, bin) => x + (c[bin] as number)),
+      );
+    }
+  }
   return Object.fromEntries(
     keys.map((k) => {
-      const c = counts.get(k) as number[];
-      const n = c.reduce((s, x) => s + x, 0);
-      return [
-        k,
-        c.map((x, bin) =>
-          round(
-            (x + MOMENT_PRIOR_ROWS * (feature.baseline_ratios[bin] as number)) / (n + MOMENT_PRIOR_ROWS),
-            5,
-          ),
-        ),
-      ];
+      const prior = weather
+        ? feature.baseline_ratios
+        : sharesOf(pooled.get(hourOf(k)) as number[], feature.baseline_ratios);
+      return [k, sharesOf(counts.get(k) as number[], prior).map((x) => round(x, 5))];
     }),
   );
 }
