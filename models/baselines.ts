@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { datasetCsv, trainingRows } from './dataset.js';
@@ -26,6 +27,7 @@ let card: {
     world?: WorldName;
     holdout?: 'random' | 'time';
   };
+  onnx: { file: string };
   drift: { features: { name: string; bin_edges: number[]; baseline_ratios: number[] }[] };
 } & Record<string, unknown>;
 try {
@@ -47,7 +49,17 @@ if (hash !== data.sha256) {
   console.error(`baselines: the generated training data hashes to ${hash}, the card says ${data.sha256}`);
   process.exit(1);
 }
-const updated = await withGeneratedMomentBaselines(card, { dir, version: String(args.version), ...rows });
+// The model is loaded from a copy of the card without its old baseline: one fitted on another basis is refused.
+const { shadow_baseline: _, ...unjudged } = card;
+const work = mkdtempSync(join(tmpdir(), 'delay-baselines-'));
+writeFileSync(join(work, `${args.version}.json`), JSON.stringify(unjudged));
+copyFileSync(join(dir, card.onnx.file), join(work, card.onnx.file));
+const updated = await withGeneratedMomentBaselines(card, {
+  dir: work,
+  version: String(args.version),
+  ...rows,
+});
+rmSync(work, { recursive: true, force: true });
 writeFileSync(cardPath, `${JSON.stringify(updated, null, 2)}\n`);
 console.log(
   JSON.stringify({

@@ -1,3 +1,4 @@
+import { HEURISTIC_RULES } from '../predictors/heuristic.js';
 import { FEATURE_NAMES, type FeatureName, isWeekdayRushHour } from './booking-features.js';
 
 /**
@@ -70,13 +71,24 @@ export const SHADOW_BASIS: readonly string[] = [
   'rain_at_rush_mm_h',
   'rain_at_rush_sqrt',
   'rain_at_rush_beyond_5',
+  // The rules' own steps: inside an hour (their rush windows end at 09:30 and start at 16:30), rain at rush, fog, wind.
+  'rules_morning_rush',
+  'rules_evening_rush',
+  'rules_rain_at_rush',
+  'rules_low_visibility',
+  'rules_strong_wind',
 ];
 
 export function shadowBasis(vector: readonly number[]): number[] {
   const v = (i: number) => vector[i] as number;
   const weekHour = WEEK_HOURS.indexOf(weekHourOf(vector));
   const month = Number(monthOf(vector));
-  const rush = isWeekdayRushHour(v(I.hour), v(I.weekend) === 1) ? 1 : 0;
+  const weekend = v(I.weekend) === 1;
+  const rush = isWeekdayRushHour(v(I.hour), weekend) ? 1 : 0;
+  const within = (w: { from: number; to: number }) => v(I.hour) >= w.from && v(I.hour) < w.to;
+  const rulesMorning = within(HEURISTIC_RULES.morningRush);
+  const rulesEvening = within(HEURISTIC_RULES.eveningRush);
+  const rulesRushShare = weekend ? HEURISTIC_RULES.weekendRushShare : 1;
   return [
     ...WEEK_HOURS.map((_, k) => (k === weekHour ? 1 : 0)),
     ...MONTHS.slice(1).map((m) => (Number(m) === month ? 1 : 0)),
@@ -100,6 +112,13 @@ export function shadowBasis(vector: readonly number[]): number[] {
     v(I.rainAtRush),
     Math.sqrt(Math.max(v(I.rainAtRush), 0)),
     hinge(v(I.rainAtRush), 5),
+    rulesMorning ? rulesRushShare : 0,
+    rulesEvening ? rulesRushShare : 0,
+    !weekend && (rulesMorning || rulesEvening)
+      ? Math.min(v(I.rain) * HEURISTIC_RULES.rainMinutesPerMmH, HEURISTIC_RULES.rainCap)
+      : 0,
+    v(I.visibility) * 1000 < HEURISTIC_RULES.lowVisibility.belowMeters ? 1 : 0,
+    v(I.wind) > HEURISTIC_RULES.strongWind.aboveMetersPerSecond ? 1 : 0,
   ];
 }
 
