@@ -17,7 +17,7 @@ export const THRESHOLDS = {
   /**
    * Label-free: mean |ML - shadow heuristic - the card's baseline for the moment| (minutes). The healthy gap moves
    * with the hour and the weather (1 min at lunchtime, 6 in a wet morning rush); its departure from the card's
-   * baseline for the same hour of the week, month and weather does not (0.7 on the card's holdout).
+   * baseline for the same hour of the week, month and weather does not (0.56 on the card's holdout).
    */
   shadowDeparture: { minutes: 3, window: '5m', resetWindow: '1m', minSamples: 50 },
   /** Share of ML-assigned bookings answered by the heuristic (any fallback reason). */
