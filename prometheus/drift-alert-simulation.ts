@@ -3,7 +3,7 @@ import { generateTraffic, utcOfLocal } from '../models/traffic.js';
 import type { DriftBaseline } from '../service/domain/drift-baseline.js';
 import { THRESHOLDS } from '../service/domain/rollback-policy.js';
 import { NEUTRAL_WEATHER } from '../service/domain/weather.js';
-import { binOf, DRIFT_FEATURES } from '../service/drift/drift-monitor.js';
+import { binOf, DRIFT_FEATURES, momentOf, sharesAt } from '../service/drift/drift-monitor.js';
 import {
   bookingFeatures,
   FEATURE_NAMES,
@@ -11,7 +11,6 @@ import {
   featureVector,
   WEATHER_FEATURES,
 } from '../service/features/booking-features.js';
-import { monthOf, weekHourOf } from '../service/features/moments.js';
 import { evaluateRules, taggedQuery } from './promtool-eval.js';
 
 /**
@@ -152,6 +151,7 @@ function counterSeries(options: SimulationOptions, scenario: Scenario, seedOffse
       ...f,
       index: FEATURE_NAMES.indexOf(f.name as FeatureName),
       moments: f.moments ?? {},
+      ratios: f.baseline_ratios,
       weather: isWeather(f.name),
       // Per bin: the counters now, and their values at each scrape from 0 at the start, as a fresh service's.
       bins: f.baseline_ratios.map(() => ({ observed: 0, expected: 0, observedAt: ['0'], expectedAt: ['0'] })),
@@ -171,14 +171,12 @@ function counterSeries(options: SimulationOptions, scenario: Scenario, seedOffse
     rows.forEach((row, r) => {
       for (const at = scrapeOf(r); s < at; s++) scrape();
       const vector = featureVector(bookingFeatures(row.booking, row.weather), NEUTRAL_WEATHER);
-      const weekHour = weekHourOf(vector);
-      const month = monthOf(vector);
+      const moment = momentOf(vector);
       observations += 1;
       for (const f of features) {
         const observed = f.bins[binOf(f.bin_edges, vector[f.index] as number)];
         if (observed) observed.observed += 1;
-        const shares = f.moments[f.weather ? month : weekHour] ?? f.baseline_ratios;
-        shares.forEach((share, bin) => {
+        sharesAt(f, moment).forEach((share, bin) => {
           const c = f.bins[bin];
           if (c) c.expected += share;
         });

@@ -13,6 +13,8 @@ import { composeService } from '../service/compose.js';
 import { loadConfig } from '../service/config/config.js';
 import type { Booking } from '../service/domain/booking.js';
 import type { DriftBaseline } from '../service/domain/drift-baseline.js';
+import { DRIFT_FEATURES } from '../service/drift/drift-monitor.js';
+import { WEATHER_FEATURES } from '../service/features/booking-features.js';
 import type { ShadowBaseline } from '../service/features/moments.js';
 import { ACTUAL_DELAY_FLOOR } from '../service/feedback/feedback-service.js';
 import type { ModelPredictor } from '../service/models/model-registry.js';
@@ -112,7 +114,8 @@ export interface ReplayResult {
   elapsed_s: number;
 }
 
-const BOOKING_FEATURES = 'feature!~"temperature_c|precipitation_mm_h|snow_mm_h|wind_speed_m_s|visibility_km"';
+/** The drift features the alerts judge: those that are not weather (their rules filter the same list out). */
+const BOOKING_FEATURES = `feature!~"${WEATHER_FEATURES.filter((f) => DRIFT_FEATURES.includes(f)).join('|')}"`;
 /** What the label-free and drift rules judge, as recorded; PSI where the alerts' 500 observations are there. */
 const PEAKS = {
   shadow_departure_abs: 'model_version:delay_prediction_shadow_departure_minutes:abs_mean5m',

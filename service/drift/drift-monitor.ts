@@ -37,6 +37,23 @@ export function binOf(edges: number[], x: number): number {
 
 type BinCount = { labels: { feature: string; bin: string }; n: number };
 
+/** The moments a booking falls in: its hour of the week and its month. */
+export const momentOf = (vector: readonly number[]) => ({
+  weekHour: weekHourOf(vector),
+  month: monthOf(vector),
+});
+
+/**
+ * The training shares a feature's observation is expected to follow at a moment: its month's for weather, its hour
+ * of the week's otherwise, the year's for a moment the card lacks.
+ */
+export function sharesAt(
+  f: { moments: Record<string, number[]>; ratios: readonly number[]; weather: boolean },
+  moment: ReturnType<typeof momentOf>,
+): readonly number[] {
+  return f.moments[f.weather ? moment.month : moment.weekHour] ?? f.ratios;
+}
+
 /**
  * Counts served feature values into the training bins of the baseline model (`delay_features_observations_total`),
  * adds what each observation's moment would have given each bin (`delay_features_expected_total`: the shares of
@@ -114,16 +131,17 @@ export function createDriftMonitor(metrics: ServiceMetrics) {
 
     /** `weatherSources[i]` says where vector i's weather came from (see `measuredWeather`). */
     observe(vectors: number[][], weatherSources: readonly WeatherSource[]) {
-      for (const f of watched) {
-        vectors.forEach((vector, i) => {
-          if (f.weather && !measuredWeather(weatherSources[i] ?? 'disabled')) return;
+      vectors.forEach((vector, i) => {
+        const measured = measuredWeather(weatherSources[i] ?? 'disabled');
+        const moment = momentOf(vector);
+        for (const f of watched) {
+          if (f.weather && !measured) continue;
           (f.counts[binOf(f.edges, vector[f.index] as number)] as BinCount).n += 1;
-          const shares = f.moments[f.weather ? monthOf(vector) : weekHourOf(vector)] ?? f.ratios;
-          shares.forEach((share, bin) => {
+          sharesAt(f, moment).forEach((share, bin) => {
             (f.expected[bin] as BinCount).n += share;
           });
-        });
-      }
+        }
+      });
     },
   };
 }

@@ -42,4 +42,35 @@ describe('moments', () => {
       9,
     );
   });
+
+  it('reads the expected gap without the one-hot part exactly as the whole basis times the coefficients', () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 16807) % 2147483647;
+      return seed / 2147483647;
+    };
+    const baseline = { basis: SHADOW_BASIS, coefficients: SHADOW_BASIS.map(() => random() * 4 - 2) };
+    for (let i = 0; i < 200; i++) {
+      const vector = vectorWith({
+        hour_local: random() * 24,
+        is_weekend: random() < 0.3 ? 1 : 0,
+        month: 1 + Math.floor(random() * 12),
+        distance_km: random() * 40,
+        estimated_duration_min: random() * 90,
+        driver_active_bookings: Math.floor(random() * 6),
+        priority_code: Math.floor(random() * 3),
+        temperature_c: random() * 40 - 10,
+        precipitation_mm_h: random() < 0.5 ? 0 : random() * 10,
+        snow_mm_h: random() < 0.8 ? 0 : random() * 3,
+        wind_speed_m_s: random() * 15,
+        visibility_km: random() * 10,
+        rain_at_rush_mm_h: random() < 0.7 ? 0 : random() * 10,
+      });
+      const dense = shadowBasis(vector).reduce(
+        (sum, x, k) => sum + x * (baseline.coefficients[k] as number),
+        0,
+      );
+      expect(expectedShadowGap(baseline, vector)).toBeCloseTo(dense, 9);
+    }
+  });
 });

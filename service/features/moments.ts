@@ -29,16 +29,18 @@ const HOURS = Array.from({ length: 24 }, (_, h) => String(h).padStart(2, '0'));
 export const WEEK_HOURS: readonly string[] = ['weekday', 'weekend'].flatMap((d) =>
   HOURS.map((h) => `${d} ${h}`),
 );
-export function weekHourOf(vector: readonly number[]): string {
+/** Its index in WEEK_HOURS: read on every prediction, so no string is built. */
+function weekHourIndex(vector: readonly number[]): number {
   const hour = Math.min(23, Math.max(0, Math.floor(vector[I.hour] as number)));
-  return `${vector[I.weekend] === 1 ? 'weekend' : 'weekday'} ${HOURS[hour]}`;
+  return (vector[I.weekend] === 1 ? 24 : 0) + hour;
 }
+export const weekHourOf = (vector: readonly number[]): string => WEEK_HOURS[weekHourIndex(vector)] as string;
 
 /** The month a booking falls in ("01".."12"): weather is judged against its month, not the year. */
 export const MONTHS: readonly string[] = HOURS.slice(1, 13);
-export function monthOf(vector: readonly number[]): string {
-  return HOURS[Math.min(12, Math.max(1, Math.round(vector[I.month] as number)))] as string;
-}
+const monthNumber = (vector: readonly number[]) =>
+  Math.min(12, Math.max(1, Math.round(vector[I.month] as number)));
+export const monthOf = (vector: readonly number[]): string => MONTHS[monthNumber(vector) - 1] as string;
 
 const hinge = (x: number, knot: number) => Math.max(x - knot, 0);
 
@@ -79,10 +81,9 @@ export const SHADOW_BASIS: readonly string[] = [
   'rules_strong_wind',
 ];
 
-export function shadowBasis(vector: readonly number[]): number[] {
+/** The basis terms after the hour of the week and the month, in SHADOW_BASIS order. */
+function numericTerms(vector: readonly number[]): number[] {
   const v = (i: number) => vector[i] as number;
-  const weekHour = WEEK_HOURS.indexOf(weekHourOf(vector));
-  const month = Number(monthOf(vector));
   const weekend = v(I.weekend) === 1;
   const rush = isWeekdayRushHour(v(I.hour), weekend) ? 1 : 0;
   const within = (w: { from: number; to: number }) => v(I.hour) >= w.from && v(I.hour) < w.to;
@@ -90,8 +91,6 @@ export function shadowBasis(vector: readonly number[]): number[] {
   const rulesEvening = within(HEURISTIC_RULES.eveningRush);
   const rulesRushShare = weekend ? HEURISTIC_RULES.weekendRushShare : 1;
   return [
-    ...WEEK_HOURS.map((_, k) => (k === weekHour ? 1 : 0)),
-    ...MONTHS.slice(1).map((m) => (Number(m) === month ? 1 : 0)),
     v(I.distance),
     hinge(v(I.distance), 20),
     v(I.duration),
@@ -122,16 +121,34 @@ export function shadowBasis(vector: readonly number[]): number[] {
   ];
 }
 
+/** Where the month terms and the numeric terms start in SHADOW_BASIS (January has no term: the reference). */
+const MONTH_OFFSET = WEEK_HOURS.length;
+const NUMERIC_OFFSET = MONTH_OFFSET + MONTHS.length - 1;
+
+/** The whole basis vector of a booking, for fitting: one-hot hour of the week and month, then the numeric terms. */
+export function shadowBasis(vector: readonly number[]): number[] {
+  const x = new Array<number>(NUMERIC_OFFSET).fill(0);
+  x[weekHourIndex(vector)] = 1;
+  const month = monthNumber(vector);
+  if (month > 1) x[MONTH_OFFSET + month - 2] = 1;
+  return [...x, ...numericTerms(vector)];
+}
+
 /** A card's baseline of the gap between its model and the rules: coefficients over SHADOW_BASIS. */
 export interface ShadowBaseline {
   basis: readonly string[];
   coefficients: readonly number[];
 }
 
-/** What the card's holdout says ML - shadow is, on average, for a booking like this one. */
+/**
+ * What the card's holdout says ML - shadow is, on average, for a booking like this one: shadowBasis · coefficients,
+ * read without building the one-hot part, as it runs on every ML answer.
+ */
 export function expectedShadowGap(baseline: ShadowBaseline, vector: readonly number[]): number {
-  const x = shadowBasis(vector);
-  let sum = 0;
-  for (let k = 0; k < x.length; k++) sum += (x[k] as number) * (baseline.coefficients[k] as number);
+  const c = baseline.coefficients;
+  const month = monthNumber(vector);
+  let sum = (c[weekHourIndex(vector)] as number) + (month > 1 ? (c[MONTH_OFFSET + month - 2] as number) : 0);
+  const terms = numericTerms(vector);
+  for (let k = 0; k < terms.length; k++) sum += (terms[k] as number) * (c[NUMERIC_OFFSET + k] as number);
   return sum;
 }
