@@ -78,6 +78,19 @@ export function findDay(
 /** Local wall-clock time (as if UTC) of an instant in Paris. */
 const localOf = (utcMs: number) => utcMs + parisOffsetHours(new Date(utcMs)) * HOUR_MS;
 
+/**
+ * The days alerting is measured on (measure:rollback, measure:drift-alert), from the weather chain of `seed`: a wet
+ * winter weekday, a dry summer weekday and a dry spring weekend day.
+ */
+export function daysThatMatter(seed: number) {
+  const days = daysOf({ seed });
+  return {
+    wetWinterWeekday: findDay(days, { month: 1, weekdays: [4], wet: true }),
+    drySummerWeekday: findDay(days, { month: 7, weekdays: [3], wet: false }),
+    dryWeekendDay: findDay(days, { month: 4, weekdays: [6], wet: false }),
+  };
+}
+
 /** The demand curve's mean over 24 h: what turns a daily mean rate into the rate at each moment. */
 function meanDensity(rushShiftHours: number): number {
   // Minute midpoints: the curve's steps (05:30, 23:30) fall on minutes, its bumps are smooth.
@@ -116,9 +129,7 @@ export function generateTraffic({
     throw new RangeError(`startHour must be in [0, 24), not ${startHour}`);
   if (!(hours > 0) || !(perSecond > 0)) throw new RangeError('hours and perSecond must be positive');
   const yearStart = Date.UTC(year, 0, 1);
-  const localStart = localMidnight + startHour * HOUR_MS;
-  // generateBookings' local-to-UTC rule.
-  const start = localStart - parisOffsetHours(new Date(localStart - HOUR_MS)) * HOUR_MS;
+  const start = utcOfLocal(startDay, startHour);
   const end = start + hours * HOUR_MS;
   // Requests up to the end are for bookings due up to two hours later: those days need the year's weather.
   if (localOf(end + MAX_LEAD_MS) > Date.UTC(year + 1, 0, 1))
@@ -177,7 +188,7 @@ export function generateTraffic({
   });
 }
 
-/** The UTC moment (epoch ms) of a local Paris day and hour, by generateTraffic's rule: where its window starts. */
+/** The UTC moment (epoch ms) of a local Paris day and hour, by generateBookings' local-to-UTC rule: where a window starts. */
 export function utcOfLocal(day: string, hour: number): number {
   const localStart = Date.parse(`${day}T00:00:00Z`) + hour * HOUR_MS;
   return localStart - parisOffsetHours(new Date(localStart - HOUR_MS)) * HOUR_MS;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { type DayInfo, daysOf, findDay } from '../models/traffic.js';
+import { type DayInfo, daysThatMatter } from '../models/traffic.js';
 import type { DriftBaseline } from '../service/domain/drift-baseline.js';
 import { THRESHOLDS } from '../service/domain/rollback-policy.js';
 import { type Scenario, type ScenarioResult, simulateDriftAlert } from './drift-alert-simulation.js';
@@ -36,11 +36,11 @@ const hours = Number(args.hours);
 const shuffledHours = Number(args['shuffled-hours']);
 const trafficSeed = Number(args.seed);
 
-const days = daysOf({ seed: trafficSeed });
+const days = daysThatMatter(trafficSeed);
 const healthyDays: { name: string; day: DayInfo }[] = [
-  { name: 'wet winter weekday', day: findDay(days, { month: 1, weekdays: [4], wet: true }) },
-  { name: 'dry summer weekday', day: findDay(days, { month: 7, weekdays: [3], wet: false }) },
-  { name: 'dry weekend day', day: findDay(days, { month: 4, weekdays: [6], wet: false }) },
+  { name: 'wet winter weekday', day: days.wetWinterWeekday },
+  { name: 'dry summer weekday', day: days.drySummerWeekday },
+  { name: 'dry weekend day', day: days.dryWeekendDay },
 ];
 const healthyFrom = hours >= 24 ? 0 : 6;
 const HISTORY_MINUTES = 40;

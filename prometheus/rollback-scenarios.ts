@@ -1,4 +1,4 @@
-import { type DayInfo, daysOf, findDay } from '../models/traffic.js';
+import { type DayInfo, daysThatMatter } from '../models/traffic.js';
 import type { ReplayPhase, ReplayResult, ReplayScenario } from './rollback-replay.js';
 
 /**
@@ -99,19 +99,6 @@ export function rollbackScenarios({ healthyHours = 72 }: { healthyHours?: number
   ];
 }
 
-/**
- * The days time-ordered scenarios replay, from the generator's own weather for the traffic seed: a wet winter
- * weekday, a dry summer weekday and a dry spring weekend day.
- */
-export function replayDays(seed: number) {
-  const days = daysOf({ seed });
-  return {
-    wetWinterWeekday: findDay(days, { month: 1, weekdays: [4], wet: true }),
-    drySummerWeekday: findDay(days, { month: 7, weekdays: [3], wet: false }),
-    dryWeekendDay: findDay(days, { month: 4, weekdays: [6], wet: false }),
-  };
-}
-
 const WEEKDAY = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
 const describeDay = (d: DayInfo) =>
   `${d.wet ? 'wet' : 'dry'} ${WEEKDAY[d.weekday]} ${d.date}, ${d.temperatureMean.toFixed(0)} °C`;
@@ -162,7 +149,7 @@ export function timeOrderedScenarios({
   healthyHours?: number;
   moments?: BreakMoment[];
 } = {}): MeasuredScenario[] {
-  const days = replayDays(seed);
+  const days = daysThatMatter(seed);
   const NINE_UP = { offsetMinutes: 9 };
   const NINE_DOWN = { offsetMinutes: -9 };
   // Healthy days: quiet; a ticket (warning) may tell the team something, a page may not.
