@@ -5,6 +5,12 @@ import { FlagConfigError, parseFlagConfig } from './flag-config.js';
 
 const parse = (doc: unknown) => parseFlagConfig(JSON.stringify(doc));
 
+function delayModel(edit: (flag: Record<string, unknown>) => void) {
+  const doc = flagsDocument({ mlWeight: 10 });
+  edit(doc.flags['delay-model'] as unknown as Record<string, unknown>);
+  return JSON.stringify(doc);
+}
+
 describe('parseFlagConfig', () => {
   it('reads the shipped flags: $schema, ML listed first at 10%', () => {
     const text = readFileSync('flagd/flags.json', 'utf8');
@@ -80,5 +86,135 @@ describe('parseFlagConfig', () => {
       ['heuristic', 90],
     ];
     expect(() => parse(unknownBucket)).toThrow(/not one of its variants/);
+  });
+});
+
+describe('what the service routes on, read as flagd routes it', () => {
+  const maxTotal = 2 ** 31 - 1;
+
+  it.each([
+    [
+      'weights 0/0 (flagd sends every booking to the default variant)',
+      (flag: Record<string, unknown>) => {
+        flag.defaultVariant = 'gbt-v1';
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', 0],
+            ['heuristic', 0],
+          ],
+        };
+      },
+      'the fractional weights add up to 0, outside 1..2147483647',
+    ],
+    [
+      'weights adding up past 2^31 - 1',
+      (flag: Record<string, unknown>) => {
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', 2 ** 31],
+            ['heuristic', 2 ** 31],
+          ],
+        };
+      },
+      'the fractional weights add up to 4294967296',
+    ],
+    [
+      'weights adding up to 2^31 exactly',
+      (flag: Record<string, unknown>) => {
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', maxTotal],
+            ['heuristic', 1],
+          ],
+        };
+      },
+      'the fractional weights add up to 2147483648',
+    ],
+    [
+      'a split bucketed by an expression',
+      (flag: Record<string, unknown>) => {
+        flag.targeting = { fractional: [{ var: 'company_id' }, ['gbt-v1', 10], ['heuristic', 90]] };
+      },
+      'must bucket by the booking id',
+    ],
+    [
+      'neither targeting nor a default variant',
+      (flag: Record<string, unknown>) => {
+        flag.targeting = undefined;
+        flag.defaultVariant = undefined;
+      },
+      'no targeting and no default variant',
+    ],
+    [
+      'a negative weight',
+      (flag: Record<string, unknown>) => {
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', 50],
+            ['heuristic', -50],
+          ],
+        };
+      },
+      "flagd's schema",
+    ],
+    [
+      'a weight that is not a whole number',
+      (flag: Record<string, unknown>) => {
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', 10.5],
+            ['heuristic', 89.5],
+          ],
+        };
+      },
+      "flagd's schema",
+    ],
+  ])('refuses %s', (_name, edit, reason) => {
+    expect(() => parseFlagConfig(delayModel(edit))).toThrow(reason);
+  });
+
+  it.each([
+    [
+      'weights adding up to 2^31 - 1',
+      (flag: Record<string, unknown>) => {
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', maxTotal - 1],
+            ['heuristic', 1],
+          ],
+        };
+      },
+      100,
+    ],
+    [
+      'buckets without weights (1 each)',
+      (flag: Record<string, unknown>) => {
+        flag.targeting = { fractional: [['gbt-v1'], ['heuristic']] };
+      },
+      50,
+    ],
+    [
+      'a default variant and no targeting',
+      (flag: Record<string, unknown>) => {
+        flag.targeting = undefined;
+        flag.defaultVariant = 'gbt-v1';
+      },
+      100,
+    ],
+    [
+      'a disabled flag whatever its weights',
+      (flag: Record<string, unknown>) => {
+        flag.state = 'DISABLED';
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', 0],
+            ['heuristic', 0],
+          ],
+        };
+      },
+      0,
+    ],
+  ])('accepts %s', (_name, edit, share) => {
+    expect(parseFlagConfig(delayModel(edit)).mlPercentage).toBe(share);
   });
 });

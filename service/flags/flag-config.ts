@@ -83,6 +83,8 @@ function rolloutOf(flag: RawFlag): RolloutState {
     }
   }
 
+  if (flag.state !== 'DISABLED') refuseMisreadRouting(flag, split);
+
   let mlPercentage: number | null = null;
   let activeModelVersions: string[] = [];
   if (flag.state === 'DISABLED') {
@@ -90,8 +92,7 @@ function rolloutOf(flag: RawFlag): RolloutState {
   } else if (split) {
     const total = split.reduce((sum, s) => sum + s.weight, 0);
     const ml = split.filter((s) => s.variant !== HEURISTIC_VARIANT && s.weight > 0);
-    mlPercentage =
-      total > 0 ? Math.round((ml.reduce((sum, s) => sum + s.weight, 0) / total) * 10_000) / 100 : 0;
+    mlPercentage = Math.round((ml.reduce((sum, s) => sum + s.weight, 0) / total) * 10_000) / 100;
     activeModelVersions = ml.map((s) => s.variant);
   } else if (!flag.targeting || Object.keys(flag.targeting).length === 0) {
     const onModel = flag.defaultVariant !== HEURISTIC_VARIANT;
@@ -108,6 +109,38 @@ function rolloutOf(flag: RawFlag): RolloutState {
     state: flag.state,
     defaultVariant: flag.defaultVariant,
   };
+}
+
+/** flagd-core sends every booking to the default variant when a split's weights add up to more than this. */
+const MAX_FRACTIONAL_TOTAL_WEIGHT = 2 ** 31 - 1;
+
+/**
+ * Refuses the delay-model shapes flagd-core loads but routes otherwise than their weights read: a split whose
+ * weights add up to 0 or past 2^31 - 1 (flagd-core then sends every booking to the default variant), a split
+ * bucketed by an expression instead of the booking id, a flag with neither targeting nor a default variant
+ * (every booking gets the coded default, the heuristic). So for every configuration accepted, the share
+ * reported (`/v1/flags/status`, `delay_rollout_ml_percentage`, `rollout status`) is the share routed; targeting
+ * that is not a plain split is reported as an unknown share (null), never as a figure. Refused rather than
+ * reported as flagd routes them: a 0/0 split is a mistake, not a wish for 100% ML.
+ */
+function refuseMisreadRouting(flag: RawFlag, split: { weight: number }[] | null) {
+  const refuse = (reason: string) => {
+    throw new FlagConfigError(`flag '${FLAG_KEYS.model}': ${reason}`);
+  };
+  const targeting = (flag.targeting ?? {}) as { fractional?: unknown[] };
+  if (Object.keys(targeting).length === 0 && !flag.defaultVariant) {
+    refuse('no targeting and no default variant: flagd would answer every booking with the heuristic');
+  }
+  if (!split) return;
+  if (targeting.fractional?.some((bucket) => !Array.isArray(bucket))) {
+    refuse('the fractional split must bucket by the booking id, not by an expression');
+  }
+  const total = split.reduce((sum, s) => sum + s.weight, 0);
+  if (total === 0 || total > MAX_FRACTIONAL_TOTAL_WEIGHT) {
+    refuse(
+      `the fractional weights add up to ${total}, outside 1..${MAX_FRACTIONAL_TOTAL_WEIGHT}: flagd would send every booking to the default variant`,
+    );
+  }
 }
 
 /** The weights of a targeting rule that is exactly `{"fractional": [...]}`; null for anything else. */

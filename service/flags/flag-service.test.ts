@@ -7,6 +7,7 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
+import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { startFlagdStandIn } from '../test-support/flagd-stand-in.js';
 import {
@@ -20,6 +21,13 @@ import {
   writeFlags,
 } from '../test-support/harness.js';
 import { FlagFileError, type FlagService, MAX_FLAG_FILE_BYTES, startFlagService } from './flag-service.js';
+
+/** A valid flag document whose delay-model flag `edit` changes. */
+function withDelayModel(edit: (flag: Record<string, unknown>) => void) {
+  const doc = flagsDocument({ mlWeight: 10 });
+  edit(doc.flags['delay-model'] as unknown as Record<string, unknown>);
+  return doc;
+}
 
 function brokenDefault() {
   const doc = flagsDocument({ mlWeight: 0 });
@@ -167,6 +175,220 @@ describe('flag file changes while running', () => {
       (s) => s.ml_percentage === 0,
     );
     expect(recovered.last_error).toBeNull();
+  });
+});
+
+describe('the ML share reported is the share routed', () => {
+  /** Percent of `sample` bookings the service routes to a model. */
+  async function routedShare(flags: FlagService, sample: string[]) {
+    const variants = await Promise.all(sample.map((id) => flags.modelVariant(id)));
+    return (variants.filter((v) => v.variant !== 'heuristic').length / sample.length) * 100;
+  }
+
+  // Weights as an operator or a script might write them: none, small, around flagd's 2^31 - 1 total, negative,
+  // fractional; with a default variant that is the heuristic, a model, or missing.
+  const weight = fc.oneof(
+    fc.constant(0),
+    fc.integer({ min: 0, max: 100 }),
+    fc.integer({ min: 2 ** 30, max: 2 ** 31 }),
+    fc.integer({ min: -100, max: -1 }),
+    fc.double({ min: 0.1, max: 99.9, noNaN: true }),
+    fc.constant(undefined),
+  );
+  const bucket = (variant: string) => weight.map((w) => (w === undefined ? [variant] : [variant, w]));
+  const delayModelFlag = fc.record({
+    state: fc.constantFrom('ENABLED', 'ENABLED', 'ENABLED', 'DISABLED'),
+    defaultVariant: fc.constantFrom('heuristic', 'gbt-v1', 'gbt-v2', undefined),
+    targeting: fc.oneof(
+      fc.tuple(bucket('gbt-v1'), bucket('heuristic')).map((b) => ({ fractional: b })),
+      fc.tuple(bucket('gbt-v1'), bucket('gbt-v2'), bucket('heuristic')).map((b) => ({ fractional: b })),
+      fc.constant(undefined),
+    ),
+  });
+
+  it('for every flag file the service accepts, over generated weights and defaults', async () => {
+    const sample = ids.slice(0, 2_000);
+    const seen = { accepted: 0, refused: 0 };
+    await fc.assert(
+      fc.asyncProperty(delayModelFlag, async (generated) => {
+        const doc = flagsDocument({ mlWeight: 10 });
+        const flag = doc.flags['delay-model'] as unknown as Record<string, unknown>;
+        Object.assign(flag, generated, {
+          variants: { heuristic: 'heuristic', 'gbt-v1': 'gbt-v1', 'gbt-v2': 'gbt-v2' },
+        });
+        const file = join(tempDir(), 'flags.json');
+        writeFlags(file, doc);
+        let flags: FlagService;
+        try {
+          flags = await startFlagService({
+            flags: { kind: 'file', file, pollIntervalMs: 60_000 },
+            logger: silentLogger,
+            metrics: testMetrics().metrics,
+          });
+        } catch (err) {
+          expect(err).toBeInstanceOf(FlagFileError);
+          seen.refused += 1;
+          return;
+        }
+        try {
+          seen.accepted += 1;
+          const reported = flags.status().ml_percentage;
+          expect(reported).not.toBeNull();
+          // 2,000 bookings: a binomial share within 5 points of the true one by over 4 standard deviations.
+          expect(Math.abs((reported as number) - (await routedShare(flags, sample)))).toBeLessThan(5);
+        } finally {
+          await flags.close();
+        }
+      }),
+      {
+        numRuns: 60,
+        examples: [
+          [
+            {
+              state: 'ENABLED',
+              defaultVariant: 'gbt-v1',
+              targeting: {
+                fractional: [
+                  ['gbt-v1', 0],
+                  ['heuristic', 0],
+                ],
+              },
+            },
+          ],
+          [
+            {
+              state: 'ENABLED',
+              defaultVariant: 'gbt-v1',
+              targeting: {
+                fractional: [
+                  ['gbt-v1', 2 ** 31],
+                  ['heuristic', 2 ** 31],
+                ],
+              },
+            },
+          ],
+          [{ state: 'ENABLED', defaultVariant: undefined, targeting: undefined }],
+        ],
+      },
+    );
+    // Both sides of the property were tried.
+    expect(seen.accepted).toBeGreaterThan(5);
+    expect(seen.refused).toBeGreaterThan(5);
+  }, 60_000);
+
+  it.each([
+    [
+      'weights 0/0 with a model as the default variant',
+      withDelayModel((flag) => {
+        flag.defaultVariant = 'gbt-v1';
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', 0],
+            ['heuristic', 0],
+          ],
+        };
+      }),
+      'add up to 0',
+    ],
+    [
+      'weights adding up past 2^31 - 1',
+      withDelayModel((flag) => {
+        flag.defaultVariant = 'gbt-v1';
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', 2 ** 31 - 1],
+            ['heuristic', 2 ** 31 - 1],
+          ],
+        };
+      }),
+      'add up to 4294967294',
+    ],
+    [
+      'a negative weight',
+      withDelayModel((flag) => {
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', 100],
+            ['heuristic', -100],
+          ],
+        };
+      }),
+      "flagd's schema",
+    ],
+    [
+      'weights that are not whole numbers',
+      withDelayModel((flag) => {
+        flag.defaultVariant = 'gbt-v1';
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', 0.5],
+            ['heuristic', 99.5],
+          ],
+        };
+      }),
+      "flagd's schema",
+    ],
+  ])(
+    'refuses %s while running: status and routing stay on the last good split, counted',
+    async (_name, bad, reason) => {
+      const m = testMetrics();
+      const { flags, file } = await started({ mlWeight: 40 }, m.metrics);
+      const sample = ids.slice(0, 2_000);
+      writeFlags(file, bad);
+      const status = await eventually(
+        () => flags.status(),
+        (s) => s.last_error !== null,
+      );
+      expect(status.last_error?.message).toContain(reason);
+      expect(await m.value('delay.flags.config_errors', { source: 'file' })).toBe(1);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(flags.status().ml_percentage).toBe(40);
+      const routed = await routedShare(flags, sample);
+      expect(routed).toBeGreaterThan(35);
+      expect(routed).toBeLessThan(45);
+    },
+  );
+
+  it('in flagd-server mode, reports an unknown share while flagd serves a split this service refuses', async () => {
+    const file = join(tempDir(), 'flags.json');
+    writeFlags(file, flagsDocument({ mlWeight: 0 }));
+    const flagd = await startFlagdStandIn(file);
+    try {
+      const m = testMetrics();
+      const flags = await startFlagService({
+        flags: { kind: 'flagd', host: flagd.host, port: flagd.port, pollIntervalMs: 1000 },
+        logger: silentLogger,
+        metrics: m.metrics,
+      });
+      open.push(flags);
+      expect(flags.status().ml_percentage).toBe(0);
+      writeFlags(
+        file,
+        withDelayModel((flag) => {
+          flag.defaultVariant = 'gbt-v1';
+          flag.targeting = {
+            fractional: [
+              ['gbt-v1', 0],
+              ['heuristic', 0],
+            ],
+          };
+        }),
+      );
+      const status = await eventually(
+        () => flags.status(),
+        (s) => s.last_error !== null,
+      );
+      expect(status).toMatchObject({ ml_percentage: null, ml_enabled: null, split: null });
+      expect(status.last_error?.message).toContain('add up to 0');
+      expect(await m.value('delay.flags.config_errors', { source: 'flagd' })).toBe(1);
+      // flagd's configuration is what the provider routes on: every booking to the default variant.
+      await eventually(
+        () => routedShare(flags, ids.slice(0, 500)),
+        (share) => share === 100,
+      );
+    } finally {
+      await flagd.close();
+    }
   });
 });
 

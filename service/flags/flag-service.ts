@@ -17,7 +17,8 @@ import { parseFlagConfig, type RolloutState } from './flag-config.js';
 import { watchFlagdConfiguration } from './flagd-sync.js';
 import { FlagFileError, startValidatedFileSource } from './validated-file-source.js';
 
-export { FlagFileError, MAX_FLAG_FILE_BYTES } from './validated-file-source.js';
+export { MAX_FLAG_FILE_BYTES } from './flag-file.js';
+export { FlagFileError } from './validated-file-source.js';
 
 export interface FlagStatus {
   source: { kind: 'file'; file: string } | { kind: 'flagd'; host: string; port: number };
@@ -102,6 +103,8 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
               );
               for (const listener of listeners) listener();
             } catch (err) {
+              // The provider routes on what flagd serves, refused here or not: the share is no longer known.
+              if (flagdRollout) flagdRollout = { ...flagdRollout, mlPercentage: null, split: null };
               flagdError = {
                 at: new Date(),
                 message: `flagd serves a configuration this service refuses: ${(err as Error).message}`,
@@ -117,7 +120,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
 
   const source =
     flags.kind === 'file'
-      ? startValidatedFileSource({
+      ? await startValidatedFileSource({
           file: flags.file,
           pollIntervalMs: flags.pollIntervalMs,
           logger: log,

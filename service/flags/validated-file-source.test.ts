@@ -1,4 +1,5 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -9,9 +10,9 @@ import {
   tempDir,
   writeFlags,
 } from '../test-support/harness.js';
+import { MAX_FLAG_FILE_BYTES } from './flag-file.js';
 import {
   FlagFileError,
-  MAX_FLAG_FILE_BYTES,
   startValidatedFileSource,
   type ValidatedFileSource,
 } from './validated-file-source.js';
@@ -24,9 +25,9 @@ afterEach(() => {
   }
 });
 
-function started(file = flagsFile({ mlWeight: 10 })) {
+async function started(file = flagsFile({ mlWeight: 10 })) {
   const refused: string[] = [];
-  const source = startValidatedFileSource({
+  const source = await startValidatedFileSource({
     file,
     pollIntervalMs: 50,
     logger: silentLogger,
@@ -38,9 +39,23 @@ function started(file = flagsFile({ mlWeight: 10 })) {
 
 const pollsPass = () => new Promise((r) => setTimeout(r, 200));
 
+/** A FIFO named flags.json that no one writes to: reading it would wait for a writer for good. */
+function fifo() {
+  const path = join(tempDir(), 'flags.json');
+  execFileSync('mkfifo', [path]);
+  return path;
+}
+
+/** The delay-model flag of a valid document, edited by `edit`, as text. */
+function delayModel(edit: (flag: Record<string, unknown>) => void) {
+  const doc = flagsDocument({ mlWeight: 10 });
+  edit(doc.flags['delay-model'] as unknown as Record<string, unknown>);
+  return JSON.stringify(doc);
+}
+
 describe('validated file source at start', () => {
-  it('publishes the file to a private copy and reports its rollout', () => {
-    const { source, file, copy } = started();
+  it('publishes the file to a private copy and reports its rollout', async () => {
+    const { source, file, copy } = await started();
     expect(source.copy).not.toBe(file);
     expect(copy()).toBe(readFileSync(file, 'utf8'));
     expect(source.acceptedText()).toBe(copy());
@@ -55,18 +70,35 @@ describe('validated file source at start', () => {
       { ...flagsDocument(), padding: 'x'.repeat(MAX_FLAG_FILE_BYTES) },
       'over the 1048576-byte limit',
     ],
-  ])('refuses a file that is %s with a FlagFileError naming it', (_name, content, reason) => {
+  ])('refuses a file that is %s with a FlagFileError naming it', async (_name, content, reason) => {
     const file = join(tempDir(), 'flags.json');
     writeFlags(file, content);
-    expect(() => started(file)).toThrow(FlagFileError);
-    expect(() => started(file)).toThrow(`flag file ${file}: `);
-    expect(() => started(file)).toThrow(reason);
+    await expect(started(file)).rejects.toThrow(FlagFileError);
+    await expect(started(file)).rejects.toThrow(`flag file ${file}: `);
+    await expect(started(file)).rejects.toThrow(reason);
+  });
+
+  it.each([
+    ['a character device', () => '/dev/zero'],
+    ['a FIFO', fifo],
+    [
+      'a directory',
+      () => {
+        const dir = join(tempDir(), 'flags.json');
+        mkdirSync(dir);
+        return dir;
+      },
+    ],
+  ])('refuses %s at the flag path without reading it', async (kind, at) => {
+    const file = at();
+    await expect(started(file)).rejects.toThrow(FlagFileError);
+    await expect(started(file)).rejects.toThrow(`flag file ${file}: ${kind}, not a regular file`);
   });
 });
 
 describe('validated file source while watching', () => {
   it('publishes a valid change and records when it changed', async () => {
-    const { source, file, copy } = started();
+    const { source, file, copy } = await started();
     const before = source.lastChangedAt();
     writeFlags(file, flagsDocument({ mlWeight: 30 }));
     await eventually(
@@ -79,7 +111,7 @@ describe('validated file source while watching', () => {
   });
 
   it('keeps an invalid file out of the copy, refusing it once', async () => {
-    const { source, file, refused, copy } = started();
+    const { source, file, refused, copy } = await started();
     const accepted = copy();
     writeFlags(file, '{"flags": {"delay-model": ');
     await eventually(
@@ -95,7 +127,7 @@ describe('validated file source while watching', () => {
   });
 
   it('refuses an oversized file without parsing it', async () => {
-    const { source, file, copy } = started();
+    const { source, file, copy } = await started();
     const accepted = copy();
     writeFlags(file, { ...flagsDocument({ mlWeight: 0 }), padding: 'x'.repeat(MAX_FLAG_FILE_BYTES) });
     const error = await eventually(
@@ -106,8 +138,77 @@ describe('validated file source while watching', () => {
     expect(copy()).toBe(accepted);
   });
 
+  it.each([
+    ['a FIFO', (file: string) => renameSync(fifo(), file)],
+    [
+      'a character device',
+      (file: string) => {
+        symlinkSync('/dev/zero', `${file}.link`);
+        renameSync(`${file}.link`, file);
+      },
+    ],
+    [
+      'a directory', // no rename puts a directory over a file: the file is missing for a moment
+      (file: string) => {
+        rmSync(file);
+        mkdirSync(file);
+      },
+    ],
+  ])(
+    'refuses %s put at the flag path, keeps the last good flags, and reads the next file',
+    async (kind, put) => {
+      const { source, file, refused, copy } = await started();
+      const accepted = copy();
+      await pollsPass(); // past the first read after start, which would see the change as well
+      put(file);
+      const refusal = `cannot read ${file}: ${kind}, not a regular file`;
+      await eventually(
+        () => source.lastError()?.message,
+        (message) => message === refusal,
+      );
+      await pollsPass();
+      expect(refused.filter((message) => !message.includes('ENOENT'))).toEqual([refusal]);
+      expect(copy()).toBe(accepted);
+      expect(source.rollout().mlPercentage).toBe(10);
+
+      rmSync(file, { recursive: true });
+      writeFlags(file, flagsDocument({ mlWeight: 30 }));
+      await eventually(
+        () => source.rollout().mlPercentage,
+        (p) => p === 30,
+      );
+      expect(source.lastError()).toBeNull();
+    },
+  );
+
+  it('refuses a file whose split flagd would ignore, once, keeping the last good flags', async () => {
+    const { source, file, refused, copy } = await started();
+    const accepted = copy();
+    writeFlags(
+      file,
+      delayModel((flag) => {
+        flag.defaultVariant = 'gbt-v1';
+        flag.targeting = {
+          fractional: [
+            ['gbt-v1', 0],
+            ['heuristic', 0],
+          ],
+        };
+      }),
+    );
+    await eventually(
+      () => source.lastError(),
+      (e) => e !== null,
+    );
+    await pollsPass();
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toContain('the fractional weights add up to 0');
+    expect(copy()).toBe(accepted);
+    expect(source.rollout().mlPercentage).toBe(10);
+  });
+
   it('clears the error when the file comes back as it was accepted', async () => {
-    const { source, file } = started();
+    const { source, file } = await started();
     const text = readFileSync(file, 'utf8');
     rmSync(file);
     const error = await eventually(
@@ -123,7 +224,7 @@ describe('validated file source while watching', () => {
   });
 
   it('stops following the file once it stops watching', async () => {
-    const { source, file, copy } = started();
+    const { source, file, copy } = await started();
     const accepted = copy();
     source.stopWatching();
     writeFlags(file, flagsDocument({ mlWeight: 30 }));
@@ -136,7 +237,7 @@ describe('validated file source while watching', () => {
 
 describe('validated file source routing here', () => {
   it('publishes a change the file could not hold, says so, and yields to the next valid file', async () => {
-    const { source, file, copy } = started();
+    const { source, file, copy } = await started();
     const original = readFileSync(file, 'utf8');
     const rollback = JSON.stringify(flagsDocument({ mlWeight: 0 }));
     expect(source.routeHere(rollback, 'EACCES')).toBe(true);
@@ -156,8 +257,8 @@ describe('validated file source routing here', () => {
     expect(source.lastError()).toBeNull();
   });
 
-  it('refuses to route on an invalid document, leaving the copy as it was', () => {
-    const { source, copy } = started();
+  it('refuses to route on an invalid document, leaving the copy as it was', async () => {
+    const { source, copy } = await started();
     const accepted = copy();
     expect(() => source.routeHere('{"flags": 1}', 'EACCES')).toThrow();
     expect(copy()).toBe(accepted);

@@ -1,19 +1,9 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import { mkdtempSync, rmSync, unwatchFile, watchFile } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { FlagConfigError, parseFlagConfig, type RolloutState } from './flag-config.js';
-import { replaceFile } from './flag-writer.js';
-
-/** A flag document is a few kilobytes; parsing a huge one would hold the event loop (50 MB: 0.4 s). */
-export const MAX_FLAG_FILE_BYTES = 1024 * 1024;
-
-function readFlagFile(file: string): string {
-  const { size } = statSync(file);
-  if (size > MAX_FLAG_FILE_BYTES)
-    throw new Error(`${size} bytes, over the ${MAX_FLAG_FILE_BYTES}-byte limit of a flag file`);
-  return readFileSync(file, 'utf8');
-}
+import { readFlagFile, replaceFile } from './flag-file.js';
 
 export class FlagFileError extends Error {
   constructor(
@@ -57,13 +47,13 @@ export interface ValidatedFileSource {
 }
 
 /** Reads and validates the file (FlagFileError when it cannot serve), publishes it, and watches it. */
-export function startValidatedFileSource(o: ValidatedFileSourceOptions): ValidatedFileSource {
+export async function startValidatedFileSource(o: ValidatedFileSourceOptions): Promise<ValidatedFileSource> {
   const log = o.logger;
   const file = resolve(o.file);
   let rollout: RolloutState;
   let text: string;
   try {
-    text = readFlagFile(file);
+    text = await readFlagFile(file);
     rollout = parseFlagConfig(text);
   } catch (err) {
     throw new FlagFileError(file, (err as Error).message);
@@ -79,20 +69,25 @@ export function startValidatedFileSource(o: ValidatedFileSourceOptions): Validat
   };
   publish(text);
   let lastChangedAt = new Date();
+  let stopped = false;
+  // Bumped by routeHere: a read begun before it must not put back the file it routed around.
+  let generation = 0;
 
   const refuse = (message: string) => {
     lastError = { at: new Date(), message };
     o.onRefused(message);
   };
 
-  const onChange = () => {
+  const check = async () => {
+    const begun = generation;
     let next: string;
     try {
-      next = readFlagFile(file);
+      next = await readFlagFile(file);
     } catch (err) {
-      refuse(`cannot read ${file}: ${(err as Error).message}`);
+      if (!stopped && begun === generation) refuse(`cannot read ${file}: ${(err as Error).message}`);
       return;
     }
+    if (stopped || begun !== generation) return;
     if (next === lastText) {
       // The file is back as it was accepted (after a failed read): nothing to apply, nothing wrong any more.
       if (next === acceptedText) lastError = null;
@@ -113,6 +108,24 @@ export function startValidatedFileSource(o: ValidatedFileSourceOptions): Validat
       // A refused file is refused once; a failed write of the accepted copy is tried again next poll.
       if (err instanceof FlagConfigError) lastText = next;
       refuse(`${file}: ${err instanceof FlagConfigError ? err.message : `cannot apply: ${String(err)}`}`);
+    }
+  };
+  // One read at a time: changes seen during a read are read once it ends, so polls never pile reads up.
+  let reading = false;
+  let changedMeanwhile = false;
+  const onChange = async () => {
+    if (reading) {
+      changedMeanwhile = true;
+      return;
+    }
+    reading = true;
+    try {
+      do {
+        changedMeanwhile = false;
+        await check();
+      } while (changedMeanwhile && !stopped);
+    } finally {
+      reading = false;
     }
   };
   // A change goes through two polls, the file's then the copy's: half the interval each keeps it applied
@@ -138,6 +151,7 @@ export function startValidatedFileSource(o: ValidatedFileSourceOptions): Validat
       const routed = parseFlagConfig(text);
       publish(text);
       rollout = routed;
+      generation += 1;
       // The file, once readable and valid again, is the source of truth: even its old content is applied.
       lastText = null;
       lastChangedAt = new Date();
@@ -153,6 +167,7 @@ export function startValidatedFileSource(o: ValidatedFileSourceOptions): Validat
     },
 
     stopWatching() {
+      stopped = true;
       clearTimeout(settle);
       unwatchFile(file, onChange);
       unwatchFile(copy, pace);
