@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import lockfile from 'proper-lockfile';
 import type { Config } from '../config/config.js';
+import { readFlagFile } from './flag-file.js';
 import { type FallbackBase, type FlagChange, type FlagEdit, rewriteFlags } from './flag-writer.js';
 import { kubernetesFlagStore } from './kubernetes-flag-store.js';
 
@@ -42,7 +42,7 @@ export function fileFlagStore(file: string, logger: Logger): FlagStore {
   return {
     where: file,
     change: (edit, fallback) => locked(async () => rewriteFlags(file, edit, fallback)),
-    read: async () => readFileSync(file, 'utf8'),
+    read: () => readFlagFile(file),
   };
 }
 

@@ -1,7 +1,6 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
 import { FLAG_KEYS, HEURISTIC_VARIANT } from '../domain/flags.js';
 import { FlagConfigError, parseFlagConfig, type RolloutState } from './flag-config.js';
+import { readFlagFileSync, replaceFile } from './flag-file.js';
 
 export interface FlagDocument {
   flags: Record<
@@ -50,8 +49,41 @@ export function currentModelVersion(rollout: RolloutState): string | null {
   );
 }
 
+/**
+ * What a change judged the flag by (the promoter: the share and versions its health queries measured). A change
+ * made on `expecting` it is a compare-and-set: refused with `RolloutChangedError` when the flag holds another.
+ */
+export type JudgedRollout = Pick<RolloutState, 'mlPercentage' | 'activeModelVersions' | 'split'>;
+
+/** The flag no longer holds the rollout a change was judged on: nothing was written. */
+export class RolloutChangedError extends Error {
+  constructor(
+    readonly judged: JudgedRollout,
+    readonly found: JudgedRollout,
+  ) {
+    super(
+      `the flag changed since the judgement: ${describeRollout(judged)} judged, ${describeRollout(found)} found`,
+    );
+    this.name = 'RolloutChangedError';
+  }
+}
+
+const describeRollout = (r: JudgedRollout) =>
+  r.split
+    ? r.split.map((s) => `${s.variant} ${s.weight}`).join(', ')
+    : `${r.mlPercentage ?? 'unknown'}% ML (${r.activeModelVersions.join(', ') || 'no model'})`;
+
 /** A change to the flag document, given the rollout it holds now. */
 export type FlagEdit = (doc: FlagDocument, current: RolloutState) => void;
+
+/** `edit`, made only while the flag holds the rollout `judged`: checked on what the store holds at the write. */
+export function expecting(judged: JudgedRollout, edit: FlagEdit): FlagEdit {
+  const key = (r: JudgedRollout) => JSON.stringify([r.mlPercentage, r.activeModelVersions, r.split]);
+  return (doc, current) => {
+    if (key(current) !== key(judged)) throw new RolloutChangedError(judged, current);
+    edit(doc, current);
+  };
+}
 
 /** Applies `edit` to a flag document's text, refusing any result that flagd or this service would refuse. */
 export function editFlagText(text: string, edit: FlagEdit) {
@@ -77,7 +109,7 @@ export function rewriteFlags(file: string, edit: FlagEdit, fallback?: FallbackBa
   let text: string;
   let fileUnusable = false;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFlagFileSync(file);
     parseFlagConfig(text);
   } catch (err) {
     const base = fallback?.text();
@@ -99,22 +131,6 @@ export function rewriteFlags(file: string, edit: FlagEdit, fallback?: FallbackBa
 }
 
 /**
- * Replaces `file` with `text` atomically: a temporary file in the same folder, fsynced, renamed over the
- * original, and the folder fsynced, so a reader sees the old file or the new one, never a part.
- */
-export function replaceFile(file: string, text: string) {
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.tmp`);
-  writeFileSync(tmp, text);
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, file);
-  const dir = openSync(dirname(file), 'r');
-  fsyncSync(dir);
-  closeSync(dir);
-}
-
-/**
  * Sets the ML share of the delay-model flag to `percentage` (0..100). With a canary, the models keep their
  * proportions (whole percents, the first model takes the rounding); at 0 every model loses its traffic and a
  * later enable serves the model listed first only.
@@ -129,6 +145,8 @@ export function mlPercentageEdit(percentage: number): FlagEdit {
   }
   return (doc, current) => {
     const version = currentModelVersion(current);
+    // A flag of the heuristic alone routes nothing to ML: at 0% there is nothing to change.
+    if (!version && percentage === 0) return;
     if (!version) throw new FlagConfigError(`flag '${FLAG_KEYS.model}' declares no model variant`);
     const serving = (current.split ?? []).filter((s) => s.variant !== HEURISTIC_VARIANT && s.weight > 0);
     const total = serving.reduce((sum, s) => sum + s.weight, 0);

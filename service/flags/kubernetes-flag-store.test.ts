@@ -14,9 +14,16 @@ afterEach(async () => {
 });
 
 const TOKEN = 'k8s-webhook-token-0123456789';
+type StandIn = Awaited<ReturnType<typeof startKubernetesApiStandIn>>;
 
-/** The rollout service on a FeatureFlag served by the stand-in API server, audited in PGlite. */
-async function onKubernetes(mlWeight = 50) {
+/**
+ * The rollout service on a FeatureFlag served by the stand-in API server, audited in PGlite (`audited: false`:
+ * not audited, where no change can be made).
+ */
+async function onKubernetes(
+  mlWeight = 50,
+  { timeoutMs, audited = true }: { timeoutMs?: number; audited?: boolean } = {},
+) {
   const api = await startKubernetesApiStandIn({
     namespace: 'delay-prediction',
     name: 'delay-prediction',
@@ -32,16 +39,36 @@ async function onKubernetes(mlWeight = 50) {
     tokenFile,
     caFile: join(tempDir(), 'no-ca.crt'),
     logger: silentLogger,
+    ...(timeoutMs ? { timeoutMs } : {}),
   });
-  const db = await freshPglite();
-  open.push(db);
+  const db = audited ? await freshPglite() : undefined;
+  if (db) open.push(db);
   const m = testMetrics();
-  const rollout = createRolloutService({ store, db: db.db, metrics: m.metrics, logger: silentLogger });
+  const rollout = createRolloutService({
+    store,
+    metrics: m.metrics,
+    logger: silentLogger,
+    ...(db ? { db: db.db } : {}),
+  });
   const mlShare = () => parseFlagConfig(JSON.stringify({ flags: api.flags() })).mlPercentage;
   return { api, store, rollout, mlShare, metricValue: m.value };
 }
 
 const rollback = { actor: 'alertmanager', action: 'rollback' as const, alertName: 'DelayMlErrorRatioHigh' };
+
+/** A rollback alert posted to the webhook of an app on `rollout`. */
+async function postRollback(rollout: Awaited<ReturnType<typeof onKubernetes>>['rollout']) {
+  const t = await testApp({ deps: { rollback: { token: TOKEN, rollout } } });
+  open.push(t);
+  return t.app.request('/v1/webhooks/alertmanager', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({
+      status: 'firing',
+      alerts: [{ status: 'firing', labels: { alertname: 'DelayMlErrorRatioHigh', rollback: 'true' } }],
+    }),
+  });
+}
 
 describe('the rollout on a FeatureFlag through the Kubernetes API (stand-in API server)', () => {
   it('rolls back with GET and a PATCH carrying the resourceVersion read, with the pod token, audited', async () => {
@@ -91,22 +118,45 @@ describe('the rollout on a FeatureFlag through the Kubernetes API (stand-in API 
     expect(k.mlShare()).toBe(50);
     expect(await k.rollout.history()).toEqual([]);
 
-    const t = await testApp({ deps: { rollback: { token: TOKEN, rollout: k.rollout } } });
-    open.push(t);
-    const res = await t.app.request('/v1/webhooks/alertmanager', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
-      body: JSON.stringify({
-        status: 'firing',
-        alerts: [{ status: 'firing', labels: { alertname: 'DelayMlErrorRatioHigh', rollback: 'true' } }],
-      }),
-    });
+    const res = await postRollback(k.rollout);
     expect(res.status).toBe(503);
     const problem = await res.json();
     expect(problem).toMatchObject({ type: '/problems/rollback-not-written', title: 'Rollback not written' });
     expect(problem.detail).toMatch(/forbidden to patch .*ML still serves/);
     expect(await k.metricValue('delay.webhook.alerts', { outcome: 'failed' })).toBe(1);
   });
+
+  it.each([
+    [
+      'gone (nothing listens on its port)',
+      (api: StandIn) => api.close(),
+      /cannot reach the Kubernetes API at .*ECONNREFUSED/,
+    ],
+    ['failing (HTTP 503)', (api: StandIn) => api.failNext(503), /cannot read featureflags.*HTTP 503/],
+    [
+      'hanging',
+      (api: StandIn) => api.stall(),
+      /cannot reach the Kubernetes API at .*no answer within 300 ms/,
+    ],
+  ])(
+    'answers 503 rollback-not-written, counted as failed, when the API server is %s',
+    async (_name, breakApi, reason) => {
+      const k = await onKubernetes(50, { timeoutMs: 300, audited: false });
+      await breakApi(k.api);
+      await expect(k.rollout.setPercentage(0, rollback)).rejects.toThrow(FlagStoreError);
+      const res = await postRollback(k.rollout);
+      expect(res.status).toBe(503);
+      const problem = await res.json();
+      expect(problem).toMatchObject({
+        type: '/problems/rollback-not-written',
+        title: 'Rollback not written',
+      });
+      expect(problem.detail).toMatch(reason);
+      expect(problem.detail).toMatch(/ML still serves/);
+      expect(await k.metricValue('delay.webhook.alerts', { outcome: 'failed' })).toBe(1);
+      expect(k.mlShare()).toBe(50);
+    },
+  );
 
   it('refuses an invalid FeatureFlag, and an invalid change, before writing anything', async () => {
     const k = await onKubernetes(50);

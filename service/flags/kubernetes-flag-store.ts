@@ -6,7 +6,10 @@ import { FlagConfigError } from './flag-config.js';
 import type { FlagStore } from './flag-store.js';
 import { editFlagText, type FlagChange, type FlagEdit } from './flag-writer.js';
 
-/** The Kubernetes API refused or failed a change: forbidden (RBAC), not found, conflicts past the retries. */
+/**
+ * The Kubernetes API refused or failed a change: forbidden (RBAC), not found, conflicts past the retries, a 5xx,
+ * or no answer at all (refused connection, timeout: `status` 0).
+ */
 export class FlagStoreError extends Error {
   constructor(
     message: string,
@@ -28,6 +31,8 @@ export interface KubernetesFlagStoreOptions {
   logger: Logger;
   /** Conflicting writes (409) tried again from a fresh read, at most. */
   maxConflicts?: number;
+  /** How long one request may wait for the API's answer (5 s by default). */
+  timeoutMs?: number;
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -56,6 +61,7 @@ export function kubernetesFlagStore(o: KubernetesFlagStoreOptions): FlagStore {
   const path = `/apis/core.openfeature.dev/v1beta1/namespaces/${o.namespace}/featureflags/${o.name}`;
   const where = `featureflags/${o.name} in namespace ${o.namespace}`;
   const log = o.logger.child({ component: 'kubernetes-flags' });
+  const timeoutMs = o.timeoutMs ?? 5000;
 
   function call(method: 'GET' | 'PATCH', body?: string): Promise<{ status: number; json: unknown }> {
     const url = new URL(path, o.apiUrl);
@@ -65,17 +71,21 @@ export function kubernetesFlagStore(o: KubernetesFlagStoreOptions): FlagStore {
     if (body) headers['content-type'] = 'application/merge-patch+json';
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
+      // No answer, or half of one, is a failed change like a refused one: the rollback says it was not written.
+      const unreachable = (err: Error) =>
+        reject(new FlagStoreError(`cannot reach the Kubernetes API at ${o.apiUrl}: ${err.message}`, 0));
       const req = send(
         url,
         {
           method,
           headers,
-          timeout: 5000,
+          timeout: timeoutMs,
           ...(url.protocol === 'https:' && existsSync(o.caFile) ? { ca: readFileSync(o.caFile) } : {}),
         },
         (res) => {
           let text = '';
           res.setEncoding('utf8');
+          res.on('error', unreachable);
           res.on('data', (d) => {
             text += d;
           });
@@ -90,8 +100,8 @@ export function kubernetesFlagStore(o: KubernetesFlagStoreOptions): FlagStore {
           });
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`no answer from ${o.apiUrl} within 5 s`)));
-      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      req.on('error', unreachable);
       req.end(body);
     });
   }

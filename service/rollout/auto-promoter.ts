@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { THRESHOLDS } from '../domain/rollback-policy.js';
 import type { FlagStatus } from '../flags/flag-service.js';
-import { nextStep } from '../flags/flag-writer.js';
+import { type JudgedRollout, nextStep, RolloutChangedError } from '../flags/flag-writer.js';
+import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 import type { Leadership } from './leadership.js';
 import type { RolloutService } from './rollout-service.js';
 
@@ -17,6 +18,7 @@ export interface AutoPromoterOptions {
   minSamples: number;
   /** With several replicas only the leader acts; without, this process does. */
   leadership?: Pick<Leadership, 'isLeader'>;
+  metrics?: Pick<ServiceMetrics, 'promotionChecks'>;
   now?: () => number;
 }
 
@@ -44,13 +46,17 @@ export const LIMITS = {
 
 export type PromotionDecision =
   | { action: 'promoted'; from: number; to: number }
-  | { action: 'held'; reason: string };
+  | { action: 'held'; reason: string }
+  /** Judged healthy, but the flag changed (or was rolled back) while the queries ran: the step holds. */
+  | { action: 'voided'; reason: string };
 
 /**
  * Optional (AUTO_PROMOTE): moves the rollout to its next step once the current one has soaked with healthy
  * MAE, fallback ratio and latency on enough samples. No data, too little data or a failing query holds the
  * step; it never promotes from 0% (a rollback, or a rollout no person started) and never waits in the way of
- * a rollback, which goes through the webhook.
+ * a rollback, which goes through the webhook. The promotion is a compare-and-set on the rollout it judged: a
+ * rollback (or any lowering of the share) audited since the judgement, or a flag that no longer holds what was
+ * judged when the write takes the store's lock, voids it. Each decision is counted by its action.
  */
 export function createAutoPromoter({
   prometheusUrl,
@@ -61,6 +67,7 @@ export function createAutoPromoter({
   soakMs,
   minSamples,
   leadership,
+  metrics,
   now = Date.now,
 }: AutoPromoterOptions) {
   const log = logger.child({ component: 'auto-promoter' });
@@ -76,9 +83,16 @@ export function createAutoPromoter({
     return Number.isFinite(n) ? n : null;
   }
 
-  async function check(): Promise<PromotionDecision> {
+  async function judge(): Promise<PromotionDecision> {
     if (leadership && !(await leadership.isLeader()))
       return { action: 'held', reason: 'another replica leads the promotion (Postgres advisory lock)' };
+    // Marked before the flag is read: any change after what is judged has a later audit row.
+    let mark: number | null;
+    try {
+      mark = await rollout.auditMark();
+    } catch (err) {
+      return { action: 'held', reason: `the audit cannot be read: ${(err as Error).message}` };
+    }
     const status = flagStatus();
     const current = status.ml_percentage;
     if (current === null) return { action: 'held', reason: 'the delay-model targeting is not a plain split' };
@@ -89,6 +103,11 @@ export function createAutoPromoter({
     const since = status.last_changed_at ? Date.parse(status.last_changed_at) : now();
     if (now() - since < soakMs)
       return { action: 'held', reason: `soaking until ${new Date(since + soakMs).toISOString()}` };
+    const judged: JudgedRollout = {
+      mlPercentage: current,
+      activeModelVersions: status.model_versions,
+      split: status.split,
+    };
 
     let values: Record<PromotionCheck, number | null>;
     try {
@@ -111,24 +130,69 @@ export function createAutoPromoter({
         return { action: 'held', reason: `${name} ${values[name]} above ${LIMITS[name]}` };
       }
     }
-    await rollout.setPercentage(to, {
-      actor: 'auto-promoter',
-      action: 'promote',
-      reason: `healthy over the soak: MAE ${values.mae}, fallback ratio ${values.fallbackRatio}, p95 ${values.latencyP95} s, ${values.samples} bookings`,
-    });
+    // The queries took time: a rollback meanwhile voids the judgement, even if ML is back at the same share.
+    let lowered: Awaited<ReturnType<RolloutService['loweredSince']>>;
+    try {
+      lowered = await rollout.loweredSince(mark);
+    } catch (err) {
+      return { action: 'held', reason: `the audit cannot be read: ${(err as Error).message}` };
+    }
+    if (lowered) {
+      return {
+        action: 'voided',
+        reason: `${lowered.actor} ${lowered.action} ${lowered.previousWeight} -> ${lowered.newWeight} since the judgement at ${current}%`,
+      };
+    }
+    try {
+      await rollout.promote(judged, to, {
+        actor: 'auto-promoter',
+        action: 'promote',
+        reason: `healthy over the soak: MAE ${values.mae}, fallback ratio ${values.fallbackRatio}, p95 ${values.latencyP95} s, ${values.samples} bookings`,
+      });
+    } catch (err) {
+      if (err instanceof RolloutChangedError) return { action: 'voided', reason: err.message };
+      throw err;
+    }
     return { action: 'promoted', from: current, to };
+  }
+
+  /** One check, counted by what it decided (failed: it threw, the step holds). */
+  async function check(): Promise<PromotionDecision> {
+    try {
+      const decision = await judge();
+      metrics?.promotionChecks.add(1, { outcome: decision.action });
+      return decision;
+    } catch (err) {
+      metrics?.promotionChecks.add(1, { outcome: 'failed' });
+      throw err;
+    }
   }
 
   return {
     check,
-    /** Checks every `intervalMs`, logging each decision. */
+    /** Checks every `intervalMs`, logging each decision; a check still waiting on Prometheus skips the next. */
     start(intervalMs: number) {
+      let running = false;
       const timer = setInterval(() => {
-        check().then(
-          (decision) =>
-            log.info(decision, decision.action === 'promoted' ? 'rollout promoted' : 'rollout held'),
-          (err) => log.error({ err: (err as Error).message }, 'auto-promotion check failed; the step holds'),
-        );
+        if (running) return;
+        running = true;
+        check()
+          .then(
+            (decision) =>
+              log.info(
+                decision,
+                decision.action === 'promoted'
+                  ? 'rollout promoted'
+                  : decision.action === 'voided'
+                    ? 'rollout promotion voided: the flag changed since it was judged'
+                    : 'rollout held',
+              ),
+            (err) =>
+              log.error({ err: (err as Error).message }, 'auto-promotion check failed; the step holds'),
+          )
+          .finally(() => {
+            running = false;
+          });
       }, intervalMs);
       timer.unref();
       return () => clearInterval(timer);

@@ -1,20 +1,38 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { spawn } from 'node:child_process';
+import {
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
+import pino from 'pino';
+import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { parseFlagConfig } from '../flags/flag-config.js';
+import { replaceFile } from '../flags/flag-file.js';
+import { fileFlagStore } from '../flags/flag-store.js';
 import { addCanary, nextStep, setMlPercentage, setModelVersion } from '../flags/flag-writer.js';
-import { freshPglite } from '../test-support/databases.js';
+import type { Database } from '../storage/database.js';
+import { freshPglite, freshPostgres, postgresAvailable } from '../test-support/databases.js';
 import {
   eventually,
   flagServiceOn,
+  flagsDocument,
   postJson,
   silentLogger,
+  tempDir,
   testApp,
   testMetrics,
+  writeFlags,
 } from '../test-support/harness.js';
-import { createRolloutService } from './rollout-service.js';
+import { type AuditOptions, createRolloutService } from './rollout-service.js';
 
 const TOKEN = 'test-webhook-token-0123456789';
+const hasPostgres = await postgresAvailable();
 const rolloutOf = (file: string) => parseFlagConfig(readFileSync(file, 'utf8'));
 
 describe('flag writer', () => {
@@ -94,6 +112,33 @@ describe('flag writer', () => {
     expect(rolloutOf(file)).toMatchObject({ mlPercentage: 10, activeModelVersions: ['gbt-v2'] });
   });
 
+  it('removes its temporary file whenever the replacement fails (here: a folder stands at the target)', () => {
+    const dir = tempDir();
+    const target = join(dir, 'flags.json');
+    mkdirSync(target);
+    writeFileSync(join(target, 'stray.json'), '{}');
+    expect(() => replaceFile(target, '{}\n')).toThrow(/EISDIR/);
+    expect(readdirSync(dir)).toEqual(['flags.json']);
+  });
+
+  it('refuses a FIFO or a device at the flag path without blocking on it, and without reading it', async () => {
+    const dir = tempDir();
+    const fifo = join(dir, 'flags.json');
+    const mkfifo = spawn('mkfifo', [fifo]);
+    await new Promise((resolve) => mkfifo.once('exit', resolve));
+    // A writer that opens the FIFO and closes it 2 s later: a blocking read would wait for it, then read nothing.
+    const writer = spawn('sh', ['-c', `exec sleep 2 > '${fifo}'`]);
+    try {
+      expect(() => setMlPercentage(fifo, 0)).toThrow(/is a FIFO, not a regular file/);
+      await expect(fileFlagStore(fifo, silentLogger).read()).rejects.toThrow(/a FIFO/);
+    } finally {
+      writer.kill();
+    }
+    const device = join(tempDir(), 'flags.json');
+    symlinkSync('/dev/null', device);
+    expect(() => setMlPercentage(device, 0)).toThrow(/is a character device, not a regular file/);
+  });
+
   it('promotes along 10, 25, 50, 100', () => {
     expect([0, 5, 10, 25, 50, 99].map(nextStep)).toEqual([10, 10, 25, 50, 100, 100]);
     expect(nextStep(100)).toBeNull();
@@ -120,16 +165,19 @@ describe('rollback webhook', () => {
     alerts,
   });
 
-  async function webhookApp() {
-    const db = await freshPglite();
+  async function webhookApp(
+    options: { database?: Database; audit?: AuditOptions; logger?: pino.Logger } = {},
+  ) {
+    const db = options.database ?? (await freshPglite());
     const m = testMetrics();
     const { file, flags } = await flagServiceOn({ mlWeight: 50 }, m.metrics);
     const rollout = createRolloutService({
       flagsFile: file,
       db: db.db,
       metrics: m.metrics,
-      logger: silentLogger,
+      logger: options.logger ?? silentLogger,
       routing: flags,
+      ...(options.audit ? { audit: options.audit } : {}),
     });
     const t = await testApp({ deps: { flags, rollback: { token: TOKEN, rollout } } });
     const send = (body: unknown, token = TOKEN) =>
@@ -249,6 +297,8 @@ describe('rollback webhook', () => {
       expect(await w.appMetricValue('delay.http.rejected_requests', { reason: 'rollback_not_written' })).toBe(
         2,
       );
+      // Each failed rename removed its temporary file.
+      expect(readdirSync(dirname(w.file)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
 
       // The file comes back as it was: it is the source of truth again, and the next post writes the rollback.
       rmSync(w.file, { recursive: true });
@@ -284,6 +334,7 @@ describe('rollback webhook', () => {
       expect(first).toEqual({
         results: [{ alertname: 'DelayModelLosingToRulesFast', outcome: 'rolled_back' }],
         ml_percentage: 0,
+        audit: 'written',
       });
       expect(rolloutOf(w.file).mlPercentage).toBe(0);
       const status = await eventually(
@@ -332,6 +383,216 @@ describe('rollback webhook', () => {
     } finally {
       await w.close();
     }
+  });
+
+  it('answers an alert naming a version the flag does not route to with not_served, and rolls back the one it does', async () => {
+    const w = await webhookApp();
+    try {
+      const about = (version: string) =>
+        alert({ labels: { ...alert().labels, model_version: version }, fingerprint: `fp-${version}` });
+      // Late feedback of a replaced version, twice in one post: looked up once, nothing changed.
+      const retired = await w.send(payload([about('gbt-v0'), about('gbt-v0')]));
+      expect(retired.status).toBe(200);
+      expect(await retired.json()).toEqual({
+        results: [
+          { alertname: 'DelayModelLosingToRulesFast', outcome: 'not_served', model_version: 'gbt-v0' },
+          { alertname: 'DelayModelLosingToRulesFast', outcome: 'not_served', model_version: 'gbt-v0' },
+        ],
+        ml_percentage: 50,
+        audit: 'none',
+      });
+      expect(rolloutOf(w.file).split).toEqual([
+        { variant: 'gbt-v1', weight: 50 },
+        { variant: 'heuristic', weight: 50 },
+      ]);
+      expect(await w.rollout.history()).toEqual([]);
+      expect(await w.metricValue('delay.webhook.alerts', { outcome: 'not_served' })).toBe(2);
+      expect(await w.metricValue('delay.rollout.rollbacks')).toBe(0);
+
+      // A canary is served: an alert about it takes every model out, the canary with them.
+      await w.rollout.canary('gbt-v2', 5, { actor: 'cli', action: 'canary', modelVersion: 'gbt-v2' });
+      const unknown = await (await w.send(payload([about('gbt-v3')]))).json();
+      expect(unknown.results[0].outcome).toBe('not_served');
+      const canary = await (await w.send(payload([about('gbt-v0'), about('gbt-v2')]))).json();
+      expect(canary.results.map((r: { outcome: string }) => r.outcome)).toEqual([
+        'not_served',
+        'rolled_back',
+      ]);
+      expect(rolloutOf(w.file)).toMatchObject({ mlPercentage: 0, activeModelVersions: [] });
+      expect((await w.rollout.history(1))[0]).toMatchObject({
+        action: 'rollback',
+        previousWeight: 50,
+        newWeight: 0,
+        labels: expect.objectContaining({ model_version: 'gbt-v2' }),
+      });
+      // Rolled back: every alert after that is already done, whichever version it names.
+      const after = await (await w.send(payload([about('gbt-v1'), about('gbt-v0')]))).json();
+      expect(after.results.map((r: { outcome: string }) => r.outcome)).toEqual([
+        'already_rolled_back',
+        'already_rolled_back',
+      ]);
+      expect(await w.metricValue('delay.webhook.alerts', { outcome: 'not_served' })).toBe(4);
+      expect(await w.metricValue('delay.webhook.alerts', { outcome: 'rolled_back' })).toBe(1);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('answers a rollback on a flag of the heuristic alone as already rolled back', async () => {
+    const w = await webhookApp();
+    try {
+      const doc = flagsDocument({ mlWeight: 0 });
+      const heuristicOnly = {
+        ...doc,
+        flags: {
+          ...doc.flags,
+          'delay-model': {
+            state: 'ENABLED',
+            variants: { heuristic: 'heuristic' },
+            defaultVariant: 'heuristic',
+          },
+        },
+      };
+      writeFlags(w.file, heuristicOnly);
+      const before = readFileSync(w.file, 'utf8');
+      const res = await w.send(payload([alert(), alert()]));
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({
+        results: [
+          { alertname: 'DelayModelLosingToRulesFast', outcome: 'already_rolled_back' },
+          { alertname: 'DelayModelLosingToRulesFast', outcome: 'already_rolled_back' },
+        ],
+        ml_percentage: 0,
+        audit: 'none',
+      });
+      expect(readFileSync(w.file, 'utf8')).toBe(before);
+      expect(await w.rollout.history()).toEqual([]);
+      expect(await w.metricValue('delay.webhook.alerts', { outcome: 'already_rolled_back' })).toBe(2);
+      // A person's disable is the same no-op; an enable has no model to enable.
+      expect((await w.rollout.setPercentage(0, { actor: 'cli', action: 'disable' })).changed).toBe(false);
+      await expect(w.rollout.setPercentage(10, { actor: 'cli', action: 'enable' })).rejects.toThrow(
+        /declares no model variant/,
+      );
+    } finally {
+      await w.close();
+    }
+  });
+
+  describe.skipIf(!hasPostgres)('with its audit table on a real Postgres', () => {
+    /** A logger whose lines the test reads. */
+    const capture = () => {
+      const lines: string[] = [];
+      return { lines, logger: pino({ level: 'info' }, { write: (line: string) => lines.push(line) }) };
+    };
+
+    it('answers a rollback while another session locks flag_changes, queues nothing behind the row, and stores it once the lock goes', async () => {
+      const database = await freshPostgres();
+      const log = capture();
+      const w = await webhookApp({
+        database,
+        audit: { timeoutMs: 300, retryDelaysMs: [100] },
+        logger: log.logger,
+      });
+      const locker = postgres(database.url, { max: 1, onnotice: () => {} });
+      const held = await locker.reserve();
+      try {
+        await held`begin`;
+        await held`lock table flag_changes in access exclusive mode`;
+        const res = await w.send(payload([alert()]));
+        expect(res.status).toBe(200);
+        expect(await res.json()).toMatchObject({
+          results: [{ outcome: 'rolled_back' }],
+          ml_percentage: 0,
+          audit: 'late',
+        });
+        expect(rolloutOf(w.file).mlPercentage).toBe(0);
+        // The changes after it are not queued behind its waiting row.
+        const enable = await w.rollout.setPercentage(20, { actor: 'cli', action: 'enable' });
+        expect(enable).toMatchObject({ changed: true, audit: 'late' });
+        expect(await (await w.send(payload([alert()]))).json()).toMatchObject({
+          ml_percentage: 0,
+          audit: 'late',
+        });
+        expect(await w.metricValue('delay.rollout.audit_writes', { outcome: 'late' })).toBe(3);
+        const waiting = log.lines.filter((l) => l.includes('audit row not stored in time'));
+        expect(waiting).toHaveLength(3);
+        expect(JSON.parse(waiting[0] as string).audit_row).toMatchObject({
+          action: 'rollback',
+          previousWeight: 50,
+          newWeight: 0,
+          alertName: 'DelayModelLosingToRulesFast',
+        });
+
+        await held`commit`;
+        const rows = await eventually(
+          () => w.rollout.history(),
+          (r) => r.length === 3,
+        );
+        expect(rows.map((r) => [r.action, r.previousWeight, r.newWeight])).toEqual([
+          ['rollback', 20, 0],
+          ['enable', 0, 20],
+          ['rollback', 50, 0],
+        ]);
+        await eventually(
+          () => log.lines.filter((l) => l.includes('audit row stored late')).length,
+          (n) => n === 3,
+        );
+        expect(await w.metricValue('delay.rollout.audit_writes', { outcome: 'failed' })).toBe(0);
+      } finally {
+        held.release();
+        await locker.end({ timeout: 1 });
+        await w.close();
+      }
+    });
+
+    it('counts and logs the rows still waiting when the service stops', async () => {
+      const database = await freshPostgres();
+      const log = capture();
+      const w = await webhookApp({ database, audit: { timeoutMs: 300 }, logger: log.logger });
+      const locker = postgres(database.url, { max: 1, onnotice: () => {} });
+      const held = await locker.reserve();
+      try {
+        await held`begin`;
+        await held`lock table flag_changes in access exclusive mode`;
+        expect(await (await w.send(payload([alert()]))).json()).toMatchObject({ audit: 'late' });
+        await w.rollout.close(200);
+        expect(await w.metricValue('delay.rollout.audit_writes', { outcome: 'failed' })).toBe(1);
+        expect(log.lines.filter((l) => l.includes('audit rows not stored before shutdown'))).toHaveLength(1);
+      } finally {
+        await held`rollback`;
+        held.release();
+        await locker.end({ timeout: 1 });
+        await w.close();
+      }
+    });
+
+    it('still answers the rollback when the database refuses its row, and logs the row in full', async () => {
+      const database = await freshPostgres();
+      const log = capture();
+      const w = await webhookApp({
+        database,
+        audit: { timeoutMs: 5000, retryDelaysMs: [50, 50] },
+        logger: log.logger,
+      });
+      const admin = postgres(database.url, { max: 1, onnotice: () => {} });
+      try {
+        await admin`alter table flag_changes add constraint refuse_every_row check (false) not valid`;
+        const res = await w.send(payload([alert()]));
+        expect(res.status).toBe(200);
+        expect(await res.json()).toMatchObject({ ml_percentage: 0, audit: 'failed' });
+        expect(rolloutOf(w.file).mlPercentage).toBe(0);
+        expect(await w.metricValue('delay.rollout.audit_writes', { outcome: 'failed' })).toBe(1);
+        const lost = log.lines.filter((l) => l.includes('never stored'));
+        expect(lost).toHaveLength(1);
+        expect(JSON.parse(lost[0] as string)).toMatchObject({
+          attempts: 3,
+          audit_row: { action: 'rollback', fingerprint: 'abc123', newWeight: 0 },
+        });
+      } finally {
+        await admin.end({ timeout: 1 });
+        await w.close();
+      }
+    });
   });
 
   it('does not exist without a token', async () => {

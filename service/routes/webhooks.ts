@@ -38,6 +38,8 @@ export function webhookRoutes({ rollout, token, reject, bodyLimit }: WebhookRout
       security: [{ webhookToken: [] }],
       summary:
         'Alertmanager webhook: firing alerts labelled rollback="true" set ML traffic to 0% (bearer token)',
+      description:
+        'An alert whose model_version label names a version the flag does not route to (one already replaced) changes nothing: `not_served`. A flag already at 0% ML (or holding the heuristic alone) answers `already_rolled_back`. `audit` says whether the audit row was stored before the answer (`written`), is still being written (`late`: the rollback is made; the row is retried and logged), could not be stored (`failed`: it is in the log), or was not needed (`none`).',
       request: {
         headers: z.object({ authorization: z.string().optional() }),
         body: {
@@ -56,14 +58,22 @@ export function webhookRoutes({ rollout, token, reject, bodyLimit }: WebhookRout
       responses: {
         ...jsonResponses(
           z.object({
-            results: z.array(z.object({ alertname: z.string(), outcome: z.string() })),
+            results: z.array(
+              z.object({
+                alertname: z.string(),
+                outcome: z.enum(['rolled_back', 'already_rolled_back', 'not_served', 'ignored']),
+                model_version: z.string().optional(),
+              }),
+            ),
             ml_percentage: z.number().nullable(),
+            audit: z.enum(['written', 'late', 'failed', 'none']),
           }),
           'What each alert did',
         ),
         401: { description: 'Missing or wrong bearer token', content: problemContent },
         503: {
-          description: 'Rolled back in this process only: the flag file could not be written',
+          description:
+            'The rollback was not written: the flag store refused it or could not be reached (ML still serves), or the flag file could not be written (this process alone rolled back)',
           content: problemContent,
         },
       },

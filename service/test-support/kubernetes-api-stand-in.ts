@@ -18,7 +18,8 @@ function applyMergePatch(target: Json, patch: Json): Json {
 /**
  * A stand-in for the Kubernetes API server (none can run on these machines), for one FeatureFlag: GET, and
  * merge PATCH with the API's optimistic concurrency (a stale metadata.resourceVersion is a 409), its RBAC
- * (a verb not allowed is a 403) and the CRD's schema (a flag without state, variants or defaultVariant is a 422).
+ * (a verb not allowed is a 403) and the CRD's schema (a flag without state, variants or defaultVariant is a 422);
+ * and its outages: answering 5xx (`failNext`), hanging (`stall`), gone (`close`).
  */
 export async function startKubernetesApiStandIn(options: { namespace: string; name: string; flags: Json }) {
   const path = `/apis/core.openfeature.dev/v1beta1/namespaces/${options.namespace}/featureflags/${options.name}`;
@@ -31,6 +32,8 @@ export async function startKubernetesApiStandIn(options: { namespace: string; na
   let version = 1;
   const allowed = new Set(['get', 'patch']);
   let concurrentWrites = 0;
+  let failing: { code: number; remaining: number } | null = null;
+  let stalled = false;
   const requests: { method: string; authorization: string | undefined; traceparent: string | undefined }[] =
     [];
   const status = (res: import('node:http').ServerResponse, code: number, reason: string, message: string) => {
@@ -48,6 +51,11 @@ export async function startKubernetesApiStandIn(options: { namespace: string; na
       body += d;
     });
     req.on('end', () => {
+      if (stalled) return;
+      if (failing && failing.remaining > 0) {
+        failing.remaining -= 1;
+        return status(res, failing.code, 'InternalError', `the API server answers ${failing.code}`);
+      }
       if (req.url !== path) return status(res, 404, 'NotFound', `featureflags "${req.url}" not found`);
       const verb = req.method === 'GET' ? 'get' : req.method === 'PATCH' ? 'patch' : '';
       if (!allowed.has(verb))
@@ -113,7 +121,19 @@ export async function startKubernetesApiStandIn(options: { namespace: string; na
     forbid(verb: 'get' | 'patch') {
       allowed.delete(verb);
     },
+    /** The next `n` requests are answered `code` (an API server failing: 500, 503). */
+    failNext(code: number, n = Number.POSITIVE_INFINITY) {
+      failing = { code, remaining: n };
+    },
+    /** Every request from now on is read and never answered (an API server that hangs). */
+    stall() {
+      stalled = true;
+    },
     requests,
-    close: () => new Promise<void>((r) => server.close(() => r())),
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
   };
 }
