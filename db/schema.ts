@@ -1,14 +1,18 @@
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
   bigserial,
   doublePrecision,
   index,
   integer,
   jsonb,
+  numeric,
   pgTable,
+  primaryKey,
   real,
   text,
   timestamp,
+  unique,
 } from 'drizzle-orm/pg-core';
 
 /** Every prediction served, with what it was made from: the feature vector exactly as the model saw it. */
@@ -52,6 +56,65 @@ export const feedback = pgTable(
     revisions: integer('revisions').notNull().default(0),
   },
   (t) => [index('feedback_received_idx').on(t.receivedAt)],
+);
+
+/*
+ * What the reports read (docs/adr/0011-report-rollups.md). The database keeps these three tables as rows arrive:
+ * triggers of migration 0001 on predictions, feedback and scored_predictions. Sums are numeric, exact: a
+ * correction or a purge subtracts exactly what was added.
+ */
+
+/** The prediction a booking's feedback scores: its first, as stored when the feedback arrived; and the actual. */
+export const scoredPredictions = pgTable(
+  'scored_predictions',
+  {
+    bookingId: text('booking_id').primaryKey(),
+    predictionId: bigint('prediction_id', { mode: 'number' }).notNull(),
+    predictedAt: timestamp('predicted_at', { withTimezone: true, mode: 'date' }).notNull(),
+    source: text('source').notNull(),
+    modelVersion: text('model_version'),
+    delayMinutes: doublePrecision('delay_minutes').notNull(),
+    shadowHeuristicDelay: doublePrecision('shadow_heuristic_delay').notNull(),
+    actualDelayMinutes: doublePrecision('actual_delay_minutes').notNull(),
+  },
+  (t) => [
+    index('scored_predictions_time_idx').on(t.predictedAt),
+    index('scored_predictions_source_time_idx').on(t.source, t.predictedAt),
+  ],
+);
+
+/** Predictions per UTC hour and source (re-posts included), and what the summary sums over them. */
+export const predictionHours = pgTable(
+  'prediction_hours',
+  {
+    hour: timestamp('hour', { withTimezone: true, mode: 'date' }).notNull(),
+    source: text('source').notNull(),
+    predictions: integer('predictions').notNull(),
+    fallbacks: integer('fallbacks').notNull(),
+    weatherDefault: integer('weather_default').notNull(),
+    latencyMs: numeric('latency_ms').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.hour, t.source] })],
+);
+
+/** Sums over scored_predictions per UTC hour of the prediction, source and model version. */
+export const scoredHours = pgTable(
+  'scored_hours',
+  {
+    hour: timestamp('hour', { withTimezone: true, mode: 'date' }).notNull(),
+    source: text('source').notNull(),
+    modelVersion: text('model_version'),
+    n: integer('n').notNull(),
+    absError: numeric('abs_error').notNull(),
+    squaredError: numeric('squared_error').notNull(),
+    actual: numeric('actual').notNull(),
+    actualSquared: numeric('actual_squared').notNull(),
+    shadowAbsError: numeric('shadow_abs_error').notNull(),
+    shadowSquaredError: numeric('shadow_squared_error').notNull(),
+    pairedDifference: numeric('paired_difference').notNull(),
+    pairedDifferenceSquared: numeric('paired_difference_squared').notNull(),
+  },
+  (t) => [unique('scored_hours_key').on(t.hour, t.source, t.modelVersion).nullsNotDistinct()],
 );
 
 /** The audit trail of rollout changes: who or what changed the delay-model flag, when, and why. */

@@ -15,13 +15,14 @@ const days = Number(values.days ?? (command === 'ab' ? 30 : config.database.rete
 if (!Number.isInteger(days) || days < 1)
   fail(`--days must be a positive whole number of days (got ${values.days})`);
 const database = await openToolDatabase(config);
+const reports = createReports(database.db);
 try {
-  const reports = createReports(database.db);
   const result =
     command === 'ab'
       ? await reports.abReport({ days })
       : { purged: await reports.purge(days), older_than_days: days };
   console.log(JSON.stringify(result, null, 2));
 } finally {
+  await reports.close();
   await database.close();
 }

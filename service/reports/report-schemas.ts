@@ -1,6 +1,7 @@
 import { z } from '@hono/zod-openapi';
 import { WEATHER_SOURCES } from '../domain/weather.js';
 import { PredictionSchema } from '../predictions/schemas.js';
+import { BOOTSTRAP_MAX_PAIRS, BOOTSTRAP_RESAMPLES } from './paired-comparison.js';
 
 /*
  * What the report and monitoring endpoints answer: the types the reports are written against and the
@@ -44,7 +45,9 @@ export const PairedComparisonSchema = z
     ci95: z
       .tuple([z.number(), z.number()])
       .nullable()
-      .openapi({ description: '95% percentile bootstrap interval of mean_difference (1,000 resamples)' }),
+      .openapi({
+        description: `95% interval of mean_difference: percentile bootstrap (${BOOTSTRAP_RESAMPLES.toLocaleString('en')} resamples) up to ${BOOTSTRAP_MAX_PAIRS.toLocaleString('en')} pairs, the normal interval of the mean (1.96 sd / √n) above`,
+      }),
     verdict: z.enum(['ml_better', 'ml_worse', 'not_yet_known']),
     pairs_needed: z.number().int().min(0).nullable().openapi({
       description: 'When not yet known: pairs needed for the interval to exclude 0 if the difference holds',
@@ -54,7 +57,10 @@ export const PairedComparisonSchema = z
 
 export const AbReportSchema = z
   .object({
-    window_days: z.number().int().min(1),
+    window_days: z.number().int().min(1).openapi({
+      description:
+        'The window: bookings whose first prediction is in the last window_days x 24 hours, all of them',
+    }),
     arms: ArmsSchema,
     ml_by_model_version: z.record(z.string(), ArmMetricsSchema),
     paired: PairedComparisonSchema,
@@ -117,6 +123,7 @@ export const AnomalySchema = z
   .openapi('Anomaly');
 
 export type ArmMetrics = z.infer<typeof ArmMetricsSchema>;
+export type Arms = z.infer<typeof ArmsSchema>;
 export type PairedComparison = z.infer<typeof PairedComparisonSchema>;
 export type AbReport = z.infer<typeof AbReportSchema>;
 export type SummaryTotals = z.infer<typeof SummaryTotalsSchema>;

@@ -1,12 +1,21 @@
-import { sql } from 'drizzle-orm';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { type SQL, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
-import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import type { Db } from '../storage/database.js';
+import {
+  BOOTSTRAP_MAX_PAIRS,
+  BOOTSTRAP_WORKER,
+  type BootstrapAnswer,
+  type BootstrapJob,
+  pairedFromMoments,
+} from './paired-comparison.js';
 import type {
   AbReport,
   Anomaly,
   ArmMetrics,
+  Arms,
   DailyRow,
   MonitoringSummary,
   PairedComparison,
@@ -14,8 +23,12 @@ import type {
   SummaryTotals,
 } from './report-schemas.js';
 
+export { pairedComparison } from './paired-comparison.js';
+
+type Runner = Pick<Db, 'execute'>;
+
 /** Rows of a raw query, whichever driver ran it (postgres-js answers an array, PGlite an object). */
-async function rows<T>(db: Db, query: ReturnType<typeof sql>): Promise<T[]> {
+async function rows<T>(db: Runner, query: SQL): Promise<T[]> {
   const result = (await db.execute(query)) as unknown as T[] | { rows: T[] };
   return Array.isArray(result) ? result : result.rows;
 }
@@ -23,141 +36,267 @@ async function rows<T>(db: Db, query: ReturnType<typeof sql>): Promise<T[]> {
 /** The prediction's time as RFC 3339 in UTC with milliseconds, as JSON dates are (the driver's text is Postgres's). */
 const PREDICTED_AT = sql`to_char(p.predicted_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as predicted_at`;
 
-export function armMetrics(pairs: { predicted: number; actual: number }[]): ArmMetrics {
-  const n = pairs.length;
-  if (n === 0) return { n, mae: null, rmse: null, r2: null };
-  let abs = 0;
-  let sq = 0;
-  let sumY = 0;
-  for (const p of pairs) {
-    abs += Math.abs(p.predicted - p.actual);
-    sq += (p.predicted - p.actual) ** 2;
-    sumY += p.actual;
-  }
-  const mean = sumY / n;
-  const sst = pairs.reduce((s, p) => s + (p.actual - mean) ** 2, 0);
-  const r = (x: number) => Math.round(x * 10_000) / 10_000;
-  return { n, mae: r(abs / n), rmse: r(Math.sqrt(sq / n)), r2: sst > 0 ? r(1 - sq / sst) : null };
+/*
+ * The reports read hourly rollups the database keeps as rows arrive (migration 0001, docs/adr/0011-report-rollups.md):
+ * a 90-day report sums some 4,000 rows of each, whatever the traffic. A window is exact to the row: the rollups
+ * give its whole UTC hours, and the rows of the partial hour at its start are read one by one through the same
+ * SQL functions (prediction_terms, scored_terms) that feed the rollups.
+ */
+
+/** The last `hours`: its start, and the first whole UTC hour in it. */
+function windowOf(hours: number) {
+  const start = sql`(now() - make_interval(hours => ${hours}))`;
+  return { start, wholeHours: sql`(date_trunc('hour', ${start}, 'UTC') + interval '1 hour')` };
+}
+type Window = ReturnType<typeof windowOf>;
+
+const PREDICTION_TERMS = ['hour', 'source', 'predictions', 'fallbacks', 'weather_default', 'latency_ms'];
+const SCORED_TERMS = [
+  'hour',
+  'source',
+  'model_version',
+  'n',
+  'abs_error',
+  'squared_error',
+  'actual',
+  'actual_squared',
+  'shadow_abs_error',
+  'shadow_squared_error',
+  'paired_difference',
+  'paired_difference_squared',
+];
+
+/** Per hour and source: every prediction of the window, re-posts included. */
+const predictionTerms = ({ start, wholeHours }: Window) => sql`
+  select ${sql.raw(PREDICTION_TERMS.join(', '))} from prediction_hours where hour >= ${wholeHours}
+  union all
+  select ${sql.raw(PREDICTION_TERMS.map((c) => `t.${c}`).join(', '))}
+  from predictions p, prediction_terms(p) t where p.predicted_at > ${start} and p.predicted_at < ${wholeHours}`;
+
+/**
+ * Per hour, source and model version: the bookings whose first prediction falls in the window and has feedback.
+ * A re-post is never scored, whether its first prediction is in the window or before it.
+ */
+const scoredTerms = ({ start, wholeHours }: Window) => sql`
+  select ${sql.raw(SCORED_TERMS.join(', '))} from scored_hours where hour >= ${wholeHours}
+  union all
+  select ${sql.raw(SCORED_TERMS.map((c) => `t.${c}`).join(', '))}
+  from scored_predictions s, scored_terms(s) t where s.predicted_at > ${start} and s.predicted_at < ${wholeHours}`;
+
+interface ScoredSums {
+  source: string;
+  model_version: string | null;
+  every_version: boolean;
+  n: number;
+  abs_error: number;
+  squared_error: number;
+  /** Σ (actual - mean actual)², summed exactly: 0, not float noise, when every actual is the same. */
+  actual_deviations: number;
+  shadow_abs_error: number;
+  shadow_squared_error: number;
+  paired_mean: number | null;
+  paired_deviations: number | null;
 }
 
-export const MIN_PAIRS = 30;
+const round4 = (x: number) => Math.round(x * 10_000) / 10_000;
 
-/** Percentile bootstrap of the mean difference, seeded so the same data gives the same interval. */
-export function pairedComparison(diffs: number[], resamples = 1000, seed = 1): PairedComparison {
-  const n = diffs.length;
-  if (n === 0)
-    return { n, mean_difference: null, ci95: null, verdict: 'not_yet_known', pairs_needed: MIN_PAIRS };
-  const mean = diffs.reduce((s, d) => s + d, 0) / n;
-  const sd = Math.sqrt(diffs.reduce((s, d) => s + (d - mean) ** 2, 0) / Math.max(n - 1, 1));
-  const rng = xoroshiro128plus(seed);
-  const means = new Float64Array(resamples);
-  for (let b = 0; b < resamples; b++) {
-    let total = 0;
-    for (let i = 0; i < n; i++) total += diffs[Math.floor(uniformFloat64(rng) * n)] as number;
-    means[b] = total / n;
-  }
-  means.sort();
-  const r = (x: number) => Math.round(x * 10_000) / 10_000;
-  const ci: [number, number] = [
-    r(means[Math.floor(0.025 * resamples)] as number),
-    r(means[Math.ceil(0.975 * resamples) - 1] as number),
-  ];
-  const known = n >= MIN_PAIRS && (ci[1] < 0 || ci[0] > 0);
-  // On the difference as reported: float noise around 0 (1e-16) would ask for some 1e31 pairs.
-  const reported = r(mean);
-  const needed =
-    reported !== 0 ? Math.max(MIN_PAIRS, Math.ceil(((1.96 * sd) / Math.abs(reported)) ** 2)) : null;
+/** An arm's accuracy from its sums: MAE, RMSE and R² of `n` scored predictions. */
+function armMetrics(n: number, absError: number, squaredError: number, deviations: number): ArmMetrics {
+  if (n === 0) return { n, mae: null, rmse: null, r2: null };
   return {
     n,
-    mean_difference: reported,
-    ci95: ci,
-    verdict: known ? (ci[1] < 0 ? 'ml_better' : 'ml_worse') : 'not_yet_known',
-    pairs_needed: known ? null : needed,
+    mae: round4(absError / n),
+    rmse: round4(Math.sqrt(squaredError / n)),
+    r2: deviations > 0 ? round4(1 - squaredError / deviations) : null,
   };
 }
 
-interface ScoredRow {
-  source: string;
-  model_version: string | null;
-  predicted: number;
-  shadow: number;
-  actual: number;
+const NOTHING_SCORED: ScoredSums = {
+  source: '',
+  model_version: null,
+  every_version: true,
+  n: 0,
+  abs_error: 0,
+  squared_error: 0,
+  actual_deviations: 0,
+  shadow_abs_error: 0,
+  shadow_squared_error: 0,
+  paired_mean: null,
+  paired_deviations: null,
+};
+
+async function scoredSums(db: Runner, window: Window) {
+  const sums = await rows<ScoredSums>(
+    db,
+    sql`with terms as (${scoredTerms(window)})
+        select source, model_version, grouping(model_version) = 1 as every_version, sum(n)::int as n,
+               sum(abs_error)::float8 as abs_error, sum(squared_error)::float8 as squared_error,
+               (sum(actual_squared) - sum(actual) * sum(actual) / sum(n))::float8 as actual_deviations,
+               sum(shadow_abs_error)::float8 as shadow_abs_error,
+               sum(shadow_squared_error)::float8 as shadow_squared_error,
+               (sum(paired_difference) / sum(n))::float8 as paired_mean,
+               (sum(paired_difference_squared) - sum(paired_difference) * sum(paired_difference) / sum(n))::float8
+                 as paired_deviations
+        from terms group by grouping sets ((source), (source, model_version)) having sum(n) > 0`,
+  );
+  const bySource = (source: string) =>
+    sums.find((s) => s.source === source && s.every_version) ?? NOTHING_SCORED;
+  const served = (s: ScoredSums) => armMetrics(s.n, s.abs_error, s.squared_error, s.actual_deviations);
+  const ml = bySource('ml');
+  const arms: Arms = {
+    ml: served(ml),
+    heuristic: served(bySource('heuristic')),
+    heuristic_shadow_on_ml: armMetrics(
+      ml.n,
+      ml.shadow_abs_error,
+      ml.shadow_squared_error,
+      ml.actual_deviations,
+    ),
+  };
+  const versions = sums
+    .filter((s) => s.source === 'ml' && !s.every_version)
+    .map((s) => [s.model_version ?? 'none', served(s)] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return { arms, ml_by_model_version: Object.fromEntries(versions), ml };
+}
+
+/**
+ * One worker thread runs the bootstraps, one job at a time: a report never holds the event loop that answers
+ * predictions, and reports asked at once use one core between them. Started on the first job; held (ref) only
+ * while a job waits, so an idle worker never keeps a process alive; a worker that fails fails its jobs and
+ * the next job starts another.
+ */
+export function bootstrapThread(logger?: Logger) {
+  // The file beside this one, .ts from the sources (tsx, vitest), .js from the compiled image.
+  const file = new URL(`./paired-comparison${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+  let worker: Worker | undefined;
+  let nextId = 0;
+  const waiting = new Map<number, { resolve: (r: PairedComparison) => void; reject: (e: Error) => void }>();
+
+  const failAll = (err: Error) => {
+    for (const job of waiting.values()) job.reject(err);
+    waiting.clear();
+  };
+  const start = () => {
+    const started = new Worker(file, { workerData: BOOTSTRAP_WORKER });
+    started.on('message', (answer: BootstrapAnswer) => {
+      const job = waiting.get(answer.id);
+      waiting.delete(answer.id);
+      if (waiting.size === 0) started.unref();
+      if ('error' in answer) job?.reject(new Error(`paired bootstrap: ${answer.error}`));
+      else job?.resolve(answer.result);
+    });
+    started.on('error', (err) => {
+      logger?.error(
+        { err: err.message },
+        'the paired bootstrap worker failed; the next report starts another',
+      );
+      failAll(err);
+    });
+    started.on('exit', (code) => {
+      if (worker === started) worker = undefined;
+      failAll(new Error(`the paired bootstrap worker exited (code ${code})`));
+    });
+    return started;
+  };
+
+  return {
+    run(diffs: string): Promise<PairedComparison> {
+      worker ??= start();
+      worker.ref();
+      const id = nextId++;
+      const answer = new Promise<PairedComparison>((resolve, reject) => waiting.set(id, { resolve, reject }));
+      worker.postMessage({ id, diffs } satisfies BootstrapJob);
+      return answer;
+    },
+    async close() {
+      const stopping = worker;
+      worker = undefined;
+      await stopping?.terminate();
+    },
+  };
 }
 
 /**
  * Reports over stored predictions and feedback. The first prediction served for a booking is the one scored,
  * as in the service's counters (ADR 0004): a later re-post of the same id is listed, never scored.
  */
-export function createReports(db: Db) {
-  const scored = (days: number, limit: number) =>
-    rows<ScoredRow>(
-      db,
-      sql`with served as (
-            select distinct on (booking_id) booking_id, source, model_version, delay_minutes, shadow_heuristic_delay, predicted_at
-            from predictions where predicted_at > now() - make_interval(days => ${days})
-            order by booking_id, predicted_at, id)
-          select s.source, s.model_version, s.delay_minutes as predicted, s.shadow_heuristic_delay as shadow,
-                 f.actual_delay_minutes as actual
-          from served s join feedback f on f.booking_id = s.booking_id
-          order by s.predicted_at desc limit ${limit}`,
-    );
+export function createReports(db: Db, { logger }: { logger?: Logger } = {}) {
+  const bootstrap = bootstrapThread(logger);
+  /** The reads of one report see one snapshot: the rollups, the partial hour and the pairs agree. */
+  const snapshot = <T>(read: (tx: Runner) => Promise<T>) =>
+    db.transaction(read, { isolationLevel: 'repeatable read', accessMode: 'read only' });
 
   return {
-    async abReport({ days = 30, limit = 50_000 }: { days?: number; limit?: number } = {}): Promise<AbReport> {
-      const data = (await scored(days, limit)).map((r) => ({
-        ...r,
-        predicted: Number(r.predicted),
-        shadow: Number(r.shadow),
-        actual: Number(r.actual),
-      }));
-      const ml = data.filter((r) => r.source === 'ml');
-      const versions = [...new Set(ml.map((r) => r.model_version ?? 'none'))].sort();
+    /** The last `days` (x 24 h) of scored bookings, all of them: ML against the heuristic, per arm and paired. */
+    async abReport({ days = 30 }: { days?: number } = {}): Promise<AbReport> {
+      const window = windowOf(days * 24);
+      const { scored, diffs } = await snapshot(async (tx) => {
+        const scored = await scoredSums(tx, window);
+        if (scored.ml.n === 0 || scored.ml.n > BOOTSTRAP_MAX_PAIRS) return { scored, diffs: undefined };
+        // In a stable order: the seeded bootstrap gives the same interval for the same data.
+        const [pairs] = await rows<{ diffs: string }>(
+          tx,
+          sql`select coalesce(string_agg(t.paired_difference::text, ',' order by s.predicted_at desc, s.booking_id), '') as diffs
+              from scored_predictions s, scored_terms(s) t
+              where s.source = 'ml' and s.predicted_at > ${window.start}`,
+        );
+        return { scored, diffs: pairs?.diffs ?? '' };
+      });
+      const { ml } = scored;
       return {
         window_days: days,
-        arms: {
-          ml: armMetrics(ml),
-          heuristic: armMetrics(data.filter((r) => r.source === 'heuristic')),
-          heuristic_shadow_on_ml: armMetrics(ml.map((r) => ({ predicted: r.shadow, actual: r.actual }))),
-        },
-        ml_by_model_version: Object.fromEntries(
-          versions.map((v) => [v, armMetrics(ml.filter((r) => (r.model_version ?? 'none') === v))]),
-        ),
-        paired: pairedComparison(
-          ml.map((r) => Math.abs(r.predicted - r.actual) - Math.abs(r.shadow - r.actual)),
-        ),
+        arms: scored.arms,
+        ml_by_model_version: scored.ml_by_model_version,
+        paired:
+          diffs !== undefined
+            ? await bootstrap.run(diffs)
+            : pairedFromMoments(ml.n, ml.paired_mean ?? 0, ml.paired_deviations ?? 0),
       };
     },
 
     async summary(): Promise<MonitoringSummary> {
-      const [totals] = await rows<SummaryTotals>(
-        db,
-        sql`select count(*)::int as predictions,
-                   count(*) filter (where source = 'ml')::int as ml,
-                   count(*) filter (where fallback_reason is not null)::int as fallbacks,
-                   count(*) filter (where weather_source = 'default')::int as weather_default,
-                   round(avg(latency_ms)::numeric, 3)::float as mean_latency_ms
-            from predictions where predicted_at > now() - interval '24 hours'`,
-      );
-      const ab = await this.abReport({ days: 1 });
-      // An aggregate without a group by answers one row, also over no predictions.
-      return { window: '24h', ...(totals as SummaryTotals), accuracy: ab.arms };
+      const window = windowOf(24);
+      return snapshot(async (tx) => {
+        const [totals] = await rows<SummaryTotals>(
+          tx,
+          sql`select coalesce(sum(predictions), 0)::int as predictions,
+                     coalesce(sum(predictions) filter (where source = 'ml'), 0)::int as ml,
+                     coalesce(sum(fallbacks), 0)::int as fallbacks,
+                     coalesce(sum(weather_default), 0)::int as weather_default,
+                     round(sum(latency_ms) / nullif(sum(predictions), 0), 3)::float8 as mean_latency_ms
+              from (${predictionTerms(window)}) c`,
+        );
+        const { arms } = await scoredSums(tx, window);
+        // An aggregate without a group by answers one row, also over no predictions.
+        return { window: '24h', ...(totals as SummaryTotals), accuracy: arms };
+      });
     },
 
     daily(days: number) {
-      return rows<DailyRow>(
-        db,
-        sql`with p as (
-              select date_trunc('day', predicted_at at time zone 'UTC') as day, p.source, p.delay_minutes,
-                     case when row_number() over (partition by p.booking_id order by p.predicted_at, p.id) = 1
-                          then f.actual_delay_minutes end as actual
-              from predictions p left join feedback f on f.booking_id = p.booking_id
-              where predicted_at > now() - make_interval(days => ${days}))
-            select to_char(day, 'YYYY-MM-DD') as day, count(*)::int as predictions,
-                   count(*) filter (where source = 'ml')::int as ml,
-                   count(actual)::int as with_feedback,
-                   round(avg(abs(delay_minutes - actual)) filter (where source = 'ml')::numeric, 4)::float as mae_ml,
-                   round(avg(abs(delay_minutes - actual)) filter (where source = 'heuristic')::numeric, 4)::float as mae_heuristic
-            from p group by day order by day desc`,
+      const window = windowOf(days * 24);
+      const day = (column: string) => sql.raw(`to_char(${column} at time zone 'UTC', 'YYYY-MM-DD')`);
+      const mae = (source: string) =>
+        sql.raw(
+          `round(sum(abs_error) filter (where source = '${source}') / nullif(sum(n) filter (where source = '${source}'), 0), 4)`,
+        );
+      return snapshot((tx) =>
+        rows<DailyRow>(
+          tx,
+          sql`with counts as (
+                select ${day('hour')} as day, sum(predictions) as predictions,
+                       sum(predictions) filter (where source = 'ml') as ml
+                from (${predictionTerms(window)}) c group by 1),
+              scored as (
+                select ${day('hour')} as day, sum(n) as with_feedback, ${mae('ml')} as mae_ml,
+                       ${mae('heuristic')} as mae_heuristic
+                from (${scoredTerms(window)}) s group by 1)
+              select c.day, c.predictions::int as predictions, coalesce(c.ml, 0)::int as ml,
+                     coalesce(s.with_feedback, 0)::int as with_feedback, s.mae_ml::float8 as mae_ml,
+                     s.mae_heuristic::float8 as mae_heuristic
+              from counts c left join scored s on s.day = c.day
+              where c.predictions > 0 order by c.day desc`,
+        ),
       );
     },
 
@@ -194,6 +333,9 @@ export function createReports(db: Db) {
       );
       return deleted[0] ?? { predictions: 0, feedback: 0 };
     },
+
+    /** Stops the bootstrap worker. */
+    close: () => bootstrap.close(),
   };
 }
 

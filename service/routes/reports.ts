@@ -9,6 +9,34 @@ import {
 } from '../reports/report-schemas.js';
 import type { Reports } from '../reports/reports.js';
 
+/**
+ * A number from the query string. An empty value (`threshold_mae=`) is refused with a message that says so:
+ * coerced, it would read as 0, a valid threshold that lists every scored prediction.
+ */
+function queryNumber(name: string, bounded: (n: z.ZodCoercedNumber<unknown>) => z.ZodType<number>) {
+  return z.preprocess(
+    (value, ctx) => {
+      if (typeof value === 'string' && value.trim() === '') {
+        ctx.issues.push({
+          code: 'custom',
+          message: `${name} is empty: give a number, or leave the parameter out for its default`,
+          input: value,
+        });
+        return z.NEVER;
+      }
+      return value;
+    },
+    bounded(
+      z.coerce.number({
+        error: (issue) =>
+          issue.code === 'invalid_type' && issue.expected === 'number'
+            ? `${name} must be a number`
+            : undefined,
+      }),
+    ),
+  );
+}
+
 /** GET /v1/ab-report and /v1/monitoring/*: reads of the stored predictions and feedback. */
 export function reportRoutes({ reports, reject }: { reports: Reports; reject: Reject }) {
   const app = routeApp(reject);
@@ -21,10 +49,12 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       tags: ['reports'],
       security: PUBLIC,
       summary:
-        'ML vs heuristic per arm (n, MAE, RMSE, R²) and paired on the same bookings, with a 95% bootstrap interval',
+        'ML vs heuristic per arm (n, MAE, RMSE, R²) and paired on the same bookings, with a 95% interval',
       request: {
         query: z.object({
-          days: z.coerce.number().int().min(1).max(365).default(30).openapi({ description: 'Window, days' }),
+          days: queryNumber('days', (n) => n.int().min(1).max(365))
+            .default(30)
+            .openapi({ description: 'Window: the last days x 24 hours' }),
         }),
       },
       responses: getResponses(AbReportSchema, 'The comparison and its verdict'),
@@ -55,7 +85,9 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       summary: 'Per UTC day: predictions, ML share, feedback, MAE per source',
       request: {
         query: z.object({
-          days: z.coerce.number().int().min(1).max(90).default(7).openapi({ description: 'Days back' }),
+          days: queryNumber('days', (n) => n.int().min(1).max(90))
+            .default(7)
+            .openapi({ description: 'Days back' }),
         }),
       },
       responses: getResponses(z.object({ days: z.array(DailyRowSchema) }), 'Newest day first'),
@@ -73,7 +105,9 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       summary: 'The latest stored predictions, with their actual delay when known',
       request: {
         query: z.object({
-          limit: z.coerce.number().int().min(1).max(500).default(50).openapi({ description: 'At most' }),
+          limit: queryNumber('limit', (n) => n.int().min(1).max(500))
+            .default(50)
+            .openapi({ description: 'At most' }),
         }),
       },
       responses: getResponses(z.object({ predictions: z.array(StoredPredictionSchema) }), 'Newest first'),
@@ -91,10 +125,7 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       summary: 'Predictions of the last 7 days whose absolute error exceeds threshold_mae minutes',
       request: {
         query: z.object({
-          threshold_mae: z.coerce
-            .number()
-            .min(0)
-            .max(1440)
+          threshold_mae: queryNumber('threshold_mae', (n) => n.min(0).max(1440))
             .default(5)
             .openapi({ description: 'Absolute error above which a prediction is listed, minutes' }),
         }),
