@@ -31,7 +31,6 @@ export interface AppDeps {
   metrics: ServiceMetrics;
   logger: Logger;
   limits: { bodyLimitBytes: number; batchMaxBookings: number };
-  mlTimeoutMs: number;
   tracer: Tracer;
   drift?: DriftMonitor;
   /** Where served predictions are kept; without it nothing is stored (tests, benchmarks). */

@@ -1,13 +1,16 @@
+import type { ChildProcess } from 'node:child_process';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { afterEach, describe, expect, it } from 'vitest';
-import { predictions } from '../../db/schema.js';
+import { feedback as feedbackTable, predictions } from '../../db/schema.js';
 import { SEGMENT_NAMES } from '../domain/segments.js';
 import { FEATURE_NAMES } from '../features/booking-features.js';
 import type { Database } from '../storage/database.js';
 import type { PredictionRow } from '../storage/prediction-log.js';
 import { createServiceMetrics, initializeCounters } from '../telemetry/service-metrics.js';
-import { freshPglite } from '../test-support/databases.js';
-import { silentLogger, testMetrics } from '../test-support/harness.js';
+import { freshPglite, freshPostgres, postgresAvailable } from '../test-support/databases.js';
+import { eventually, flagsFile, silentLogger, tempDir, testMetrics } from '../test-support/harness.js';
+import { monitoringBinaries, promQuery, startPrometheus } from '../test-support/monitoring.js';
+import { startService, waitForReady } from '../test-support/process.js';
 import { createFeedbackService } from './feedback-service.js';
 
 const open: Database[] = [];
@@ -103,6 +106,122 @@ describe('feedback by segment', () => {
     ];
     expect(series.sort()).toEqual(expected.sort());
   });
+});
+
+describe('late feedback', () => {
+  it('stores feedback for a prediction older than the live horizon, counts it as late, and leaves the live counters alone', async () => {
+    const d = await freshPglite();
+    open.push(d);
+    const { metrics, value } = testMetrics();
+    initializeCounters(metrics, ['gbt-v1']);
+    const day = 86_400_000;
+    await d.db.insert(predictions).values([
+      // 20 days ago, by a version no longer served, 20 minutes off where the rules were right.
+      served('retired', {
+        predictedAt: new Date(Date.now() - 20 * day),
+        modelVersion: 'gbt-v0',
+        variant: 'gbt-v0',
+      }),
+      served('heuristic-old', {
+        predictedAt: new Date(Date.now() - 3 * day),
+        source: 'heuristic',
+        variant: 'heuristic',
+        modelVersion: null,
+      }),
+      served('fresh', { predictedAt: new Date(Date.now() - 3600_000) }),
+    ]);
+    const feedback = createFeedbackService({
+      db: d.db,
+      metrics,
+      logger: silentLogger,
+      liveHorizonMs: 2 * day,
+    });
+    const results = await feedback.submit([
+      { booking_id: 'retired', actual_delay_minutes: 30 },
+      { booking_id: 'heuristic-old', actual_delay_minutes: 4 },
+      { booking_id: 'fresh', actual_delay_minutes: 12 },
+    ]);
+    expect(results.map((r) => r.outcome)).toEqual(['recorded', 'recorded', 'recorded']);
+    const stored = await d.db.select({ id: feedbackTable.bookingId }).from(feedbackTable);
+    expect(stored.map((r) => r.id).sort()).toEqual(['fresh', 'heuristic-old', 'retired']);
+
+    expect(await value('delay.feedback.late', { model_version: 'gbt-v0' })).toBe(1);
+    expect(await value('delay.feedback.late', { model_version: 'none' })).toBe(1);
+    expect(await value('delay.feedback.late', { model_version: 'gbt-v1' })).toBe(0);
+    // Only the fresh booking reaches what the rollback rules read.
+    expect(await value('delay.feedback.scored')).toBe(2);
+    expect(await value('delay.feedback.scored', { arm: 'ml', model_version: 'gbt-v1' })).toBe(1);
+    expect(await value('delay.feedback.scored', { model_version: 'gbt-v0' })).toBe(0);
+    expect(await value('delay.feedback.absolute_error', { model_version: 'gbt-v0' })).toBe(0);
+    expect(await value('delay.feedback.paired_difference_squared', { model_version: 'gbt-v0' })).toBe(0);
+    expect(await value('delay.feedback.segment.scored', { model_version: 'gbt-v0' })).toBe(0);
+    expect(await value('delay.feedback.scored', { arm: 'heuristic' })).toBe(0);
+    expect(await value('delay.feedback.events', { outcome: 'recorded' })).toBe(3);
+  }, 120_000);
+});
+
+const hasPostgres = await postgresAvailable();
+const hasPrometheus = monitoringBinaries('prometheus');
+
+describe.skipIf(!hasPostgres || !hasPrometheus)('late feedback under a real Prometheus', () => {
+  it('never fires a rollback alert from feedback on 20-day-old predictions; the same feedback on fresh ones does', async () => {
+    const database = await freshPostgres();
+    const service = await startService({
+      DATABASE_URL: database.url,
+      FLAGS_FILE: flagsFile({ mlWeight: 100 }, tempDir('delay-late-feedback-')),
+    });
+    let prometheus: ChildProcess | undefined;
+    try {
+      await waitForReady(service);
+      const started = await startPrometheus({ metricsPorts: [service.metricsPort] });
+      prometheus = started.process;
+      const query = (expr: string) => promQuery(started.url, expr).catch(() => []);
+      const until = async (expr: string, timeoutMs = 30_000) =>
+        eventually(
+          () => query(expr),
+          (r) => r.length > 0,
+          timeoutMs,
+        );
+      // Prometheus must have seen the counters at 0 before the first feedback.
+      await until('delay_feedback_scored_total{arm="ml",model_version="gbt-v1"} == 0');
+
+      // ML 20 min late on every booking where the rules were right within a few minutes: what the paired rules
+      // roll back for, when it is the serving model's feedback.
+      const lateByTwenty = (id: string, predictedAt: Date, i: number) =>
+        served(id, { predictedAt, delayMinutes: 30, shadowHeuristicDelay: 10 + (i % 5) });
+      const post = (ids: string[]) =>
+        fetch(`http://127.0.0.1:${service.port}/v1/feedback/batch`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            feedback: ids.map((booking_id) => ({ booking_id, actual_delay_minutes: 10 })),
+          }),
+        }).then(async (r) => ((await r.json()) as { results: { outcome: string }[] }).results);
+      const old = Array.from({ length: 60 }, (_, i) => `old-${i}`);
+      await database.db
+        .insert(predictions)
+        .values(old.map((id, i) => lateByTwenty(id, new Date(Date.now() - 20 * 86_400_000), i)));
+      expect((await post(old)).every((r) => r.outcome === 'recorded')).toBe(true);
+
+      await until('sum(delay_feedback_events_total{outcome="recorded"}) == 60');
+      // Rules evaluate every second: several rounds over the scrape that holds the late feedback.
+      await new Promise((r) => setTimeout(r, 5000));
+      expect(await query('ALERTS{rollback="true"}')).toEqual([]);
+      expect(await query('sum(delay_feedback_scored_total) > 0')).toEqual([]);
+      expect(await query('delay_feedback_late_total{model_version="gbt-v1"} == 60')).toHaveLength(1);
+
+      const fresh = Array.from({ length: 60 }, (_, i) => `fresh-${i}`);
+      await database.db.insert(predictions).values(fresh.map((id, i) => lateByTwenty(id, new Date(), i)));
+      expect((await post(fresh)).every((r) => r.outcome === 'recorded')).toBe(true);
+      await until(
+        'ALERTS{alertname="DelayModelLosingToRulesFast",alertstate="firing",model_version="gbt-v1"}',
+      );
+    } finally {
+      prometheus?.kill('SIGTERM');
+      await service.stop('SIGTERM');
+      await database.close();
+    }
+  }, 120_000);
 });
 
 class CollectingReader extends MetricReader {

@@ -1,4 +1,4 @@
-import { and, eq, inArray, ne, sql } from 'drizzle-orm';
+import { inArray, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { feedback, predictions } from '../../db/schema.js';
 import { type SegmentName, segmentsOf } from '../features/segments.js';
@@ -22,20 +22,47 @@ export interface FeedbackResult {
 }
 
 /**
+ * A batch rolled back by a deadlock, a serialization failure or a concurrent first value is tried this often:
+ * each retry follows a competitor's commit, so concurrent batches of the same new bookings settle in as many.
+ */
+const MAX_ATTEMPTS = 5;
+/** Another transaction stored the first value of a booking this batch meant to record: the batch is read again. */
+class FirstValueRace extends Error {}
+/** Deadlock detected, serialization failure: SQLSTATE, on the driver's error or on drizzle's wrapper. */
+function retryable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code ?? (err as { cause?: { code?: unknown } }).cause?.code;
+  return code === '40P01' || code === '40001';
+}
+
+/** Feedback for a prediction older than this is stored and reported, not scored into the live counters. */
+export const DEFAULT_LIVE_HORIZON_MS = 48 * 3600_000;
+
+export interface FeedbackServiceOptions {
+  db: Db;
+  metrics: ServiceMetrics;
+  logger: Logger;
+  /**
+   * The live counters (the rollback rules' input) judge the model serving now: feedback whose prediction was
+   * served longer ago than this (a retired version, a replay of old trips) goes to the reports only.
+   */
+  liveHorizonMs?: number;
+  now?: () => number;
+}
+
+/**
  * Actual delays, one per booking. The first value of a booking is scored into the error counters (per arm:
- * the source that served it, and the heuristic's shadow answer for ML-served bookings); a repeat changes
- * nothing; a correction replaces the stored value, which the reports use, and is counted as a correction,
- * so each booking weighs once in the counters.
+ * the source that served it, and the heuristic's shadow answer for ML-served bookings) when its prediction is
+ * within the live horizon, else counted as late; a repeat changes nothing; a correction replaces the stored
+ * value, which the reports use, and is counted as a correction, so each booking weighs once in the counters.
+ * A batch is one transaction: its counters move once it is committed, so a failed batch leaves no trace.
  */
 export function createFeedbackService({
   db,
   metrics,
   logger,
-}: {
-  db: Db;
-  metrics: ServiceMetrics;
-  logger: Logger;
-}) {
+  liveHorizonMs = DEFAULT_LIVE_HORIZON_MS,
+  now = Date.now,
+}: FeedbackServiceOptions) {
   const log = logger.child({ component: 'feedback' });
 
   function score(
@@ -65,83 +92,159 @@ export function createFeedbackService({
     metrics.feedbackActualSquared.add(actual * actual, labels);
   }
 
+  interface Served {
+    source: string;
+    modelVersion: string | null;
+    predictedAt: Date;
+    delay: number;
+    low: number;
+    high: number;
+    shadow: number;
+    features: number[];
+  }
+
+  /** A first value of a booking: into the live counters, or counted as late. */
+  function scoreRecorded(prediction: Served, actual: number) {
+    const model_version = prediction.modelVersion ?? 'none';
+    if (now() - prediction.predictedAt.getTime() > liveHorizonMs) {
+      metrics.feedbackLate.add(1, { model_version });
+      return;
+    }
+    // Segments from the vector as served, the served delay as the reference (features/segments.ts): the same
+    // bookings in a segment for the served arm and its shadow.
+    const segments = segmentsOf({ vector: prediction.features, referenceDelay: prediction.delay });
+    score(prediction.source as FeedbackArm, model_version, segments, prediction.delay, actual, prediction);
+    if (prediction.source === 'ml') {
+      score('heuristic_shadow', model_version, segments, prediction.shadow, actual);
+      // The paired difference's spread: how sure the rules can be that ML loses to its shadow.
+      const paired = Math.abs(prediction.delay - actual) - Math.abs(prediction.shadow - actual);
+      metrics.feedbackPairedDifferenceSquared.add(paired * paired, { model_version });
+    }
+  }
+
+  /**
+   * One batch, in one transaction: the stored values are read and locked, each item's outcome follows from them
+   * and from the items before it, then the new bookings are inserted and the corrected ones updated in one
+   * statement each (the report rollups' triggers run once per statement).
+   */
+  async function apply(tx: Db, items: FeedbackItem[]) {
+    const ids = [...new Set(items.map((i) => i.booking_id))];
+    // The first prediction served for a booking is the one its feedback scores: a later post of the same id (by
+    // anyone, where predictions are open) cannot replace what the error counters judge.
+    const served = await tx
+      .selectDistinctOn([predictions.bookingId], {
+        bookingId: predictions.bookingId,
+        source: predictions.source,
+        modelVersion: predictions.modelVersion,
+        predictedAt: predictions.predictedAt,
+        delay: predictions.delayMinutes,
+        low: predictions.intervalLow,
+        high: predictions.intervalHigh,
+        shadow: predictions.shadowHeuristicDelay,
+        features: predictions.features,
+      })
+      .from(predictions)
+      .where(inArray(predictions.bookingId, ids))
+      .orderBy(predictions.bookingId, predictions.predictedAt, predictions.id);
+    const servedBy = new Map(served.map((p) => [p.bookingId, p]));
+    const stored = await tx
+      .select({ bookingId: feedback.bookingId, actual: feedback.actualDelayMinutes })
+      .from(feedback)
+      .where(inArray(feedback.bookingId, ids))
+      .orderBy(feedback.bookingId)
+      .for('update');
+    const storedValue = new Map(stored.map((f) => [f.bookingId, f.actual]));
+
+    interface Write {
+      value: number;
+      observedAt: Date | null;
+      revisions: number;
+    }
+    const inserts = new Map<string, Write>();
+    const updates = new Map<string, Write>();
+    const results: FeedbackResult[] = [];
+    const recorded: { prediction: Served; actual: number }[] = [];
+    for (const item of items) {
+      const id = item.booking_id;
+      const prediction = servedBy.get(id);
+      if (!prediction) {
+        results.push({ booking_id: id, outcome: 'unknown_booking' });
+        continue;
+      }
+      const value = item.actual_delay_minutes;
+      const observedAt = item.observed_at ? new Date(item.observed_at) : null;
+      const written = inserts.get(id) ?? updates.get(id);
+      const current = written ? written.value : storedValue.get(id);
+      let outcome: FeedbackOutcome;
+      if (current === undefined) {
+        outcome = 'recorded';
+        inserts.set(id, { value, observedAt, revisions: 0 });
+        recorded.push({ prediction, actual: value });
+      } else if (current === value) {
+        outcome = 'unchanged';
+      } else {
+        outcome = 'corrected';
+        (inserts.has(id) ? inserts : updates).set(id, {
+          value,
+          observedAt,
+          revisions: (written?.revisions ?? 0) + 1,
+        });
+      }
+      results.push({ booking_id: id, outcome });
+    }
+
+    const byId = (writes: Map<string, Write>) => [...writes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    if (inserts.size > 0) {
+      const inserted = await tx
+        .insert(feedback)
+        .values(
+          byId(inserts).map(([bookingId, w]) => ({
+            bookingId,
+            actualDelayMinutes: w.value,
+            observedAt: w.observedAt,
+            revisions: w.revisions,
+          })),
+        )
+        .onConflictDoNothing()
+        .returning({ bookingId: feedback.bookingId });
+      if (inserted.length < inserts.size) throw new FirstValueRace();
+    }
+    if (updates.size > 0) {
+      const rows = byId(updates).map(
+        ([bookingId, w]) =>
+          sql`(${bookingId}, ${w.value}::double precision, ${w.observedAt?.toISOString() ?? null}::timestamptz, ${w.revisions}::integer)`,
+      );
+      await tx.execute(sql`
+        update ${feedback} set
+          actual_delay_minutes = v.actual, observed_at = v.observed_at, updated_at = now(),
+          revisions = ${feedback.revisions} + v.revisions
+        from (values ${sql.join(rows, sql`, `)}) as v(booking_id, actual, observed_at, revisions)
+        where ${feedback.bookingId} = v.booking_id`);
+    }
+    return { results, recorded };
+  }
+
   return {
     async submit(items: FeedbackItem[]): Promise<FeedbackResult[]> {
-      const ids = [...new Set(items.map((i) => i.booking_id))];
-      // The first prediction served for a booking is the one its feedback scores: a later post of the same id
-      // (by anyone, where predictions are open) cannot replace what the error counters judge.
-      const served = await db
-        .selectDistinctOn([predictions.bookingId], {
-          bookingId: predictions.bookingId,
-          source: predictions.source,
-          modelVersion: predictions.modelVersion,
-          delay: predictions.delayMinutes,
-          low: predictions.intervalLow,
-          high: predictions.intervalHigh,
-          shadow: predictions.shadowHeuristicDelay,
-          features: predictions.features,
-        })
-        .from(predictions)
-        .where(inArray(predictions.bookingId, ids))
-        .orderBy(predictions.bookingId, predictions.predictedAt, predictions.id);
-      const servedBy = new Map(served.map((p) => [p.bookingId, p]));
-
-      const results: FeedbackResult[] = [];
-      for (const item of items) {
-        const prediction = servedBy.get(item.booking_id);
-        if (!prediction) {
-          results.push({ booking_id: item.booking_id, outcome: 'unknown_booking' });
-          continue;
+      let attempt = 1;
+      let applied: Awaited<ReturnType<typeof apply>>;
+      for (;;) {
+        try {
+          applied = await db.transaction((tx) => apply(tx, items));
+          break;
+        } catch (err) {
+          // Concurrent batches of the same bookings or hours: the loser of a deadlock or of a first value is
+          // rolled back whole and tried again, reading what the winner stored.
+          if (attempt >= MAX_ATTEMPTS || !(err instanceof FirstValueRace || retryable(err))) throw err;
+          attempt += 1;
         }
-        const observedAt = item.observed_at ? new Date(item.observed_at) : null;
-        const inserted = await db
-          .insert(feedback)
-          .values({ bookingId: item.booking_id, actualDelayMinutes: item.actual_delay_minutes, observedAt })
-          .onConflictDoNothing()
-          .returning({ bookingId: feedback.bookingId });
-        let outcome: FeedbackOutcome;
-        if (inserted.length === 1) {
-          outcome = 'recorded';
-          const actual = item.actual_delay_minutes;
-          // Segments from the vector as served, the served delay as the reference (features/segments.ts): the
-          // same bookings in a segment for the served arm and its shadow.
-          const segments = segmentsOf({ vector: prediction.features, referenceDelay: prediction.delay });
-          score(
-            prediction.source as FeedbackArm,
-            prediction.modelVersion ?? 'none',
-            segments,
-            prediction.delay,
-            actual,
-            prediction,
-          );
-          if (prediction.source === 'ml') {
-            const model_version = prediction.modelVersion ?? 'none';
-            score('heuristic_shadow', model_version, segments, prediction.shadow, actual);
-            // The paired difference's spread: how sure the rules can be that ML loses to its shadow.
-            const paired = Math.abs(prediction.delay - actual) - Math.abs(prediction.shadow - actual);
-            metrics.feedbackPairedDifferenceSquared.add(paired * paired, { model_version });
-          }
-        } else {
-          const updated = await db
-            .update(feedback)
-            .set({
-              actualDelayMinutes: item.actual_delay_minutes,
-              observedAt,
-              updatedAt: new Date(),
-              revisions: sql`${feedback.revisions} + 1`,
-            })
-            .where(
-              and(
-                eq(feedback.bookingId, item.booking_id),
-                ne(feedback.actualDelayMinutes, item.actual_delay_minutes),
-              ),
-            )
-            .returning({ bookingId: feedback.bookingId });
-          outcome = updated.length === 1 ? 'corrected' : 'unchanged';
-          if (outcome === 'corrected') log.info({ booking_count: 1 }, 'feedback corrected');
-        }
+      }
+      const { results, recorded } = applied;
+      for (const { prediction, actual } of recorded) scoreRecorded(prediction, actual);
+      for (const { outcome } of results) {
+        if (outcome === 'unknown_booking') continue;
         metrics.feedbackEvents.add(1, { outcome });
-        results.push({ booking_id: item.booking_id, outcome });
+        if (outcome === 'corrected') log.info({ booking_count: 1 }, 'feedback corrected');
       }
       return results;
     },

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { FEATURE_NAMES } from '../features/booking-features.js';
 import { tempDir, testMetrics } from '../test-support/harness.js';
 import { expectParity } from '../test-support/parity.js';
-import { loadOnnxModel } from './onnx-model.js';
+import { loadOnnxModel, ModelTimeoutError } from './onnx-model.js';
 
 describe('the committed model gbt-v1', () => {
   it('answers like the trainer on 1,000 rows, within 1e-4', async () => {
@@ -91,6 +91,46 @@ describe('concurrent predictions', () => {
       status: 'fulfilled',
       value: [{ contributing_factors: scored[1]?.contributing_factors }],
     });
+  });
+});
+
+describe('scheduling and timing inference', () => {
+  it('scores a single prediction before the rows of a large batch waiting with it', async () => {
+    const { metrics, value } = testMetrics();
+    const model = await loadOnnxModel('models', 'gbt-v1', { inferenceRows: metrics.inferenceRows });
+    const { fixture } = await expectParity('models', 'gbt-v1');
+    const row = (i: number) => fixture.features[i % fixture.features.length] as number[];
+    const settled: string[] = [];
+    const large = model
+      .predict(Array.from({ length: 3000 }, (_, i) => row(i)))
+      .then(() => settled.push('batch of 3,000'));
+    const single = model.predict([row(7)]).then(() => settled.push('single'));
+    await Promise.all([large, single]);
+    expect(settled).toEqual(['single', 'batch of 3,000']);
+    // Calls of 250 rows at most: the single rides in the first, with 249 rows of the batch.
+    expect(await value('delay.models.inference_rows', { model_version: 'gbt-v1' })).toBe(13);
+  });
+
+  it("rejects with ModelTimeoutError when the model's own call is slower than its timeout", async () => {
+    // A call of 250 rows takes some 6 ms of CPU: over a 1 ms timeout, however busy the machine.
+    const model = await loadOnnxModel('models', 'gbt-v1', { timeoutMs: 1 });
+    const { fixture } = await expectParity('models', 'gbt-v1');
+    const failed = await model.predict(fixture.features).catch((err: unknown) => err);
+    expect(failed).toBeInstanceOf(ModelTimeoutError);
+    expect(failed).toMatchObject({ modelVersion: 'gbt-v1', timeoutMs: 1 });
+    expect((failed as ModelTimeoutError).inferenceMs).toBeGreaterThan(1);
+  });
+
+  it('leaves out of its clock the time rows wait for the event loop before the model starts', async () => {
+    const model = await loadOnnxModel('models', 'gbt-v1', { timeoutMs: 100 });
+    const { fixture } = await expectParity('models', 'gbt-v1');
+    const answered = model.predict([fixture.features[0] as number[]]);
+    // 300 ms of other work between the call and the model's turn.
+    const until = performance.now() + 300;
+    while (performance.now() < until) {
+      // the event loop is held
+    }
+    await expect(answered).resolves.toHaveLength(1);
   });
 });
 

@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Histogram } from '@opentelemetry/api';
-import DataLoader from 'dataloader';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { z } from 'zod';
 import { type ContributingFactor, floorFactor, type PointEstimate } from '../domain/estimate.js';
@@ -47,8 +46,35 @@ const ModelCardSchema = z.object({
 });
 export type ModelCard = z.infer<typeof ModelCardSchema>;
 
-/** Rows in one ONNX Runtime call at most when concurrent predictions are coalesced; larger batches split. */
-const MAX_ROWS_PER_CALL = 1000;
+/**
+ * Rows in one ONNX Runtime call at most when concurrent predictions are coalesced; larger batches split. A call
+ * holds the event loop: 250 rows take about 6 ms, at the same cost per row as calls of 1,000 (25 µs of CPU per
+ * row on a 2-core development machine), so requests are answered between the calls of a large batch.
+ */
+const MAX_ROWS_PER_CALL = 250;
+/**
+ * Predictions of at most this many rows (a single booking, a small batch) are scored before the rows of larger
+ * ones waiting with them: a batch of 1,000 costs a single prediction one call, never a queue of them.
+ */
+const SMALL_CALL_ROWS = 16;
+
+/**
+ * The model itself was slow: a call of ONNX Runtime serving the prediction took longer than the timeout. Only the
+ * model's own time counts: the CPU time of the call and of reading its outputs, on the thread that runs them. The
+ * time its rows waited behind other requests, or for a CPU other processes held, is load, not the model.
+ */
+export class ModelTimeoutError extends Error {
+  constructor(
+    readonly modelVersion: string,
+    readonly inferenceMs: number,
+    readonly timeoutMs: number,
+  ) {
+    super(
+      `${modelVersion} took ${Math.round(inferenceMs)} ms of CPU to score its rows, over the ${timeoutMs} ms timeout`,
+    );
+    this.name = 'ModelTimeoutError';
+  }
+}
 
 /** How many of a prediction's contributions the API returns, largest first. */
 export const TOP_CONTRIBUTIONS = 5;
@@ -78,8 +104,8 @@ export function readableFactor(index: number, value: number, minutes: number) {
 
 /**
  * One model version: its card and one ONNX Runtime session, created once with a single intra-op thread
- * (the service scales by processes, not by threads inside one prediction). One `run` scores a whole batch,
- * and `predict` calls made in the same turn of the event loop share one `run`.
+ * (the service scales by processes, not by threads inside one prediction). `predict` calls waiting together
+ * share a `run` of up to 250 rows, small ones first; a larger batch takes several.
  */
 export interface OnnxModel extends ModelPredictor {
   card: ModelCard;
@@ -90,12 +116,17 @@ export interface OnnxModel extends ModelPredictor {
 export interface OnnxModelOptions {
   /** Records the rows of each ONNX Runtime call (`delay_models_inference_rows`). */
   inferenceRows?: Histogram;
+  /**
+   * `predict` rejects with ModelTimeoutError when a call scoring its rows took more CPU time than this
+   * (ML_TIMEOUT_MS). The call is synchronous: the answer is there, but a model this slow holds every request.
+   */
+  timeoutMs?: number;
 }
 
 export async function loadOnnxModel(
   dir: string,
   version: string,
-  { inferenceRows }: OnnxModelOptions = {},
+  { inferenceRows, timeoutMs = Number.POSITIVE_INFINITY }: OnnxModelOptions = {},
 ): Promise<OnnxModel> {
   const cardPath = join(dir, `${version}.json`);
   const card = ModelCardSchema.parse(JSON.parse(await readFile(cardPath, 'utf8')));
@@ -115,8 +146,19 @@ export async function loadOnnxModel(
   const width = FEATURE_NAMES.length;
 
   const attributes = { model_version: version };
-  async function score(rows: Float32Array, n: number): Promise<ScoredRow[]> {
+  /**
+   * Scores `n` rows, and says how long the model took: the thread's CPU time from the moment ONNX Runtime starts
+   * to the last row read.
+   */
+  async function timedScore(rows: Float32Array, n: number) {
     inferenceRows?.record(n, attributes);
+    // ONNX Runtime runs the graph synchronously (one intra-op thread: this one) in an immediate it queues inside
+    // `run`: one queued just before it runs just before it, so the clock starts with the model, not with the
+    // event loop's work before it.
+    let began = process.threadCpuUsage();
+    setImmediate(() => {
+      began = process.threadCpuUsage();
+    });
     const out = await session.run({ features: new Tensor('float32', rows, [n, width]) });
     const [delay, low, high, contributions] = (['delay', 'low', 'high', 'contributions'] as const).map(
       (name) => (out[name] as Tensor).data as Float32Array,
@@ -146,36 +188,112 @@ export async function loadOnnxModel(
         contributing_factors: factors,
       });
     }
-    return scored;
+    const used = process.threadCpuUsage(began);
+    return { scored, inferenceMs: (used.user + used.system) / 1000 };
   }
 
   // Scoring concurrent requests' rows in one call took a bare handler from about 15,000 to 30,000 requests/s
-  // (docs/performance.md). A failed run fails every prediction that shared it; a vector of the wrong width
-  // fails alone instead of shifting its neighbours' rows.
-  const coalesced = new DataLoader<number[], ScoredRow>(
-    async (vectors) => {
-      const valid = vectors.filter((vector) => vector.length === width);
-      const rows = new Float32Array(valid.length * width);
-      valid.forEach((vector, i) => {
-        rows.set(vector, i * width);
+  // (docs/performance.md). Calls run one at a time, each in its own turn of the event loop, so requests are read
+  // and answered between them; small predictions go first. A failed run fails every prediction that shared it.
+  interface Call {
+    scored: ScoredRow[];
+    left: number;
+    done: boolean;
+    slowestMs: number;
+    resolve: (rows: ScoredRow[]) => void;
+    reject: (err: Error) => void;
+  }
+  interface Waiting {
+    vector: number[];
+    call: Call;
+    index: number;
+  }
+  const small: Waiting[] = [];
+  const large: Waiting[] = [];
+  /** A call is queued or running: the next one is scheduled when it ends. */
+  let scheduled = false;
+
+  /** Scores the next rows waiting, small predictions first; the call after it is scheduled once it is done. */
+  function next() {
+    const taken = small.splice(0, MAX_ROWS_PER_CALL);
+    taken.push(...large.splice(0, MAX_ROWS_PER_CALL - taken.length));
+    const rows = new Float32Array(taken.length * width);
+    taken.forEach(({ vector }, i) => {
+      rows.set(vector, i * width);
+    });
+    const calls = new Set(taken.map((w) => w.call));
+    const settle = (call: Call, outcome: ScoredRow[] | Error) => {
+      call.done = true;
+      if (outcome instanceof Error) call.reject(outcome);
+      else call.resolve(outcome);
+    };
+    timedScore(rows, taken.length)
+      .then(
+        ({ scored, inferenceMs }) => {
+          taken.forEach(({ call, index }, i) => {
+            call.scored[index] = scored[i] as ScoredRow;
+            call.left -= 1;
+            call.slowestMs = Math.max(call.slowestMs, inferenceMs);
+          });
+          for (const call of calls) {
+            if (call.left > 0) continue;
+            settle(
+              call,
+              call.slowestMs > timeoutMs
+                ? new ModelTimeoutError(version, call.slowestMs, timeoutMs)
+                : call.scored,
+            );
+          }
+        },
+        (err: Error) => {
+          for (const call of calls) settle(call, err);
+        },
+      )
+      .finally(() => {
+        scheduled = false;
+        // Rows of a prediction that already failed are not scored.
+        for (const lane of [small, large]) {
+          const live = lane.filter((w) => !w.call.done);
+          lane.splice(0, lane.length, ...live);
+        }
+        if (small.length + large.length > 0) schedule();
       });
-      const scored = valid.length > 0 ? await score(rows, valid.length) : [];
-      let next = 0;
-      return vectors.map((vector) =>
-        vector.length === width
-          ? (scored[next++] as ScoredRow)
-          : new Error(`${version} expects ${width} features per row, got ${vector.length}`),
-      );
-    },
-    { cache: false, maxBatchSize: MAX_ROWS_PER_CALL, batchScheduleFn: (run) => setImmediate(run) },
-  );
+  }
+  function schedule() {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(next);
+  }
+
+  function predict(vectors: number[][]): Promise<ScoredRow[]> {
+    // A vector of the wrong width fails its own prediction, never shifting its neighbours' rows.
+    const wrong = vectors.find((vector) => vector.length !== width);
+    if (wrong)
+      return Promise.reject(new Error(`${version} expects ${width} features per row, got ${wrong.length}`));
+    if (vectors.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      const call: Call = {
+        scored: new Array(vectors.length),
+        left: vectors.length,
+        done: false,
+        slowestMs: 0,
+        resolve,
+        reject,
+      };
+      const lane = vectors.length <= SMALL_CALL_ROWS ? small : large;
+      vectors.forEach((vector, index) => {
+        lane.push({ vector, call, index });
+      });
+      schedule();
+    });
+  }
 
   return {
     version,
     card,
     ...(card.drift ? { driftBaseline: { model_version: version, features: card.drift.features } } : {}),
     ...(card.shadow_baseline ? { shadowBaseline: card.shadow_baseline } : {}),
-    score,
-    predict: (vectors: number[][]) => Promise.all(vectors.map((vector) => coalesced.load(vector))),
+    score: async (rows, n) => (await timedScore(rows, n)).scored,
+    predict,
   };
 }

@@ -1,6 +1,5 @@
 import { type Tracer, trace } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import { TIMED_OUT, withTimeout } from '../async/with-timeout.js';
 import type { Booking } from '../domain/booking.js';
 import type { FallbackReason, PointEstimate } from '../domain/estimate.js';
 import { HEURISTIC_VARIANT } from '../domain/flags.js';
@@ -10,6 +9,7 @@ import { bookingFeatures, featureVector } from '../features/booking-features.js'
 import { expectedShadowGap } from '../features/moments.js';
 import type { FlagService, VariantAssignment } from '../flags/flag-service.js';
 import type { ModelRegistry } from '../models/model-registry.js';
+import { ModelTimeoutError } from '../models/onnx-model.js';
 import { heuristicEstimate } from '../predictors/heuristic.js';
 import { confidenceOf, riskLevelOf } from '../predictors/risk.js';
 import type { PredictionLog } from '../storage/prediction-log.js';
@@ -30,8 +30,6 @@ export class MlUnavailableError extends Error {
 }
 
 export interface PredictionServiceDeps {
-  /** An ML call slower than this falls back to the heuristic with reason model_timeout. */
-  mlTimeoutMs: number;
   flags: FlagService;
   models: ModelRegistry;
   tracer: Tracer;
@@ -55,6 +53,9 @@ interface Routed {
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
+/** Flag evaluations of a batch between two turns of the event loop. */
+const EVALUATIONS_PER_TURN = 100;
+
 const DISABLED_WEATHER: WeatherLookup = { source: 'disabled', conditions: null };
 
 interface RecordContext {
@@ -71,25 +72,32 @@ export function createPredictionService({
   weather,
   metrics,
   logger,
-  mlTimeoutMs,
   predictionLog,
   tracer,
   drift,
 }: PredictionServiceDeps) {
   const log = logger.child({ component: 'predictions' });
 
-  /** Step 1: the delay-model flag's variant for each booking (its id is the fractional split's key). */
+  /**
+   * Step 1: the delay-model flag's variant for each booking (its id is the fractional split's key). A batch's
+   * evaluations run in groups with a turn of the event loop between them: 1,000 at once hold it for some 30 ms
+   * of promise callbacks, which every single prediction arriving meanwhile would wait for.
+   */
   const assign = (bookings: Booking[]) =>
-    inSpan(tracer, 'feature_flag.evaluation delay-model', { 'delay.bookings': bookings.length }, () =>
-      Promise.all(
-        bookings.map((b) =>
+    inSpan(tracer, 'feature_flag.evaluation delay-model', { 'delay.bookings': bookings.length }, async () => {
+      const assignments: VariantAssignment[] = [];
+      for (let from = 0; from < bookings.length; from += EVALUATIONS_PER_TURN) {
+        if (from > 0) await new Promise((resolve) => setImmediate(resolve));
+        const group = bookings.slice(from, from + EVALUATIONS_PER_TURN).map((b) =>
           flags.modelVariant(b.booking_id, {
             priority: b.priority ?? 'standard',
             ...(b.company_id ? { company_id: b.company_id } : {}),
           }),
-        ),
-      ),
-    );
+        );
+        assignments.push(...(await Promise.all(group)));
+      }
+      return assignments;
+    });
 
   /** Step 2: weather (when the flag asks for it), features and the model's input vectors, counted for drift. */
   async function enrich(bookings: Booking[]) {
@@ -110,7 +118,9 @@ export function createPredictionService({
 
   /**
    * Step 3: one model call per version for the bookings assigned to it; a failure or a timeout leaves them
-   * on the heuristic (or throws with the fallback flag off). Returns null or why the version failed.
+   * on the heuristic (or throws with the fallback flag off). Returns null or why the version failed. The model
+   * times itself (ModelTimeoutError, ML_TIMEOUT_MS): what the bookings waited for the event loop or for other
+   * requests' rows is load, not the model, and never a fallback that could roll it back.
    */
   async function scoreWithModel(
     version: string,
@@ -126,14 +136,8 @@ export function createPredictionService({
         tracer,
         'model.inference',
         { 'delay.model_version': version, 'delay.bookings': indexes.length },
-        () => withTimeout(found.model.predict(indexes.map((i) => vectors[i] as number[])), mlTimeoutMs),
+        () => found.model.predict(indexes.map((i) => vectors[i] as number[])),
       );
-      if (scored === TIMED_OUT) {
-        return {
-          reason: 'model_timeout' as const,
-          detail: `no answer from ${version} within ${mlTimeoutMs} ms`,
-        };
-      }
       // How far ML sits from the rules on the same bookings, and how far that is from what the card's holdout
       // shows for the same moment: a broken model shows before its feedback does (docs/adr/0007).
       const baseline = found.model.shadowBaseline;
@@ -166,7 +170,8 @@ export function createPredictionService({
       }
       return null;
     } catch (err) {
-      return { reason: 'model_error' as const, detail: (err as Error).message };
+      const reason = err instanceof ModelTimeoutError ? ('model_timeout' as const) : ('model_error' as const);
+      return { reason, detail: (err as Error).message };
     }
   }
 

@@ -25,6 +25,54 @@ const identifier = () =>
       'must not contain NUL or unpaired surrogates',
     );
 
+/**
+ * The offsets time zones use, UTC-12:00 (Baker Island) to UTC+14:00 (Line Islands): anything beyond is a typo or
+ * a unit error, not a place.
+ */
+export const UTC_OFFSET_RANGE_MINUTES = { min: -12 * 60, max: 14 * 60 } as const;
+/** Years Postgres parses and JavaScript prints with four digits: an instant outside them is refused, not a 500. */
+// Date.UTC reads years 0 to 99 as 1900 to 1999: the first year is set on a date instead.
+const FIRST_INSTANT_MS = new Date(0).setUTCFullYear(1, 0, 1);
+const LAST_INSTANT_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+const OFFSET_OF = /([+-])(\d{2}):(\d{2})$/;
+
+/**
+ * An RFC 3339 date-time with its UTC offset (`Z` or ±hh:mm; RFC 3339 allows `t` and `z` in lower case, kept
+ * upper case from here on). The offset is kept: the booking's local wall-clock time is read from it.
+ */
+const timestamp = () =>
+  z
+    .string()
+    .transform((s) => s.replace(/^(\d{4}-\d{2}-\d{2})t/, '$1T').replace(/z$/, 'Z'))
+    .pipe(
+      z.iso
+        .datetime({
+          offset: true,
+          error: 'must be an RFC 3339 date-time with a UTC offset, e.g. 2026-11-25T08:15:00+01:00',
+          abort: true,
+        })
+        .superRefine((s, ctx) => {
+          const offset = OFFSET_OF.exec(s);
+          const minutes = offset
+            ? (offset[1] === '-' ? -1 : 1) * (Number(offset[2]) * 60 + Number(offset[3]))
+            : 0;
+          if (minutes < UTC_OFFSET_RANGE_MINUTES.min || minutes > UTC_OFFSET_RANGE_MINUTES.max) {
+            ctx.addIssue({
+              code: 'custom',
+              message: `offset ${offset?.[0]} is beyond the offsets time zones use (-12:00 to +14:00)`,
+            });
+            return;
+          }
+          const at = Date.parse(s);
+          if (!(at >= FIRST_INSTANT_MS && at <= LAST_INSTANT_MS)) {
+            ctx.addIssue({
+              code: 'custom',
+              message: 'must fall in the years 0001 to 9999 once converted to UTC',
+            });
+          }
+        }),
+    );
+
 const Coordinates = z
   .object({
     lat: z.number().min(-90).max(90).openapi({ example: 48.8566 }),
@@ -38,8 +86,11 @@ const impliedKm = (b: { pickup: { lat: number; lon: number }; dropoff: { lat: nu
 export const BookingSchema = z
   .object({
     booking_id: identifier().openapi({ example: 'bk-2026-000123' }),
-    scheduled_at: z.iso.datetime({ offset: true }).openapi({
-      description: 'ISO 8601 with a UTC offset (Z or ±hh:mm)',
+    scheduled_at: timestamp().openapi({
+      type: 'string',
+      format: 'date-time',
+      description:
+        "RFC 3339 date-time with a UTC offset: `Z` or ±hh:mm between -12:00 and +14:00 (`t` and `z` may be lower case), in the years 0001 to 9999 once in UTC. Rush hour, the day of the week and the month are read in the offset sent, as the booking's local time: send the pickup's local time with its local offset. The same instant sent as 07:15Z and as 02:15-05:00 is predicted as a 07:15 booking and as a 02:15 booking.",
       example: '2026-11-25T08:15:00+01:00',
     }),
     pickup: Coordinates,
@@ -131,7 +182,13 @@ export const FeedbackSchema = z
       .min(-60)
       .max(1440)
       .openapi({ description: 'Minutes late; negative when early, down to -60. Over a day is refused.' }),
-    observed_at: z.iso.datetime({ offset: true }).optional(),
+    observed_at: timestamp().optional().openapi({
+      type: 'string',
+      format: 'date-time',
+      description:
+        'When the delay was observed: an RFC 3339 date-time as `scheduled_at` (offset -12:00 to +14:00, years 0001 to 9999 in UTC), stored as an instant.',
+      example: '2026-11-25T08:31:00+01:00',
+    }),
   })
   .openapi('Feedback');
 

@@ -18,10 +18,21 @@ type PredictionRow = typeof schema.predictions.$inferInsert;
 export interface Database {
   db: Db;
   kind: 'postgres' | 'pglite';
-  /** One multi-row insert of prediction rows: the prediction log's write. */
-  insertPredictions(rows: PredictionRow[]): Promise<void>;
+  /**
+   * One multi-row insert of prediction rows: the prediction log's write. On Postgres it ends within its
+   * statement timeout (SQLSTATE 57014 past it), and `signal` cancels it on the server: either way the rows are
+   * all written or none.
+   */
+  insertPredictions(rows: PredictionRow[], signal?: AbortSignal): Promise<void>;
   close(): Promise<void>;
 }
+
+/**
+ * What one write of the prediction log may take on Postgres, lock waits included: a batch of 2,000 rows takes
+ * tens of milliseconds; a table locked by another session would otherwise hold the write, and every row queued
+ * behind it, with no error to count.
+ */
+export const PREDICTION_WRITE_TIMEOUT_MS = 5000;
 
 /**
  * Postgres: one prepared `insert ... select from unnest(...)` with one array parameter per column. Against a
@@ -36,7 +47,8 @@ function unnestPredictionInsert(client: postgres.Sql) {
   const names = columns.map(([, c]) => c.name).join(', ');
   const arrays = columns.map(([, c], i) => `$${i + 1}::${c.getSQLType()}[]`).join(', ');
   const text = `insert into predictions (${names}) select * from unnest(${arrays})`;
-  return async (rows: PredictionRow[]) => {
+  return async (rows: PredictionRow[], signal?: AbortSignal) => {
+    signal?.throwIfAborted();
     const parameters = columns.map(([key]) =>
       client.array(
         rows.map((row) => {
@@ -51,7 +63,14 @@ function unnestPredictionInsert(client: postgres.Sql) {
         }) as postgres.SerializableParameter[],
       ),
     );
-    await client.unsafe(text, parameters, { prepare: true });
+    const query = client.unsafe(text, parameters, { prepare: true });
+    const cancel = () => void query.cancel();
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      await query;
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
   };
 }
 
@@ -85,17 +104,39 @@ async function lockDataDir(dataDir: string) {
  * Postgres through postgres-js when a URL is given, else PGlite in `dataDir`: the same schema and the same
  * drizzle-kit migrations, applied before anything else touches the database.
  */
-export async function openDatabase({ url, dataDir }: { url?: string; dataDir: string }): Promise<Database> {
+export async function openDatabase({
+  url,
+  dataDir,
+  predictionWriteTimeoutMs = PREDICTION_WRITE_TIMEOUT_MS,
+}: {
+  url?: string;
+  dataDir: string;
+  /** Postgres: the prediction log's statement timeout. */
+  predictionWriteTimeoutMs?: number;
+}): Promise<Database> {
   if (url) {
     // Short timeouts: the prediction log retries on its own, and a hung connection must not pile up work.
-    const client = postgres(url, { max: 4, connect_timeout: 3, idle_timeout: 30, onnotice: () => {} });
+    const options = { connect_timeout: 3, idle_timeout: 30, onnotice: () => {} };
+    const client = postgres(url, { ...options, max: 4 });
     const db = drizzlePostgres(client, { schema });
     await migratePostgres(db, { migrationsFolder });
+    // The log writes one batch at a time on a connection of its own, whose statements time out: a pool-wide
+    // timeout would also stop migrations and reports, which may rightly take longer.
+    const logClient = postgres(url, {
+      ...options,
+      max: 1,
+      connection: { statement_timeout: predictionWriteTimeoutMs, application_name: 'delay-prediction-log' },
+    });
+    // A client serializes arrays by the types it fetches on its first connection: before that, its first
+    // insert would send the text arrays malformed (22P02) and the rows would be set aside as refused.
+    await logClient`select 1`;
     return {
       db: db as unknown as Db,
       kind: 'postgres',
-      insertPredictions: unnestPredictionInsert(client),
-      close: () => client.end({ timeout: 2 }),
+      insertPredictions: unnestPredictionInsert(logClient),
+      close: async () => {
+        await Promise.all([client.end({ timeout: 2 }), logClient.end({ timeout: 2 })]);
+      },
     };
   }
   mkdirSync(dataDir, { recursive: true });

@@ -16,8 +16,11 @@ export type PredictionRow = typeof predictions.$inferInsert;
 const PREDICTION_INSERT_SUMMARY = 'INSERT predictions';
 
 export interface PredictionLogOptions {
-  /** One batch insert (`Database.insertPredictions`). */
-  insert: (rows: PredictionRow[]) => Promise<void>;
+  /**
+   * One batch insert (`Database.insertPredictions`): all rows written or none. `signal` cancels it (the drain's
+   * deadline); it must then settle promptly, so that no row is both written and counted as dropped.
+   */
+  insert: (rows: PredictionRow[], signal: AbortSignal) => Promise<void>;
   /**
    * postgres-js and PGlite have no OpenTelemetry instrumentation: each batch write gets its own database client
    * span (semantic conventions for database spans).
@@ -37,7 +40,10 @@ export interface PredictionLog {
   /** Never blocks and never throws: a full queue drops the rows and counts them. */
   enqueue(rows: PredictionRow[]): void;
   depth(): number;
-  /** Writes what is queued, up to the deadline; what is left is counted as dropped. */
+  /**
+   * Writes what is queued within `timeoutMs`: a write still running near the deadline is cancelled, and what is
+   * left is counted as dropped (shutdown) and logged before it returns.
+   */
   drain(timeoutMs: number): Promise<void>;
 }
 
@@ -78,6 +84,8 @@ export function createPredictionLog({
   let timer: NodeJS.Timeout | undefined;
   let writing: Promise<void> | undefined;
   let closed = false;
+  /** Aborted at the drain's deadline: cancels the write in flight, and no other starts. */
+  const stopping = new AbortController();
 
   metrics.predictionLogDepth.addCallback((r) => r.observe(queue.length));
   const dropped = (n: number, reason: PredictionDropReason) =>
@@ -88,7 +96,7 @@ export function createPredictionLog({
   /** Writes `rows`; rows the database refuses for what they hold are halved until each is set aside alone. */
   async function insertIsolating(rows: PredictionRow[]): Promise<void> {
     try {
-      await insert(rows);
+      await insert(rows, stopping.signal);
       settled += rows.length;
       metrics.predictionLogWritten.add(rows.length);
     } catch (err) {
@@ -137,6 +145,8 @@ export function createPredictionLog({
       return true;
     } catch (err) {
       queue = queue.slice(settled);
+      // Cancelled by the drain's deadline: its rows are counted there, with the rest.
+      if (stopping.signal.aborted) return false;
       failures += 1;
       metrics.predictionLogWriteErrors.add(1);
       if (failures === 1) log.error({ err: errorMessage(err) }, 'prediction log cannot write; retrying');
@@ -172,15 +182,36 @@ export function createPredictionLog({
     async drain(timeoutMs) {
       closed = true;
       clearTimeout(timer);
-      const deadline = Date.now() + timeoutMs;
-      await writing;
-      while (queue.length > 0 && Date.now() < deadline) {
-        if (!(await writeBatch())) await new Promise((r) => setTimeout(r, 100));
+      // The last part of the time is left for a cancelled write to settle: the server answers a cancel in
+      // milliseconds, so its rows are known to be written or not before they are counted.
+      const settleMs = Math.min(1000, timeoutMs / 2);
+      const cancelAt = setTimeout(() => stopping.abort(), timeoutMs - settleMs);
+      let giveUp: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'deadline'>((resolve) => {
+        giveUp = setTimeout(() => resolve('deadline'), timeoutMs);
+      });
+      let unsettled = false;
+      try {
+        if ((await Promise.race([writing, deadline])) === 'deadline') unsettled = true;
+        while (!unsettled && queue.length > 0 && !stopping.signal.aborted) {
+          const written = await Promise.race([writeBatch(), deadline]);
+          if (written === 'deadline') unsettled = true;
+          else if (!written) await Promise.race([new Promise((r) => setTimeout(r, 100)), deadline]);
+        }
+      } finally {
+        clearTimeout(cancelAt);
+        clearTimeout(giveUp);
       }
       if (queue.length > 0) {
-        dropped(queue.length, 'shutdown');
-        log.error({ dropped: queue.length }, 'prediction log: rows left unwritten at shutdown');
+        const left = queue.length;
         queue = [];
+        dropped(left, 'shutdown');
+        // A write the cancel did not settle (the server unreachable) may yet commit: its rows are counted with
+        // the rest, and the line says so.
+        log.error(
+          { dropped: left, ...(unsettled ? { write_unsettled: true } : {}) },
+          'prediction log: rows left unwritten at shutdown',
+        );
       }
     },
   };

@@ -7,6 +7,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { sql } from 'drizzle-orm';
 import pino from 'pino';
+import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
 import { FEATURE_NAMES } from '../features/booking-features.js';
@@ -482,6 +483,203 @@ describe.skipIf(!hasPostgres)('Postgres outage', () => {
     expect(await count(d, predictions)).toBe(51);
     expect(await m.value('delay.prediction_log.dropped')).toBe(0);
     await log.drain(1000);
+  }, 30_000);
+});
+
+describe.skipIf(!hasPostgres)('feedback batches on Postgres: all or nothing', () => {
+  async function withPredictions(ids: string[]) {
+    const d = await freshPostgres();
+    open.push(d);
+    await d.db.insert(predictions).values(ids.map((id) => row(id)));
+    return d;
+  }
+
+  it('refuses a timestamp Postgres cannot store with a 400 naming the item; nothing of the batch is stored', async () => {
+    const postgres = await freshPostgres();
+    open.push(postgres);
+    const t = await testService({ flags: { mlWeight: 0 }, env: { DATABASE_URL: postgres.url } });
+    open.push(t);
+    await postJson(t.app, '/v1/predictions/batch', {
+      bookings: ['a', 'b', 'c'].map((booking_id) => booking({ booking_id })),
+    });
+    await eventually(
+      () => count(t.database, predictions),
+      (n) => n === 3,
+    );
+    for (const observed_at of ['0000-01-01T00:00:00Z', '9999-12-31T23:00:00-05:00']) {
+      const res = await postJson(t.app, '/v1/feedback/batch', {
+        feedback: [
+          { booking_id: 'a', actual_delay_minutes: 3 },
+          { booking_id: 'b', actual_delay_minutes: 4 },
+          { booking_id: 'c', actual_delay_minutes: 5, observed_at },
+        ],
+      });
+      expect(res.status).toBe(400);
+      expect((await res.json()).errors.map((e: { pointer: string }) => e.pointer)).toEqual([
+        '/feedback/2/observed_at',
+      ]);
+    }
+    expect(await count(t.database, feedback)).toBe(0);
+    expect(await t.metricValue('delay.feedback.scored')).toBe(0);
+    // The same instants the API accepts are stored as sent.
+    const ok = await postJson(t.app, '/v1/feedback', {
+      booking_id: 'a',
+      actual_delay_minutes: 3,
+      observed_at: '9999-12-31t18:59:59-05:00',
+    });
+    expect(ok.status).toBe(200);
+    const [stored] = await t.database.db.select().from(feedback);
+    expect(stored?.observedAt?.toISOString()).toBe('9999-12-31T23:59:59.000Z');
+  }, 60_000);
+
+  it('rolls the whole batch back when the database refuses one item, and scores none of it', async () => {
+    const d = await withPredictions(['first', 'second', 'third']);
+    const m = testMetrics();
+    const service = createFeedbackService({ db: d.db, metrics: m.metrics, logger: silentLogger });
+    // Past the API's validation (a caller of the service itself): Postgres refuses year 0.
+    await expect(
+      service.submit([
+        { booking_id: 'first', actual_delay_minutes: 3 },
+        { booking_id: 'second', actual_delay_minutes: 4 },
+        { booking_id: 'third', actual_delay_minutes: 5, observed_at: '0000-01-01T00:00:00Z' },
+      ]),
+    ).rejects.toThrow();
+    expect(await count(d, feedback)).toBe(0);
+    expect(await m.value('delay.feedback.scored')).toBe(0);
+    expect(await m.value('delay.feedback.events')).toBe(0);
+
+    // The same batch, valid: every item recorded and scored once.
+    const results = await service.submit([
+      { booking_id: 'first', actual_delay_minutes: 3 },
+      { booking_id: 'second', actual_delay_minutes: 4 },
+      { booking_id: 'third', actual_delay_minutes: 5 },
+    ]);
+    expect(results.map((r) => r.outcome)).toEqual(['recorded', 'recorded', 'recorded']);
+    expect(await count(d, feedback)).toBe(3);
+    expect(await m.value('delay.feedback.scored')).toBe(3);
+  });
+
+  it('answers concurrent batches of the same bookings, in opposite orders and over many hours, each booking scored once', async () => {
+    const d = await freshPostgres();
+    open.push(d);
+    const ids = Array.from({ length: 120 }, (_, i) => `c-${String(i).padStart(3, '0')}`);
+    // Predictions over 12 hours: the report rollups' triggers lock each batch's hours.
+    await d.db
+      .insert(predictions)
+      .values(ids.map((id, i) => row(id, { predictedAt: new Date(Date.now() - (i % 12) * 3600_000) })));
+    const m = testMetrics();
+    const service = createFeedbackService({ db: d.db, metrics: m.metrics, logger: silentLogger });
+    const batch = (order: string[], value: number) =>
+      service.submit(order.map((booking_id) => ({ booking_id, actual_delay_minutes: value })));
+    const answers = await Promise.all([
+      batch(ids, 5),
+      batch([...ids].reverse(), 6),
+      batch(
+        ids.filter((_, i) => i % 2 === 0),
+        5,
+      ),
+      batch(
+        [...ids].reverse().filter((_, i) => i % 3 === 0),
+        7,
+      ),
+    ]);
+    const recorded = answers.flat().filter((r) => r.outcome === 'recorded');
+    expect(recorded.map((r) => r.booking_id).sort()).toEqual(ids);
+    expect(await count(d, feedback)).toBe(120);
+    expect(await m.value('delay.feedback.scored')).toBe(120);
+    expect(await m.value('delay.feedback.events', { outcome: 'recorded' })).toBe(120);
+  }, 60_000);
+});
+
+describe.skipIf(!hasPostgres)('Postgres table locked by another session', () => {
+  /** A transaction of another session holding `lock table predictions` until `release()`. */
+  async function lockPredictions(url: string) {
+    const locker = postgres(url, { max: 1, onnotice: () => {} });
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let locked: () => void = () => undefined;
+    const taken = new Promise<void>((r) => {
+      locked = r;
+    });
+    const transaction = locker
+      .begin(async (sql) => {
+        await sql`lock table predictions in access exclusive mode`;
+        locked();
+        await held;
+      })
+      .catch(() => undefined);
+    await taken;
+    const end = async () => {
+      release();
+      await transaction;
+      await locker.end({ timeout: 1 });
+    };
+    open.push({ close: end });
+    return { release: end };
+  }
+
+  it('a write waiting on the lock times out, is counted and retried, and lands once the lock goes', async () => {
+    const d = await freshPostgres();
+    open.push(d);
+    const timed = await openDatabase({ url: d.url, dataDir: 'unused', predictionWriteTimeoutMs: 200 });
+    open.push(timed);
+    const m = testMetrics();
+    const lines: string[] = [];
+    const log = createPredictionLog({
+      insert: timed.insertPredictions,
+      metrics: m.metrics,
+      logger: pino({ level: 'error' }, { write: (line: string) => lines.push(line) }),
+      flushIntervalMs: 20,
+      maxBackoffMs: 100,
+    });
+    const lock = await lockPredictions(d.url);
+    log.enqueue(Array.from({ length: 30 }, (_, i) => row(`locked-${i}`)));
+    await eventually(
+      () => m.value('delay.prediction_log.write_errors'),
+      (n) => n >= 2,
+    );
+    expect(log.depth()).toBe(30);
+    expect(lines.filter((l) => l.includes('canceling statement due to statement timeout'))).toHaveLength(1);
+
+    await lock.release();
+    await eventually(
+      () => count(d, predictions),
+      (n) => n === 30,
+    );
+    expect(await m.value('delay.prediction_log.dropped')).toBe(0);
+    await log.drain(1000);
+  }, 30_000);
+
+  it('the drain cancels a write stuck on the lock at its deadline, and counts and logs every row left', async () => {
+    const d = await freshPostgres();
+    open.push(d);
+    const m = testMetrics();
+    const lines: string[] = [];
+    const log = createPredictionLog({
+      insert: d.insertPredictions,
+      metrics: m.metrics,
+      logger: pino({ level: 'error' }, { write: (line: string) => lines.push(line) }),
+      batchSize: 100,
+      flushIntervalMs: 20,
+    });
+    log.enqueue(Array.from({ length: 100 }, (_, i) => row(`before-${i}`)));
+    await eventually(
+      () => count(d, predictions),
+      (n) => n === 100,
+    );
+    const lock = await lockPredictions(d.url);
+    log.enqueue(Array.from({ length: 250 }, (_, i) => row(`during-${i}`)));
+    // The default statement timeout (5 s) is longer than the drain: the cancel ends the write.
+    await log.drain(1000);
+    expect(log.depth()).toBe(0);
+    expect(await m.value('delay.prediction_log.dropped', { reason: 'shutdown' })).toBe(250);
+    const left = lines.filter((l) => l.includes('rows left unwritten at shutdown'));
+    expect(left.map((l) => JSON.parse(l).dropped)).toEqual([250]);
+    expect(lines.filter((l) => l.includes('cannot write'))).toEqual([]);
+    await lock.release();
+    expect(await count(d, predictions)).toBe(100);
   }, 30_000);
 });
 

@@ -145,7 +145,6 @@ export async function testApp(
     weather: neutralWeatherProvider(),
     logger: silentLogger,
     limits: { bodyLimitBytes: options.bodyLimitBytes ?? 1024 * 1024, batchMaxBookings: 1000 },
-    mlTimeoutMs: 250,
     tracer: trace.getTracer('test'),
     ...options.deps,
     metrics: m.metrics,
