@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import postgres from 'postgres';
 import { afterEach, describe, expect, it } from 'vitest';
 import { predictions } from '../db/schema.js';
 import { freshPostgres, postgresAvailable } from './test-support/databases.js';
@@ -253,6 +254,69 @@ describe('the service as a process', () => {
     }
   });
 
+  it.skipIf(!hasPostgres)(
+    'SIGTERM while another session locks the predictions table: exits 0, counts and logs every row left, stored + dropped = answered',
+    async () => {
+      const database = await freshPostgres();
+      const locker = postgres(database.url, { max: 1, onnotice: () => {} });
+      let release: () => void = () => undefined;
+      try {
+        const service = await start({ DATABASE_URL: database.url, SHUTDOWN_TIMEOUT_MS: '4000' });
+        await waitForReady(service);
+        const post = async (from: number, n: number) => {
+          const res = await fetch(`http://127.0.0.1:${service.port}/v1/predictions/batch`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({
+              bookings: Array.from({ length: n }, (_, i) => booking({ booking_id: `lock-${from + i}` })),
+            }),
+          });
+          expect(res.status).toBe(200);
+          return ((await res.json()) as { predictions: unknown[] }).predictions.length;
+        };
+        const stored = async () => Number((await locker`select count(*)::int as n from predictions`)[0]?.n);
+        let answered = await post(0, 1000);
+        await eventually(stored, (n) => n === 1000);
+
+        // A session holds the table: the log's next insert waits on the lock with no end of its own.
+        const held = new Promise<void>((r) => {
+          release = r;
+        });
+        let locked: () => void = () => undefined;
+        const lockTaken = new Promise<void>((r) => {
+          locked = r;
+        });
+        const transaction = locker.begin(async (sql) => {
+          await sql`lock table predictions in access exclusive mode`;
+          locked();
+          await held;
+        });
+        await lockTaken;
+        for (let i = 1; i <= 4; i++) answered += await post(i * 1000, 1000);
+        expect(answered).toBe(5000);
+
+        expect(await service.stop('SIGTERM')).toBe(0);
+        release();
+        await transaction;
+        const left = service
+          .output()
+          .split('\n')
+          .filter((line) => line.includes('rows left unwritten at shutdown'))
+          .map((line) => JSON.parse(line) as { dropped: number; msg: string });
+        expect(left).toHaveLength(1);
+        const dropped = left[0]?.dropped ?? 0;
+        expect(dropped).toBeGreaterThan(0);
+        expect((await stored()) + dropped).toBe(answered);
+        expect(service.output()).toContain('"msg":"stopped"');
+      } finally {
+        release();
+        await locker.end({ timeout: 1 });
+        await database.close();
+      }
+    },
+    60_000,
+  );
+
   it('exits non-zero naming a database it cannot open', async () => {
     const service = await start({ DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' });
     expect(await service.exited).toBe(1);
@@ -283,6 +347,59 @@ describe('the service as a process', () => {
     expect(await service.exited).toBe(1);
     expect(service.output()).toMatch(/PORT: .*BATCH_MAX_BOOKINGS: |BATCH_MAX_BOOKINGS: .*PORT: /);
   });
+
+  it('refuses at start, in one line naming the variable, a token no header can carry, METRICS_PORT equal to PORT and a FeatureFlag without flagd', async () => {
+    const refusals = {
+      'FEEDBACK_TOKEN: must hold visible ASCII characters only': {
+        FEEDBACK_TOKEN: 'jeton-secret-été-0123456789',
+      },
+      'METRICS_PORT: equals PORT (18080)': { PORT: '18080', METRICS_PORT: '18080' },
+      'FLAGS_FEATUREFLAG: needs FLAGD_HOST': {
+        FLAGS_FEATUREFLAG: 'delay/delay-prediction',
+        KUBERNETES_API_URL: 'https://127.0.0.1:1',
+      },
+    };
+    const services = await Promise.all(Object.values(refusals).map((env) => start(env)));
+    for (const [i, expected] of Object.keys(refusals).entries()) {
+      const service = services[i] as ServiceProcess;
+      expect(await service.exited, expected).toBe(1);
+      expect(service.output()).toContain(`delay-prediction: invalid configuration: ${expected}`);
+      expect(service.output()).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it('exits non-zero in one line naming PORT, METRICS_PORT or HOST when it cannot listen, and why', async () => {
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as { port: number }).port;
+      // A PORT in use is met only once the service is composed (PGlite migrated): the test's longer timeout.
+      const cases = [
+        [
+          { PORT: String(port) },
+          `delay-prediction: PORT ${port} is already in use on HOST 127.0.0.1 (EADDRINUSE)`,
+        ],
+        [
+          { METRICS_PORT: String(port) },
+          `delay-prediction: METRICS_PORT ${port} is already in use on HOST 127.0.0.1 (EADDRINUSE)`,
+        ],
+        [
+          { HOST: 'no-such-host.invalid' },
+          'delay-prediction: HOST "no-such-host.invalid" cannot be resolved',
+        ],
+      ] as const;
+      const services = await Promise.all(cases.map(([env]) => start(env)));
+      for (const [i, [, expected]] of cases.entries()) {
+        const service = services[i] as ServiceProcess;
+        expect(await service.exited, expected).toBe(1);
+        expect(service.output()).toContain(expected);
+        expect(service.output()).not.toMatch(/\n\s+at /);
+      }
+    } finally {
+      taken.close();
+    }
+  }, 90_000);
 
   it('exits non-zero naming an invalid flag file and why', async () => {
     const file = join(tempDir(), 'flags.json');

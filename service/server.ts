@@ -3,6 +3,7 @@ import { serve } from '@hono/node-server';
 import { ComposeError, composeService } from './compose.js';
 import type { Config } from './config/config.js';
 import { FlagFileError } from './flags/flag-service.js';
+import { listenFailure } from './http/listen.js';
 import type { Telemetry } from './telemetry/otel.js';
 
 function fail(message: string): never {
@@ -33,6 +34,11 @@ export async function runServer(config: Config, telemetry: Telemetry) {
       logger.info({ port: info.port, metrics_port: config.metricsPort }, 'listening');
     },
   );
+  server.once('error', (err) => {
+    const message = listenFailure(err, { portVariable: 'PORT', port: config.port, host: config.host });
+    if (!message) throw err;
+    fail(message);
+  });
 
   let stopping = false;
   async function shutdown(signal: string) {

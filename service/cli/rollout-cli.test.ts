@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseFlagConfig } from '../flags/flag-config.js';
@@ -21,63 +21,154 @@ function repoWithFlags() {
   return join(dir, 'flags.json');
 }
 
-const rollout = (file: string, ...args: string[]) =>
-  spawnSync(process.execPath, ['--import', 'tsx', 'service/cli/rollout-cli.ts', ...args], {
-    encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH ?? '',
-      FLAGS_FILE: file,
-      ...(database ? { DATABASE_URL: database.url } : {}),
-    },
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+// Asynchronous: a blocking spawn of a second or two, many times over, stalls the test worker.
+const run = (env: Record<string, string>, args: string[]) =>
+  new Promise<Run>((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'service/cli/rollout-cli.ts', ...args],
+      {
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH ?? '', ...(database ? { DATABASE_URL: database.url } : {}), ...env },
+      },
+      (err, stdout, stderr) =>
+        resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+    );
   });
+const rollout = (file: string, ...args: string[]) => run({ FLAGS_FILE: file }, args);
+
+/** A models folder serving gbt-v1 and gbt-v2 (gbt-v1's graph under a card of its own). */
+function modelsWithChallenger() {
+  const dir = tempDir('delay-models-');
+  for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v1.${ext}`, join(dir, `gbt-v1.${ext}`));
+  copyFileSync('models/gbt-v1.onnx', join(dir, 'gbt-v2.onnx'));
+  const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8'));
+  writeFileSync(
+    join(dir, 'gbt-v2.json'),
+    JSON.stringify({ ...card, version: 'gbt-v2', onnx: { ...card.onnx, file: 'gbt-v2.onnx' } }),
+  );
+  return dir;
+}
 const share = (file: string) => parseFlagConfig(readFileSync(file, 'utf8')).mlPercentage;
 
 describe('npm run rollout', () => {
-  it('promotes 10 -> 25 -> 50 -> 100 and then refuses, one command each', () => {
+  it('promotes 10 -> 25 -> 50 -> 100 and then refuses, one command each', async () => {
     const file = repoWithFlags();
     for (const expected of [25, 50, 100]) {
-      const run = rollout(file, 'promote');
-      expect(run.status, run.stderr).toBe(0);
+      const promoted = await rollout(file, 'promote');
+      expect(promoted.status, promoted.stderr).toBe(0);
       expect(share(file)).toBe(expected);
     }
-    const done = rollout(file, 'promote');
+    const done = await rollout(file, 'promote');
     expect(done.status).toBe(2);
     expect(done.stderr).toContain('already at 100%');
   });
 
-  it('enables a percentage, disables, and validates its arguments', () => {
+  it('enables a percentage, disables, and validates its arguments', async () => {
     const file = repoWithFlags();
-    expect(rollout(file, 'enable', '--percentage', '40').status).toBe(0);
+    expect((await rollout(file, 'enable', '--percentage', '40')).status).toBe(0);
     expect(share(file)).toBe(40);
-    expect(rollout(file, 'enable', '--percentage', '140').stderr).toContain('between 0 and 100');
-    expect(rollout(file, 'enable').status).toBe(2);
-    expect(rollout(file, 'disable').status).toBe(0);
+    expect((await rollout(file, 'enable', '--percentage', '140')).stderr).toContain('from 0 to 100');
+    expect((await rollout(file, 'enable')).status).toBe(2);
+    expect((await rollout(file, 'disable')).status).toBe(0);
     expect(share(file)).toBe(0);
-    const missing = rollout(file, 'set-model', 'gbt-v9');
+    const missing = await rollout(file, 'set-model', 'gbt-v9');
     expect(missing.status).toBe(2);
-    expect(missing.stderr).toContain('no model gbt-v9');
-    expect(rollout(file, 'set-model', 'gbt-v1').status).toBe(0);
+    expect(missing.stderr).toContain('no model "gbt-v9"');
+    expect((await rollout(file, 'set-model', 'gbt-v1')).status).toBe(0);
   });
 
-  it('shows in status whether the file differs from Git, with the commands that reconcile it', () => {
+  it('refuses a percentage that is not a whole number from 0 to 100, an empty one included, and changes nothing', async () => {
     const file = repoWithFlags();
-    const clean = JSON.parse(rollout(file, 'status', '--json').stdout);
+    const before = readFileSync(file, 'utf8');
+    const bad = ['', ' ', '5.5', '1e1', '101', 'ten'];
+    const refused = await Promise.all(bad.map((value) => rollout(file, 'enable', '--percentage', value)));
+    bad.forEach((value, i) => {
+      expect(refused[i]?.status, `--percentage ${JSON.stringify(value)}`).toBe(2);
+      expect(refused[i]?.stderr).toContain(
+        `--percentage must be a whole number from 0 to 100, got ${JSON.stringify(value)}`,
+      );
+    });
+    expect((await rollout(file, 'canary', 'gbt-v1', '--percentage', '')).status).toBe(2);
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+
+  it("refuses a version the service would not load, by the service's own loader, before the flag names it", async () => {
+    const file = repoWithFlags();
+    const before = readFileSync(file, 'utf8');
+    // The card is found, but the service reads models/../models/gbt-v1.json as gbt-v1, not as that name.
+    const bad = ['../models/gbt-v1', 'gbt-v1/../gbt-v1', ''];
+    const refused = await Promise.all(bad.map((version) => rollout(file, 'set-model', version)));
+    bad.forEach((version, i) => {
+      expect(refused[i]?.status, version).toBe(2);
+      expect(refused[i]?.stderr).toContain(`no model ${JSON.stringify(version)} the service can load`);
+    });
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+
+  it('reads the VERSION of canary wherever its options stand', async () => {
+    const file = repoWithFlags();
+    const models = modelsWithChallenger();
+    const canary = await run({ FLAGS_FILE: file, MODELS_DIR: models }, [
+      'canary',
+      '--percentage',
+      '5',
+      'gbt-v2',
+    ]);
+    expect(canary.status, canary.stderr).toBe(0);
+    const split = parseFlagConfig(readFileSync(file, 'utf8')).split;
+    expect(split?.find((s) => s.variant === 'gbt-v2')?.weight).toBe(5);
+  });
+
+  it('answers a usage error with the usage and exit 2, never a stack trace', async () => {
+    const file = repoWithFlags();
+    const before = readFileSync(file, 'utf8');
+    const usageErrors = [
+      ['status', '--bogus'],
+      ['enable', '--percentage'],
+      ['enable', '40'],
+      ['disable', 'now'],
+      ['disable', '--percentage', '5'],
+      ['set-model'],
+      ['set-model', 'gbt-v1', 'gbt-v2'],
+      ['canary', '--percentage', '5'],
+      ['status', '--json=yes'],
+      ['launch'],
+    ];
+    const refused = await Promise.all(usageErrors.map((args) => rollout(file, ...args)));
+    usageErrors.forEach((args, i) => {
+      expect(refused[i]?.status, args.join(' ')).toBe(2);
+      expect(refused[i]?.stderr, args.join(' ')).toContain('usage: npm run rollout --');
+      expect(refused[i]?.stderr, args.join(' ')).not.toMatch(/\n\s+at /);
+    });
+    expect(readFileSync(file, 'utf8')).toBe(before);
+  });
+
+  it('shows in status whether the file differs from Git, with the commands that reconcile it', async () => {
+    const file = repoWithFlags();
+    const clean = JSON.parse((await rollout(file, 'status', '--json')).stdout);
     expect(clean).toMatchObject({
       ml_percentage: 10,
       model_version: 'gbt-v1',
       git: { tracked: true, differs_from_head: false },
     });
-    rollout(file, 'disable');
-    const drifted = JSON.parse(rollout(file, 'status', '--json').stdout);
+    await rollout(file, 'disable');
+    const drifted = JSON.parse((await rollout(file, 'status', '--json')).stdout);
     expect(drifted.git.differs_from_head).toBe(true);
     expect(drifted.git.reconcile.restore_git).toBe(`git checkout HEAD -- ${file}`);
   });
 
-  it.skipIf(!hasPostgres)('audits every change in the database, and lists them in history', () => {
+  it.skipIf(!hasPostgres)('audits every change in the database, and lists them in history', async () => {
     const file = repoWithFlags();
-    rollout(file, 'enable', '--percentage', '25', '--reason', 'canary looks healthy');
-    rollout(file, 'disable');
-    const history = JSON.parse(rollout(file, 'history', '--json').stdout) as {
+    await rollout(file, 'enable', '--percentage', '25', '--reason', 'canary looks healthy');
+    await rollout(file, 'disable');
+    const history = JSON.parse((await rollout(file, 'history', '--json')).stdout) as {
       action: string;
       newWeight: number;
       reason: string | null;
@@ -93,7 +184,6 @@ describe('npm run rollout', () => {
 describe('npm run rollout on Kubernetes (FLAGS_FEATUREFLAG, stand-in API server)', () => {
   it('disables through the API and shows how the live FeatureFlag differs from Git, with both ways back', async () => {
     const { startKubernetesApiStandIn } = await import('../test-support/kubernetes-api-stand-in.js');
-    const { execFile } = await import('node:child_process');
     const { promisify } = await import('node:util');
     const file = repoWithFlags();
     const api = await startKubernetesApiStandIn({

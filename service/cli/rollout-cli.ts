@@ -1,13 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { parseFlagConfig } from '../flags/flag-config.js';
-import { flagStoreFor } from '../flags/flag-store.js';
-import { currentModelVersion, nextStep } from '../flags/flag-writer.js';
-import { createRolloutService } from '../rollout/rollout-service.js';
-import { type Database, openDatabase } from '../storage/database.js';
-import { createLogger } from '../telemetry/logger.js';
+import type { Database } from '../storage/database.js';
 import { fail, startCli } from './cli.js';
 
 /*
@@ -17,12 +12,64 @@ import { fail, startCli } from './cli.js';
  * Changes FLAGS_FILE through the same validated, atomic rewrite as the rollback webhook, and audits each change
  * in the database named by DATABASE_URL. The embedded PGlite belongs to the running service and is not opened.
  */
-const { command, values, config } = startCli(
-  'npm run rollout -- status | enable --percentage N | disable | promote | set-model VERSION | canary VERSION --percentage N | history [--json] [--reason TEXT]',
+const usage =
+  'npm run rollout -- status | enable --percentage N | disable | promote | set-model VERSION | canary VERSION --percentage N | history [--json] [--reason TEXT]';
+const { command, operands, values, config } = startCli(
+  usage,
   ['status', 'enable', 'disable', 'promote', 'set-model', 'canary', 'history'],
   { percentage: { type: 'string' }, json: { type: 'boolean', default: false }, reason: { type: 'string' } },
+  { 'set-model': ['VERSION'], canary: ['VERSION'] },
 );
-const argument = process.argv.slice(2).filter((a) => !a.startsWith('--'))[1];
+
+/**
+ * --percentage of enable and canary: a whole number from 0 to 100 in digits (an empty value is not 0);
+ * undefined for the commands that take none.
+ */
+function percentageOption(): number | undefined {
+  const value = values.percentage;
+  if (command !== 'enable' && command !== 'canary') {
+    if (value !== undefined) fail(`${command} takes no --percentage\nusage: ${usage}`);
+    return undefined;
+  }
+  if (value === undefined)
+    fail(`${command} needs --percentage N, a whole number from 0 to 100\nusage: ${usage}`);
+  if (!/^\d{1,3}$/.test(value) || Number(value) > 100)
+    fail(`--percentage must be a whole number from 0 to 100, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+const percentage = percentageOption();
+
+// The service's modules load once the arguments are known to be valid: a usage error answers without them.
+const [
+  { parseFlagConfig },
+  { flagStoreFor },
+  { currentModelVersion, nextStep },
+  { loadOnnxModel },
+  { createRolloutService },
+  { openDatabase },
+  { createLogger },
+] = await Promise.all([
+  import('../flags/flag-config.js'),
+  import('../flags/flag-store.js'),
+  import('../flags/flag-writer.js'),
+  import('../models/onnx-model.js'),
+  import('../rollout/rollout-service.js'),
+  import('../storage/database.js'),
+  import('../telemetry/logger.js'),
+]);
+
+// VERSION must be a model the service accepts: its own loader judges it before the flag names it.
+const version = operands[0];
+if (version !== undefined) {
+  try {
+    await loadOnnxModel(config.modelsDir, version);
+  } catch (err) {
+    fail(
+      `no model ${JSON.stringify(version)} the service can load from ${resolve(config.modelsDir)}: ${(err as Error).message}`,
+    );
+  }
+}
+
 const file = resolve(config.flagsFile);
 const logger = createLogger('warn');
 const database: Database | undefined = config.database.url ? await openDatabase(config.database) : undefined;
@@ -95,35 +142,20 @@ let result: unknown;
 try {
   if (command === 'status') result = await status();
   else if (command === 'history') result = await rollout.history(50);
-  else if (command === 'enable') {
-    const percentage = Number(values.percentage);
-    if (values.percentage === undefined || !Number.isFinite(percentage))
-      fail('enable needs --percentage N (0..100)');
-    result = await rollout.setPercentage(percentage, who('enable'));
-  } else if (command === 'disable') result = await rollout.setPercentage(0, who('disable'));
+  else if (command === 'enable') result = await rollout.setPercentage(percentage as number, who('enable'));
+  else if (command === 'disable') result = await rollout.setPercentage(0, who('disable'));
   else if (command === 'promote') {
     const current = (await live()).mlPercentage ?? 0;
     const next = nextStep(current);
     if (next === null) fail(`already at ${current}%: nothing to promote to`);
     result = await rollout.setPercentage(next, who('promote'));
-  } else {
-    if (!argument) fail(`${command} needs a VERSION`);
-    const missing = ['onnx', 'json'].filter(
-      (ext) => !existsSync(join(config.modelsDir, `${argument}.${ext}`)),
-    );
-    if (missing.length > 0)
-      fail(`no model ${argument} in ${resolve(config.modelsDir)} (missing .${missing.join(', .')})`);
-    if (command === 'set-model') result = await rollout.setModel(argument, who('set-model'));
-    else {
-      const percentage = Number(values.percentage);
-      if (values.percentage === undefined || !Number.isFinite(percentage))
-        fail('canary needs --percentage N');
-      result = await rollout.canary(argument, percentage, who('canary', argument));
-    }
-  }
+  } else if (command === 'set-model') result = await rollout.setModel(version as string, who('set-model'));
+  else result = await rollout.canary(version as string, percentage as number, who('canary', version));
 } catch (err) {
   fail((err as Error).message);
 } finally {
+  // An audit row the answer called late is still being written: wait for it before the connection goes.
+  await rollout.close(10_000);
   await database?.close();
 }
 

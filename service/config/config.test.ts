@@ -162,3 +162,64 @@ describe('automatic promotion', () => {
       expect(() => loadConfig({ ...on, AUTO_PROMOTE_SELECTOR: bad }), bad).toThrow(/AUTO_PROMOTE_SELECTOR/);
   });
 });
+
+describe('the FeatureFlag store', () => {
+  const onKubernetes = {
+    FLAGS_FEATUREFLAG: 'delay/delay-prediction',
+    KUBERNETES_API_URL: 'https://kubernetes.default.svc',
+  };
+
+  it('is refused to the service without FLAGD_HOST, which would route on a file no rollback changes', () => {
+    expect(() => loadConfig(onKubernetes)).toThrow(ConfigError);
+    expect(() => loadConfig(onKubernetes)).toThrow(/FLAGS_FEATUREFLAG: needs FLAGD_HOST/);
+    const config = loadConfig({ ...onKubernetes, FLAGD_HOST: 'localhost' });
+    expect(config.flags).toMatchObject({ kind: 'flagd', host: 'localhost' });
+    expect(config.flagStore).toMatchObject({
+      kind: 'kubernetes',
+      namespace: 'delay',
+      name: 'delay-prediction',
+    });
+  });
+
+  it('is taken by a command-line tool without FLAGD_HOST: a tool writes the FeatureFlag and routes nothing', () => {
+    expect(loadConfig(onKubernetes, {}, { role: 'tool' }).flagStore.kind).toBe('kubernetes');
+  });
+});
+
+describe('ports', () => {
+  it('refuses METRICS_PORT equal to PORT, naming both', () => {
+    expect(() => loadConfig({ PORT: '9000', METRICS_PORT: '9000' })).toThrow(
+      /METRICS_PORT: equals PORT \(9000\)/,
+    );
+    expect(() => loadConfig({ METRICS_PORT: '8080' })).toThrow(/METRICS_PORT: equals PORT \(8080\)/);
+    // 0 asks the system for a free port: two of them are two ports.
+    expect(loadConfig({ PORT: '0', METRICS_PORT: '0' }).metricsPort).toBe(0);
+  });
+});
+
+describe('token characters', () => {
+  const variables = ['ALERTMANAGER_WEBHOOK_TOKEN', 'FEEDBACK_TOKEN', 'PREDICTIONS_TOKEN'] as const;
+
+  it('refuses a token a request header could never carry, naming the variable', () => {
+    for (const variable of variables) {
+      for (const bad of ['pässwörd-0123456789', 'a token with spaces', 'tab\tinside-0123456789'])
+        expect(() => loadConfig({ [variable]: bad }), `${variable}=${bad}`).toThrow(
+          new RegExp(`${variable}: must hold visible ASCII characters only`),
+        );
+      const b64token = 'mF_9.B5f-4.1JqM+/aZ~0==';
+      expect(loadConfig({ [variable]: b64token })).toBeDefined();
+    }
+  });
+
+  it('refuses the same in a token file, naming the _FILE variable', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tempDir } = await import('../test-support/harness.js');
+    const file = join(tempDir(), 'token');
+    writeFileSync(file, 'jeton-secret-été-0123456789\n');
+    for (const variable of variables)
+      expect(() => loadConfig({ [`${variable}_FILE`]: file })).toThrow(
+        new RegExp(`${variable}_FILE: ${file} must hold visible ASCII characters only`),
+      );
+  });
+});

@@ -13,6 +13,17 @@ const optionalString = z
   .trim()
   .transform((value) => (value === '' ? undefined : value))
   .optional();
+/** A bearer token: a header carries only visible ASCII, so any other character could never match. */
+const VISIBLE_ASCII = /^[\x21-\x7E]+$/;
+const TOKEN_CHARACTERS =
+  'visible ASCII characters only (no spaces, no accents): no request header could match it';
+const token = optionalString.pipe(
+  z
+    .string()
+    .min(16, 'at least 16 characters')
+    .regex(VISIBLE_ASCII, `must hold ${TOKEN_CHARACTERS}`)
+    .optional(),
+);
 
 const configSchema = z.object({
   PORT: port.default(8080),
@@ -53,11 +64,12 @@ const configSchema = z.object({
   DATABASE_PASSWORD_FILE: optionalString,
   DATA_DIR: z.string().min(1).default('data'),
   RETENTION_DAYS: positiveInt.max(3650).default(90),
-  ALERTMANAGER_WEBHOOK_TOKEN: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  FEEDBACK_LIVE_HORIZON_HOURS: positiveInt.max(24 * 365).default(48),
+  ALERTMANAGER_WEBHOOK_TOKEN: token,
   ALERTMANAGER_WEBHOOK_TOKEN_FILE: optionalString,
-  FEEDBACK_TOKEN: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  FEEDBACK_TOKEN: token,
   FEEDBACK_TOKEN_FILE: optionalString,
-  PREDICTIONS_TOKEN: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  PREDICTIONS_TOKEN: token,
   PREDICTIONS_TOKEN_FILE: optionalString,
   AUTO_PROMOTE: z.enum(['true', 'false']).default('false'),
   PROMETHEUS_URL: optionalString.pipe(z.url().optional()),
@@ -137,6 +149,8 @@ export interface Config {
   predictionsToken: string | undefined;
   redisUrl: string | undefined;
   database: { url: string | undefined; dataDir: string; retentionDays: number };
+  /** Feedback for a prediction served longer ago goes to the reports, not to the live error counters. */
+  feedbackLiveHorizonMs: number;
   weather: WeatherSettings & {
     /** Never logged. */
     apiKey: string | undefined;
@@ -179,6 +193,14 @@ function readSecret(variable: string, file: string | undefined, minLength = 16):
   return value;
 }
 
+/** A bearer token from a file: as readSecret, and visible ASCII as a token in the environment must be. */
+function readToken(variable: string, file: string | undefined): string | undefined {
+  const value = readSecret(variable, file);
+  if (value !== undefined && !VISIBLE_ASCII.test(value))
+    throw new ConfigError([{ variable, message: `${file} must hold ${TOKEN_CHARACTERS}` }]);
+  return value;
+}
+
 /**
  * DATABASE_URL, with the password of DATABASE_PASSWORD_FILE when that is set: the database's own secret file
  * (compose gives Postgres and the service the same one), so the password is in no environment.
@@ -200,10 +222,14 @@ function databaseUrl(url: string | undefined, passwordFile: string | undefined):
   return address.toString();
 }
 
-/** Builds the configuration; throws ConfigError naming every bad variable. */
+/**
+ * Builds the configuration; throws ConfigError naming every bad variable. `role: 'tool'` is a command-line
+ * tool's: it changes the rollout but routes no booking, so what only the serving process needs is not required.
+ */
 export function loadConfig(
   env: Record<string, string | undefined> = process.env,
   overrides: Partial<Record<EnvName, string | number>> = {},
+  { role = 'service' }: { role?: 'service' | 'tool' } = {},
 ): Config {
   const raw: Record<string, unknown> = {};
   for (const key of Object.keys(configSchema.shape)) {
@@ -222,6 +248,22 @@ export function loadConfig(
   const c = parsed.data;
   if (c.AUTO_PROMOTE === 'true' && !c.PROMETHEUS_URL) {
     throw new ConfigError([{ variable: 'PROMETHEUS_URL', message: 'required when AUTO_PROMOTE=true' }]);
+  }
+  if (c.METRICS_PORT === c.PORT && c.PORT !== 0) {
+    throw new ConfigError([
+      { variable: 'METRICS_PORT', message: `equals PORT (${c.PORT}): the API and /metrics need a port each` },
+    ]);
+  }
+  // A rollback written to the FeatureFlag reaches this process only through flagd (the sidecar syncs from
+  // it); routing on FLAGS_FILE instead, it would answer rolled_back and go on serving ML.
+  if (role === 'service' && c.FLAGS_FEATUREFLAG && !c.FLAGD_HOST) {
+    throw new ConfigError([
+      {
+        variable: 'FLAGS_FEATUREFLAG',
+        message:
+          'needs FLAGD_HOST (the flagd that serves that FeatureFlag, e.g. the sidecar at localhost): without it this process routes on FLAGS_FILE, which rollbacks to the FeatureFlag never change',
+      },
+    ]);
   }
   const kubernetesApi =
     c.KUBERNETES_API_URL ??
@@ -272,15 +314,16 @@ export function loadConfig(
         : null,
     webhookToken:
       c.ALERTMANAGER_WEBHOOK_TOKEN ??
-      readSecret('ALERTMANAGER_WEBHOOK_TOKEN_FILE', c.ALERTMANAGER_WEBHOOK_TOKEN_FILE),
-    feedbackToken: c.FEEDBACK_TOKEN ?? readSecret('FEEDBACK_TOKEN_FILE', c.FEEDBACK_TOKEN_FILE),
-    predictionsToken: c.PREDICTIONS_TOKEN ?? readSecret('PREDICTIONS_TOKEN_FILE', c.PREDICTIONS_TOKEN_FILE),
+      readToken('ALERTMANAGER_WEBHOOK_TOKEN_FILE', c.ALERTMANAGER_WEBHOOK_TOKEN_FILE),
+    feedbackToken: c.FEEDBACK_TOKEN ?? readToken('FEEDBACK_TOKEN_FILE', c.FEEDBACK_TOKEN_FILE),
+    predictionsToken: c.PREDICTIONS_TOKEN ?? readToken('PREDICTIONS_TOKEN_FILE', c.PREDICTIONS_TOKEN_FILE),
     redisUrl: c.REDIS_URL,
     database: {
       url: databaseUrl(c.DATABASE_URL, c.DATABASE_PASSWORD_FILE),
       dataDir: c.DATA_DIR,
       retentionDays: c.RETENTION_DAYS,
     },
+    feedbackLiveHorizonMs: c.FEEDBACK_LIVE_HORIZON_HOURS * 3600_000,
     weather: {
       apiKey: c.OPENWEATHER_API_KEY,
       baseUrl: c.OPENWEATHER_BASE_URL,

@@ -2,11 +2,13 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { z } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshPostgres, postgresAvailable } from '../test-support/databases.js';
 import { booking, eventually, postJson, tempDir, testApp } from '../test-support/harness.js';
 import { testService } from '../test-support/service.js';
+import { routeApp } from './openapi.js';
+import { problemResponse } from './problem.js';
 
 const WEBHOOK_TOKEN = 'openapi-webhook-token-0123';
 
@@ -181,6 +183,18 @@ describe('the OpenAPI document', () => {
     }
   });
 
+  it('titles a 400 by where the bad input is: query parameters of a report, the body of a prediction', async () => {
+    const query = await service.app.request('/v1/ab-report?days=abc');
+    expect(query.status).toBe(400);
+    expect(await query.json()).toMatchObject({
+      type: '/problems/validation',
+      title: 'The query parameters are not valid',
+      errors: [{ pointer: '/days' }],
+    });
+    const body = await postJson(service.app, '/v1/predictions', { booking_id: 'no-trip' });
+    expect((await body.json()).title).toBe('The request body is not valid');
+  });
+
   it('describes the problem of a model missing with its fallback off', async () => {
     // An app without a model (no database needed): ML fails for every booking, and the fallback is off.
     const bare = await testApp({ flags: { mlWeight: 100, fallbackOnError: false } });
@@ -274,5 +288,30 @@ describe('the OpenAPI document', () => {
         expect(has4xx || !takesInput, `${method} ${path}`).toBe(true);
       }
     }
+  });
+});
+
+describe('validation problems of a route app', () => {
+  it('name the path parameters and the headers when those are bad', async () => {
+    const app = routeApp((problem) => problemResponse(problem));
+    app.openapi(
+      createRoute({
+        method: 'get',
+        path: '/things/{id}',
+        request: {
+          params: z.object({ id: z.coerce.number().int() }),
+          headers: z.object({ 'x-tenant': z.string().min(3) }),
+        },
+        responses: { 200: { description: 'ok' } },
+      }),
+      (c) => c.body(null, 200),
+    );
+    const path = await app.request('/things/abc', { headers: { 'x-tenant': 'acme' } });
+    expect(path.status).toBe(400);
+    expect(await path.json()).toMatchObject({ title: 'The path parameters are not valid' });
+    const header = await app.request('/things/1', { headers: { 'x-tenant': 'a' } });
+    expect(header.status).toBe(400);
+    expect(await header.json()).toMatchObject({ title: 'The request headers are not valid' });
+    expect((await app.request('/things/1', { headers: { 'x-tenant': 'acme' } })).status).toBe(200);
   });
 });

@@ -22,7 +22,7 @@ export function createReject(metrics: ServiceMetrics): Reject {
 export function routeApp(reject: Reject) {
   return new OpenAPIHono({
     defaultHook: (result) => {
-      if (!result.success) return reject(validationProblem(result.error), 'validation');
+      if (!result.success) return reject(validationProblem(result.error, result.target), 'validation');
     },
   });
 }

@@ -1,3 +1,4 @@
+import type { ValidationTargets } from 'hono';
 import type { z } from 'zod';
 import type { RejectionReason } from '../telemetry/service-metrics.js';
 
@@ -38,7 +39,18 @@ export function pointerOf(path: readonly PropertyKey[]): string {
   return `/${path.map((p) => String(p).replaceAll('~', '~0').replaceAll('/', '~1')).join('/')}`;
 }
 
-export function validationProblem(error: z.core.$ZodError): Problem {
+/** The title names where the bad input is: a client fixing a query parameter is not sent to its body. */
+const VALIDATION_TITLES: Record<keyof ValidationTargets, string> = {
+  json: 'The request body is not valid',
+  form: 'The request body is not valid',
+  query: 'The query parameters are not valid',
+  param: 'The path parameters are not valid',
+  header: 'The request headers are not valid',
+  cookie: 'The request cookies are not valid',
+};
+
+/** A 400 naming every bad field of the part of the request `where` says (the body by default). */
+export function validationProblem(error: z.core.$ZodError, where: keyof ValidationTargets = 'json'): Problem {
   const errors = error.issues.map((issue) => ({ pointer: pointerOf(issue.path), detail: issue.message }));
   const items = [
     ...new Set(
@@ -49,7 +61,7 @@ export function validationProblem(error: z.core.$ZodError): Problem {
   ];
   return {
     type: '/problems/validation',
-    title: 'The request body is not valid',
+    title: VALIDATION_TITLES[where],
     status: 400,
     detail:
       items.length > 0

@@ -133,8 +133,14 @@ describe('trace export', () => {
     const sink = await startOtlpSink({ keepSpans: true });
     onTestFinished(() => sink.close());
     const webhookToken = 'k8s-webhook-token-0123456789';
+    // As the pod's flagd sidecar: the service routes on what flagd serves (a stand-in serving the same flags).
+    const { startFlagdStandIn } = await import('../test-support/flagd-stand-in.js');
+    const flagd = await startFlagdStandIn(flagsFile({ mlWeight: 50 }));
+    onTestFinished(() => flagd.close());
     const service = await startService({
       FLAGS_FILE: flagsFile({ mlWeight: 50 }),
+      FLAGD_HOST: flagd.host,
+      FLAGD_PORT: String(flagd.port),
       FLAGS_FEATUREFLAG: 'delay-prediction/delay-prediction',
       KUBERNETES_API_URL: api.url,
       KUBERNETES_TOKEN_FILE: tokenFile,
