@@ -58,7 +58,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
   const flags = await startFlagService({ flags: config.flags, logger, metrics });
   closers.push(() => flags.close());
   const onnx: OnnxLoader = (dir, version) =>
-    loadOnnxModel(dir, version, { inferenceRows: metrics.inferenceRows });
+    loadOnnxModel(dir, version, { inferenceRows: metrics.inferenceRows, timeoutMs: config.mlTimeoutMs });
   const { loadModel } = options;
   const models = createModelRegistry({
     dir: config.modelsDir,
@@ -133,7 +133,8 @@ export async function composeService(config: Config, options: ComposeOptions) {
     batchSize: database.kind === 'pglite' ? 100 : 2000,
     flushIntervalMs: options.predictionLogFlushMs ?? (database.kind === 'pglite' ? 200 : 20),
   });
-  const reports = createReports(database.db);
+  const reports = createReports(database.db, { logger });
+  closers.push(() => reports.close());
   closers.push(scheduleRetention(reports, { days: config.database.retentionDays, logger }));
 
   const rollout = createRolloutService({
@@ -143,6 +144,8 @@ export async function composeService(config: Config, options: ComposeOptions) {
     logger,
     routing: flags,
   });
+  // Before the database closes: audit rows still being written get their last chance.
+  closers.push(() => rollout.close(2000));
   if (config.autoPromote) {
     const { prometheusUrl, selector, soakMs, intervalMs, minSamples } = config.autoPromote;
     // Every replica may run with AUTO_PROMOTE=true: the one holding the leader lock acts.
@@ -159,6 +162,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
       soakMs,
       minSamples,
       leadership,
+      metrics,
     }).start(intervalMs);
     closers.push(stop);
     logger.info({ prometheus: prometheusUrl, selector, soak_s: soakMs / 1000 }, 'automatic promotion on');
@@ -172,11 +176,18 @@ export async function composeService(config: Config, options: ComposeOptions) {
     metrics,
     logger,
     limits: { bodyLimitBytes: config.bodyLimitBytes, batchMaxBookings: config.batchMaxBookings },
-    mlTimeoutMs: config.mlTimeoutMs,
     tracer: telemetry.tracer,
     drift,
     predictionLog,
-    storage: { feedback: createFeedbackService({ db: database.db, metrics, logger }), reports },
+    storage: {
+      feedback: createFeedbackService({
+        db: database.db,
+        metrics,
+        logger,
+        liveHorizonMs: config.feedbackLiveHorizonMs,
+      }),
+      reports,
+    },
     ...(config.feedbackToken ? { feedbackToken: config.feedbackToken } : {}),
     ...(config.predictionsToken ? { predictionsToken: config.predictionsToken } : {}),
     ...(config.webhookToken ? { rollback: { token: config.webhookToken, rollout } } : {}),

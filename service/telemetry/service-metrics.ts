@@ -22,6 +22,7 @@ export const REJECTION_REASONS = [
   'unsupported_media_type',
   'internal',
   'not_ready',
+  'overloaded',
   'ml_unavailable',
   'unknown_booking',
   'unauthorized',
@@ -33,9 +34,16 @@ export const WEBHOOK_OUTCOMES = [
   'already_rolled_back',
   'rolled_back_here_only',
   'failed',
+  'not_served',
   'ignored',
 ] as const;
 export type WebhookOutcome = (typeof WEBHOOK_OUTCOMES)[number];
+/** What became of a rollout change's audit row: stored before the answer, answered before it, never stored. */
+export const AUDIT_WRITE_OUTCOMES = ['written', 'late', 'failed'] as const;
+export type AuditWriteOutcome = (typeof AUDIT_WRITE_OUTCOMES)[number];
+/** What one automatic promotion check decided; voided: a change since its judgement (a rollback) stopped it. */
+export const PROMOTION_OUTCOMES = ['promoted', 'held', 'voided', 'failed'] as const;
+export type PromotionOutcome = (typeof PROMOTION_OUTCOMES)[number];
 export const FEEDBACK_OUTCOMES = ['recorded', 'unchanged', 'corrected'] as const;
 export type FeedbackOutcome = (typeof FEEDBACK_OUTCOMES)[number];
 /** Where feedback scores a booking: the arm that served it, and the heuristic's shadow answer on ML bookings. */
@@ -182,6 +190,11 @@ export function createServiceMetrics(meter: Meter) {
       description: `Feedback received, by outcome: ${FEEDBACK_OUTCOMES.join(', ')}`,
       unit: '{feedback}',
     }),
+    feedbackLate: meter.createCounter<ByModel>('delay.feedback.late', {
+      description:
+        'First feedback values whose prediction was served longer ago than FEEDBACK_LIVE_HORIZON_HOURS, by model_version: stored and reported, kept out of the live error counters',
+      unit: '{booking}',
+    }),
     feedbackCount: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.feedback.scored', {
       description:
         'Bookings scored against their actual delay, by arm (ml, heuristic, heuristic_shadow) and model_version',
@@ -283,6 +296,14 @@ export function createServiceMetrics(meter: Meter) {
       description: `Alerts received by the rollback webhook, by outcome: ${WEBHOOK_OUTCOMES.join(', ')}`,
       unit: '{alert}',
     }),
+    auditWrites: meter.createCounter<{ outcome: AuditWriteOutcome }>('delay.rollout.audit_writes', {
+      description: `Audit rows of rollout changes (flag_changes), by outcome: ${AUDIT_WRITE_OUTCOMES.join(', ')}`,
+      unit: '{row}',
+    }),
+    promotionChecks: meter.createCounter<{ outcome: PromotionOutcome }>('delay.rollout.promotion_checks', {
+      description: `Automatic promotion checks, by outcome: ${PROMOTION_OUTCOMES.join(', ')}`,
+      unit: '{check}',
+    }),
     flagEvaluationErrors: meter.createCounter<{ flag: FlagKey }>('delay.flags.evaluation_errors', {
       description: 'Flag evaluations that returned an error and used the coded default, by flag',
       unit: '{error}',
@@ -319,7 +340,9 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
       for (const counter of segmentCounters) counter.add(0, { arm, segment, model_version });
   };
   initializeSegments('heuristic', 'none');
+  m.feedbackLate.add(0, { model_version: 'none' });
   for (const model_version of modelVersions) {
+    m.feedbackLate.add(0, { model_version });
     for (const reason of MODEL_FALLBACK_REASONS) m.fallbacks.add(0, { reason, model_version });
     m.modelLoadErrors.add(0, { model_version });
     // A counter's first sample must be 0 for increase() to count the first feedback of a model.
@@ -347,5 +370,7 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
   for (const reason of WEATHER_REFUSAL_REASONS) m.weatherCallsRefused.add(0, { reason });
   for (const operation of WEATHER_CACHE_OPERATIONS) m.weatherCacheErrors.add(0, { operation });
   for (const outcome of WEBHOOK_OUTCOMES) m.webhookAlerts.add(0, { outcome });
+  for (const outcome of AUDIT_WRITE_OUTCOMES) m.auditWrites.add(0, { outcome });
+  for (const outcome of PROMOTION_OUTCOMES) m.promotionChecks.add(0, { outcome });
   for (const alertname of Object.keys(ROLLBACK_SIGNALS)) m.rollbacks.add(0, { alertname });
 }
