@@ -1,10 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
 import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import { generateTraffic } from '../models/traffic.js';
 import type { Booking } from '../service/domain/booking.js';
 import { NEUTRAL_WEATHER } from '../service/domain/weather.js';
@@ -13,12 +12,7 @@ import { ACTUAL_DELAY_FLOOR } from '../service/feedback/feedback-service.js';
 import { parseFlagConfig } from '../service/flags/flag-config.js';
 import { heuristicEstimate } from '../service/predictors/heuristic.js';
 import { flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
-import {
-  monitoringBinaries,
-  promQuery,
-  startAlertmanager,
-  startPrometheus,
-} from '../service/test-support/monitoring.js';
+import { monitoringBinaries, promQuery, startRollbackLoop } from '../service/test-support/monitoring.js';
 import { type ServiceProcess, startService, waitForReady } from '../service/test-support/process.js';
 import { onnxEditorAvailable, writeShiftedModel } from '../service/test-support/shifted-model.js';
 
@@ -59,22 +53,8 @@ async function startStack(env: Record<string, string> = {}) {
   services.push(service);
   await waitForReady(service);
 
-  const tokenFile = join(dir, 'webhook-token');
-  writeFileSync(tokenFile, TOKEN);
-  const alertmanager = await startAlertmanager({
-    webhookUrl: `http://127.0.0.1:${service.port}/v1/webhooks/alertmanager`,
-    tokenFile,
-  });
-  children.push(alertmanager.process);
-  const alerts = parse(readFileSync('prometheus/rules/alerts.yml', 'utf8'));
-  for (const group of alerts.groups) for (const rule of group.rules) rule.for = '2s';
-  writeFileSync(join(dir, 'alerts.yml'), stringify(alerts));
-  const prometheus = await startPrometheus({
-    metricsPorts: [service.metricsPort],
-    alertmanagerUrl: alertmanager.url,
-    alertsFile: join(dir, 'alerts.yml'),
-  });
-  children.push(prometheus.process);
+  const { prometheus, alertmanager } = await startRollbackLoop({ service, token: TOKEN });
+  children.push(alertmanager.process, prometheus.process);
 
   const post = (path: string, body: unknown) =>
     fetch(`http://127.0.0.1:${service.port}${path}`, {

@@ -6,7 +6,7 @@ import {
   startService,
   waitForReady,
 } from '../service/test-support/process.js';
-import { median } from './load.js';
+import { envNumber, median } from './load.js';
 
 /*
  * npm run bench:batch-load   ML at 100% on the real service (`npm start`, Postgres prediction log when
@@ -18,12 +18,11 @@ import { median } from './load.js';
  *   BENCH_DURATION_S (20) per phase, BENCH_BATCH_CLIENTS (4), BENCH_BATCH_SIZE (1000), BENCH_SINGLE_CLIENTS (4),
  *   BENCH_ROUNDS (2): phases alternate alone / under batch load, each after 2 s of warm-up load.
  */
-const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const durationS = env('BENCH_DURATION_S', 20);
-const batchClients = env('BENCH_BATCH_CLIENTS', 4);
-const batchSize = env('BENCH_BATCH_SIZE', 1000);
-const singleClients = env('BENCH_SINGLE_CLIENTS', 4);
-const rounds = env('BENCH_ROUNDS', 2);
+const durationS = envNumber('BENCH_DURATION_S', 20);
+const batchClients = envNumber('BENCH_BATCH_CLIENTS', 4);
+const batchSize = envNumber('BENCH_BATCH_SIZE', 1000);
+const singleClients = envNumber('BENCH_SINGLE_CLIENTS', 4);
+const rounds = envNumber('BENCH_ROUNDS', 2);
 
 interface Answer {
   source: string;

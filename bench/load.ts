@@ -80,3 +80,6 @@ export const median = (xs: number[]) => {
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 };
+
+/** A benchmark's numeric setting from the environment, or its default. */
+export const envNumber = (name: string, fallback: number) => Number(process.env[name] ?? fallback);

@@ -18,7 +18,7 @@ import {
   startService,
   waitForReady,
 } from '../service/test-support/process.js';
-import { type LoadResult, load, median } from './load.js';
+import { envNumber, type LoadResult, load, median } from './load.js';
 import { microsPerUnit } from './timing.js';
 
 /*
@@ -38,11 +38,10 @@ import { microsPerUnit } from './timing.js';
  *                           predictions/s after a 1-minute warm-up; RSS over time, and every prediction answered
  *                           found in the database after SIGTERM.
  */
-const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const durationS = env('BENCH_DURATION_S', 10);
-const rounds = env('BENCH_ROUNDS', 3);
-const connections = env('BENCH_CONNECTIONS', 32);
-const batchConnections = env('BENCH_BATCH_CONNECTIONS', 2);
+const durationS = envNumber('BENCH_DURATION_S', 10);
+const rounds = envNumber('BENCH_ROUNDS', 3);
+const connections = envNumber('BENCH_CONNECTIONS', 32);
+const batchConnections = envNumber('BENCH_BATCH_CONNECTIONS', 2);
 /** Other runtimes to compare, by version; the one running the benchmark is measured anyway. */
 const otherNodes = [
   ...new Map(
@@ -381,8 +380,8 @@ async function throughput() {
 }
 
 async function soakRun() {
-  const minutes = env('BENCH_SOAK_MINUTES', 10);
-  const rate = env('BENCH_SOAK_RATE', 200);
+  const minutes = envNumber('BENCH_SOAK_MINUTES', 10);
+  const rate = envNumber('BENCH_SOAK_RATE', 200);
   const full = await startFullService();
   const samples: { at_s: number; rss_mb: number; event_loop_delay_p99_ms: number }[] = [];
   const started = Date.now();

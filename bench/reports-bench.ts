@@ -10,7 +10,7 @@ import {
   startService,
   waitForReady,
 } from '../service/test-support/process.js';
-import { median } from './load.js';
+import { envNumber, median } from './load.js';
 
 /*
  * npm run bench:reports   The report endpoints at production volume on Postgres (127.0.0.1:5432): fills a
@@ -28,13 +28,12 @@ import { median } from './load.js';
  *                         database is dropped at the end; BENCH_REUSE=1 keeps it and reuses one filled with the
  *                         same volume (its windows age with the time since).
  */
-const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const days = env('BENCH_DAYS', 90);
-const perDay = env('BENCH_PER_DAY', 50_000);
-const feedbackShare = env('BENCH_FEEDBACK_SHARE', 0.25);
-const runs = env('BENCH_RUNS', 5);
-const reportClients = env('BENCH_REPORT_CLIENTS', 4);
-const durationS = env('BENCH_DURATION_S', 10);
+const days = envNumber('BENCH_DAYS', 90);
+const perDay = envNumber('BENCH_PER_DAY', 50_000);
+const feedbackShare = envNumber('BENCH_FEEDBACK_SHARE', 0.25);
+const runs = envNumber('BENCH_RUNS', 5);
+const reportClients = envNumber('BENCH_REPORT_CLIENTS', 4);
+const durationS = envNumber('BENCH_DURATION_S', 10);
 const reuse = process.env.BENCH_REUSE === '1';
 const DATABASE = 'delay_bench_reports';
 /** The plan's bound on a report (issue 28): every endpoint's median answer under it, or the run exits 1. */

@@ -2,7 +2,6 @@ import type { ChildProcess } from 'node:child_process';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import { flagChanges } from '../../db/schema.js';
 import { generateTraffic } from '../../models/traffic.js';
 import type { Booking } from '../domain/booking.js';
@@ -13,12 +12,7 @@ import { parseFlagConfig } from '../flags/flag-config.js';
 import { heuristicEstimate } from '../predictors/heuristic.js';
 import { freshPostgres, postgresAvailable } from '../test-support/databases.js';
 import { eventually, flagsDocument, tempDir, writeFlags } from '../test-support/harness.js';
-import {
-  monitoringBinaries,
-  promQuery,
-  startAlertmanager,
-  startPrometheus,
-} from '../test-support/monitoring.js';
+import { monitoringBinaries, promQuery, startRollbackLoop } from '../test-support/monitoring.js';
 import { type ServiceProcess, scrapeMetrics, startService, waitForReady } from '../test-support/process.js';
 
 /*
@@ -72,22 +66,8 @@ describe.skipIf(!ready)(
       cleanups.push(() => service.stop('SIGTERM'));
       await waitForReady(service);
 
-      const tokenFile = join(dir, 'webhook-token');
-      writeFileSync(tokenFile, TOKEN);
-      const alertmanager = await startAlertmanager({
-        webhookUrl: `http://127.0.0.1:${service.port}/v1/webhooks/alertmanager`,
-        tokenFile,
-      });
-      children.push(alertmanager.process);
-      const alerts = parse(readFileSync('prometheus/rules/alerts.yml', 'utf8'));
-      for (const group of alerts.groups) for (const rule of group.rules) rule.for = '2s';
-      writeFileSync(join(dir, 'alerts.yml'), stringify(alerts));
-      const prometheus = await startPrometheus({
-        metricsPorts: [service.metricsPort],
-        alertmanagerUrl: alertmanager.url,
-        alertsFile: join(dir, 'alerts.yml'),
-      });
-      children.push(prometheus.process);
+      const { prometheus, alertmanager } = await startRollbackLoop({ service, token: TOKEN });
+      children.push(alertmanager.process, prometheus.process);
       const query = (expr: string) => promQuery(prometheus.url, expr).catch(() => []);
 
       const post = (path: string, body: unknown) =>

@@ -106,3 +106,31 @@ export async function promQuery(
   if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`);
   return body.data.result;
 }
+
+/**
+ * The rollback loop around one service as the tests run it: the repository's alerts with every `for` shortened
+ * to `forDuration`, a real Prometheus scraping the service, a real Alertmanager posting to its webhook with
+ * `token`. The caller stops the two processes.
+ */
+export async function startRollbackLoop(options: {
+  service: { port: number; metricsPort: number };
+  token: string;
+  forDuration?: string;
+}): Promise<{ prometheus: Monitor; alertmanager: Monitor }> {
+  const dir = tempDir('delay-rollback-loop-');
+  const tokenFile = join(dir, 'webhook-token');
+  writeFileSync(tokenFile, options.token);
+  const alertmanager = await startAlertmanager({
+    webhookUrl: `http://127.0.0.1:${options.service.port}/v1/webhooks/alertmanager`,
+    tokenFile,
+  });
+  const alerts = parse(readFileSync('prometheus/rules/alerts.yml', 'utf8'));
+  for (const group of alerts.groups) for (const rule of group.rules) rule.for = options.forDuration ?? '2s';
+  writeFileSync(join(dir, 'alerts.yml'), stringify(alerts));
+  const prometheus = await startPrometheus({
+    metricsPorts: [options.service.metricsPort],
+    alertmanagerUrl: alertmanager.url,
+    alertsFile: join(dir, 'alerts.yml'),
+  });
+  return { prometheus, alertmanager };
+}
