@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { RULE_FILES as RULE_FILE_PATHS } from './rule-conventions.js';
 
 /**
  * Prometheus' rule engine without a server: promtool's unit-test runner evaluates prometheus/rules/*.yml over
@@ -21,9 +22,7 @@ export interface PromtoolTest {
   promql_expr_test: { expr: string; eval_time: string; exp_samples: [] }[];
 }
 
-export const RULE_FILES = ['prometheus/rules/recording.yml', 'prometheus/rules/alerts.yml'].map((f) =>
-  resolve(f),
-);
+export const RULE_FILES = RULE_FILE_PATHS.map((f) => resolve(f));
 
 /** A query tagged with `query` and `scenario` labels, expected empty so promtool prints what it got. */
 export const taggedQuery = (scenario: string, kind: string, expr: string, atMinutes: number) => ({

@@ -10,6 +10,22 @@
 export const DEPLOYMENT_LABELS = ['job', 'namespace'] as const;
 
 /**
+ * The rule files, in the order Prometheus loads them: recording rules, the SLOs' (generated from slo/*.yaml by
+ * npm run slo:generate), then the alerts that read them.
+ */
+export const RULE_FILES = [
+  'prometheus/rules/recording.yml',
+  'prometheus/rules/slo.yml',
+  'prometheus/rules/alerts.yml',
+] as const;
+
+/** What each severity means: who is told, and when. Alertmanager routes on it; docs/runbook.md#severities says it. */
+export const SEVERITIES = ['page', 'ticket', 'info'] as const;
+
+/** The vocabulary of inhibition: an alert with cause=X silences those with depends_on=X of the same deployment. */
+export const CAUSES = ['database', 'service-down'] as const;
+
+/**
  * Every alert's runbook_url is this base, '#', then the alert's anchor in docs/runbook.md: the runbook on the Git
  * host of package.json's repository (github.com/owner/name: blob/HEAD follows the default branch).
  */
@@ -30,4 +46,13 @@ export function headingAnchors(markdown: string): Set<string> {
         .replace(/\s/g, '-'),
     ),
   );
+}
+
+/** The URL path of a Grafana panel: /d/<uid>/<slug of the title>?viewPanel=<id>, as Grafana links a panel. */
+export function panelPath(dashboard: { uid: string; title: string }, panelId: number): string {
+  const slug = dashboard.title
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '');
+  return `/d/${dashboard.uid}/${slug}?viewPanel=${panelId}`;
 }

@@ -4,7 +4,7 @@
  * prometheus/rules.test.ts fails when a rule says otherwise. Windows are PromQL durations.
  */
 export const THRESHOLDS = {
-  /** The operations manual's MAE target (minutes): a warning, and the bar of a promotion. */
+  /** The operations manual's MAE target (minutes): a ticket, and the bar of a promotion. */
   maeTarget: 2.5,
   /** The manual's critical MAE (minutes): rolls back only together with losing to the rules. */
   maeCritical: 5,
@@ -22,7 +22,10 @@ export const THRESHOLDS = {
   shadowDeparture: { minutes: 3, window: '5m', resetWindow: '1m', minSamples: 50 },
   /** Share of ML-assigned bookings answered by the heuristic (any fallback reason). */
   fallbackRatio: { long: 0.1, short: 0.2, window: '5m', resetWindow: '1m', minSamples: 20, for: '15s' },
-  /** The product card's p95 latency budget (seconds). */
+  /**
+   * The product card's latency figure (seconds): the latency SLO's bound (slo/prediction-latency.yaml, 99% of single
+   * predictions within it), DelayPredictionLatencyHigh's p95 (info) and a promotion's bar.
+   */
   latencyP95: 0.15,
   /** p95 the ML path adds over the heuristic path on single predictions (seconds): the model's own cost. */
   mlAddedLatencyP95: { seconds: 0.1, minRate: 0.1, for: '2m' },

@@ -35,6 +35,7 @@ export async function startPrometheus(options: {
   config.global = { scrape_interval: '1s', evaluation_interval: '1s' };
   config.rule_files = [
     resolve('prometheus/rules/recording.yml'),
+    resolve('prometheus/rules/slo.yml'),
     options.alertsFile ?? resolve('prometheus/rules/alerts.yml'),
   ];
   // The compose file discovers the replicas by DNS; here they are on loopback ports.
