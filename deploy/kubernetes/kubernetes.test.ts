@@ -15,6 +15,7 @@ import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
+import { RULE_FILES } from '../../prometheus/rule-conventions.js';
 import { loadConfig } from '../../service/config/config.js';
 import { parseFlagConfig } from '../../service/flags/flag-config.js';
 import { presentOrSkip } from '../../service/test-support/availability.js';
@@ -199,9 +200,7 @@ describe('deploy/kubernetes', () => {
     });
 
     it('carries the rules, the dashboards and the flags of the repository, one source of truth each', () => {
-      const groups = ['prometheus/rules/recording.yml', 'prometheus/rules/alerts.yml'].flatMap(
-        (f) => parse(readFileSync(f, 'utf8')).groups,
-      );
+      const groups = RULE_FILES.flatMap((f) => parse(readFileSync(f, 'utf8')).groups);
       expect(one('PrometheusRule').spec.groups).toEqual(groups);
       const dashboards = objects.filter(
         (o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard === '1',
@@ -225,25 +224,6 @@ describe('deploy/kubernetes', () => {
         'openfeature.dev/enabled': 'true',
         'openfeature.dev/featureflagsource': source.metadata.name,
       });
-    });
-
-    it('routes rollback="true" alerts to the webhook at once, with its token', () => {
-      const config = one('AlertmanagerConfig');
-      const alertmanager = parse(readFileSync('alertmanager/alertmanager.yml', 'utf8'));
-      const rollback = alertmanager.route.routes.find(
-        (r: { receiver: string }) => r.receiver === 'rollback-webhook',
-      );
-      expect(config.spec.route.matchers).toEqual([{ name: 'rollback', value: 'true', matchType: '=' }]);
-      expect(config.spec.route.groupWait).toBe(rollback.group_wait);
-      const webhook = config.spec.receivers[0].webhookConfigs[0];
-      expect(webhook.url).toBe(
-        `http://${one('Service').metadata.name}.delay-prediction.svc/v1/webhooks/alertmanager`,
-      );
-      expect(webhook.httpConfig.authorization.credentials.key).toBe('webhook-token');
-      expect(webhook.maxAlerts).toBe(
-        alertmanager.receivers.find((r: { name: string }) => r.name === 'rollback-webhook').webhook_configs[0]
-          .max_alerts,
-      );
     });
   });
 });
