@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { replayRollback, shippedSettings } from './rollback-replay.js';
+import { type AlertFiring, replayRollback, shippedSettings } from './rollback-replay.js';
 import { judge, rollbackScenarios, timeOrderedScenarios } from './rollback-scenarios.js';
 
 /*
@@ -12,8 +12,11 @@ import { judge, rollbackScenarios, timeOrderedScenarios } from './rollback-scena
  * (prometheus/rollback-scenarios.ts: healthy days of --hours from midnight, or from 06:00 when shorter; breaks at
  * the morning rush and at night), then the shuffled ones (a year drawn at random; their healthy heavy-tailed run
  * lasts --shuffled-hours, 0 leaves the shuffled scenarios out). --shard K/N runs the K-th of N shares of similar
- * replayed minutes, so that N processes share the cores (.ci/run runs two). Prints JSON (--markdown: the ADR's table
- * instead, --json: the JSON into FILE too); exit 1 when an aim is missed.
+ * replayed minutes, so that N processes share the cores (.ci/run runs two). Beside the times, who is told: the
+ * alerts that fired, by their `severity` label in prometheus/rules (page, ticket), left out when Alertmanager's
+ * inhibition holds them back all along, or that fire only after ML stopped serving (the replayed traffic does not
+ * feed the rollback back: after it, its series are not the system's). Prints JSON (--markdown: the ADR's table instead, --json: the JSON into
+ * FILE too); exit 1 when an aim is missed.
  */
 const { values: args } = parseArgs({
   options: {
@@ -54,13 +57,29 @@ for (const s of [...all].sort(
   if (least === shard - 1) mine.add(s.name);
 }
 const scenarios = all.filter((s) => mine.has(s.name));
+/** The severities that tell a person (the rest, `info`, is recorded only). */
+const TOLD = ['page', 'ticket'] as const;
+const told = (alerts: AlertFiring[]) =>
+  Object.fromEntries(
+    TOLD.map((severity) => [
+      severity,
+      alerts.filter((a) => a.severity === severity && a.notified).map((a) => a.alertname),
+    ]),
+  ) as Record<(typeof TOLD)[number], string[]>;
 const results = [];
 for (const scenario of scenarios) {
   const result = await replayRollback(scenario, { seed });
   const verdict = judge(scenario.aim, result);
-  results.push({ ...result, order: scenario.order, aim: scenario.aim, ...verdict });
+  const stopped = result.rollback?.to_heuristic_s ?? Number.POSITIVE_INFINITY;
+  const replayed = result.alerts.filter((a) => a.after_s <= stopped);
+  const listing = {
+    told: told(replayed),
+    inhibited: replayed.filter((a) => !a.notified).map((a) => a.alertname),
+    after_rollback: result.alerts.filter((a) => a.after_s > stopped).map((a) => a.alertname),
+  };
+  results.push({ ...result, ...listing, order: scenario.order, aim: scenario.aim, ...verdict });
   process.stderr.write(
-    `${verdict.met ? 'met ' : 'MISSED'} ${scenario.name}: ${verdict.why} (${result.elapsed_s} s)\n`,
+    `${verdict.met ? 'met ' : 'MISSED'} ${scenario.name}: ${verdict.why}; pages ${listing.told.page.join(', ') || 'none'}; tickets ${listing.told.ticket.join(', ') || 'none'} (${result.elapsed_s} s)\n`,
   );
 }
 const report = {
@@ -72,17 +91,15 @@ const report = {
 if (args.json) writeFileSync(args.json, `${JSON.stringify(report, null, 2)}\n`);
 if (args.markdown) {
   console.log(
-    '| traffic | scenario | first rollback alert (signal) | other alerts | alert after | to all-heuristic | aim | met |',
+    '| traffic | scenario | first rollback alert (signal) | alert after | to all-heuristic | pages | tickets | left out | aim | met |',
   );
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  const names = (list: string[]) => list.join(', ') || 'none';
   for (const r of results) {
     const aim = r.aim.expect === 'rollback' ? `<= ${r.aim.within_s} s` : 'no rollback';
     const fired = r.rollback ? `${r.rollback.alertname} (${r.rollback.signal})` : 'none';
-    const other = r.alerts
-      .filter((a) => !a.rollback && a.severity !== 'none')
-      .map((a) => `${a.alertname} (${a.severity === 'critical' ? 'page' : 'ticket'})`);
     console.log(
-      `| ${r.order} | ${r.scenario} | ${fired} | ${other.join(', ') || 'none'} | ${r.rollback ? `${r.rollback.alert_s} s` : '-'} | ${r.rollback ? `${r.rollback.to_heuristic_s} s` : '-'} | ${aim} | ${r.met ? 'yes' : `**no**: ${r.why}`} |`,
+      `| ${r.order} | ${r.scenario} | ${fired} | ${r.rollback ? `${r.rollback.alert_s} s` : '-'} | ${r.rollback ? `${r.rollback.to_heuristic_s} s` : '-'} | ${names(r.told.page)} | ${names(r.told.ticket)} | ${names([...r.inhibited.map((a) => `${a} (inhibited)`), ...r.after_rollback.map((a) => `${a} (after ML stopped)`)])} | ${aim} | ${r.met ? 'yes' : `**no**: ${r.why}`} |`,
     );
   }
 } else console.log(JSON.stringify(report, null, 2));

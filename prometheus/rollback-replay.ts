@@ -90,6 +90,11 @@ export interface AlertFiring {
   rollback: boolean;
   /** Seconds from the break (or from the start) to the first firing evaluation. */
   after_s: number;
+  /**
+   * Whether Alertmanager would notify its receivers: the alert fired at an evaluation where no alert naming its
+   * `depends_on` as `cause` fired (alertmanager.yml's inhibition, equal on job and namespace).
+   */
+  notified: boolean;
 }
 
 export interface ReplayResult {
@@ -526,6 +531,8 @@ export async function replayRollback(
         : phases.slice(0, scenario.breakPhase).reduce((s, p) => s + p.minutes * 60, 0);
     const hours = Array.from({ length: Math.ceil(minutes / 60) }, (_, h) => Math.min((h + 1) * 60, minutes));
     const firing = 'ALERTS{alertstate="firing"}';
+    // Firing and not inhibited: no alert whose `cause` is this one's `depends_on` fires on the same job, namespace.
+    const notified = `${firing} unless on (depends_on, job, namespace) label_replace(ALERTS{alertstate="firing", cause!=""}, "depends_on", "$1", "cause", "(.*)")`;
     const healthyEnd = breakAtS > 0 ? breakAtS / 60 : minutes;
     const healthyHours = Array.from(
       { length: Math.ceil(healthyEnd / 60) },
@@ -539,12 +546,14 @@ export async function replayRollback(
           input_series: promtoolSeries(scrapes),
           // promtool's engine refuses one subquery over days of 15 s steps: asked hour by hour.
           promql_expr_test: [
-            ...hours.map((end, h) =>
-              taggedQuery(
-                '0',
-                'first',
-                `min by (alertname, severity, signal, rollback) (min_over_time(timestamp(${firing})[${end - h * 60}m:${settings.evaluationSeconds}s]))`,
-                end,
+            ...hours.flatMap((end, h) =>
+              Object.entries({ first: firing, notified }).map(([kind, alerts]) =>
+                taggedQuery(
+                  '0',
+                  kind,
+                  `min by (alertname, severity, signal, rollback) (min_over_time(timestamp(${alerts})[${end - h * 60}m:${settings.evaluationSeconds}s]))`,
+                  end,
+                ),
               ),
             ),
             // The healthy part's peaks of what the label-free and drift rules judge, before any break.
@@ -570,6 +579,9 @@ export async function replayRollback(
         return [kind, values.length > 0 ? Math.round(Math.max(...values) * 100) / 100 : null];
       }),
     ) as ReplayResult['healthy_peaks'];
+    const notifiedNames = new Set(
+      samples.filter((x) => x.labels.query === 'notified').map((x) => x.labels.alertname),
+    );
     for (const s of samples) {
       if (s.labels.query !== 'first') continue;
       const name = s.labels.alertname ?? '';
@@ -582,6 +594,7 @@ export async function replayRollback(
           rollback: s.labels.rollback === 'true',
           at: s.value,
           after_s: s.value - breakAtS,
+          notified: notifiedNames.has(name),
         });
     }
     const alerts = [...first.values()].sort((a, b) => a.at - b.at);

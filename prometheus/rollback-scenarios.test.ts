@@ -25,18 +25,19 @@ const alert = (alertname: string, severity: string) => ({
   signal: null,
   rollback: false,
   after_s: 0,
+  notified: true,
 });
 
 describe('the replay judge', () => {
-  it('reads the always-firing watchdog as quiet, and any page or warning as noise', () => {
-    expect(judge({ expect: 'quiet' }, result([alert('DelayWatchdog', 'none')]))).toEqual({
+  it('reads the always-firing watchdog as quiet, and any page or ticket as noise', () => {
+    expect(judge({ expect: 'quiet' }, result([alert('DelayWatchdog', 'info')]))).toEqual({
       met: true,
       why: 'quiet',
     });
-    expect(judge({ expect: 'quiet' }, result([alert('DelayPredictionsLost', 'critical')])).met).toBe(false);
-    expect(judge({ expect: 'quiet' }, result([alert('DelayModelMaeDegraded', 'warning')])).met).toBe(false);
+    expect(judge({ expect: 'quiet' }, result([alert('DelayPredictionsLost', 'page')])).met).toBe(false);
+    expect(judge({ expect: 'quiet' }, result([alert('DelayModelMaeDegraded', 'ticket')])).met).toBe(false);
     expect(
-      judge({ expect: 'quiet', allow: 'warnings' }, result([alert('DelayModelMaeDegraded', 'warning')])).met,
+      judge({ expect: 'quiet', allow: 'tickets' }, result([alert('DelayModelMaeDegraded', 'ticket')])).met,
     ).toBe(true);
   });
 });
