@@ -23,6 +23,7 @@ import { privatePostgresAvailable, startPrivatePostgres } from './test-support/p
 import { redisServerAvailable, startPrivateRedis } from './test-support/private-redis.js';
 import {
   type MetricReading,
+  migratedDataDir,
   type ServiceProcess,
   scrapeMetrics,
   startService,
@@ -45,8 +46,15 @@ function scratch(prefix: string) {
   return dir;
 }
 
+/** A migrated PGlite DATA_DIR removed after the case. */
+async function scratchData() {
+  const dir = await migratedDataDir();
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 async function start(env: Record<string, string>) {
-  const service = await startService({ DATA_DIR: scratch('delay-data-'), ...env });
+  const service = await startService({ DATA_DIR: await scratchData(), ...env });
   onTestFinished(async () => {
     await service.stop('SIGKILL');
   });
@@ -572,7 +580,7 @@ describe('faults under load, on the real process', () => {
   it('20 concurrent webhook posts of 1,000 duplicate rollback alerts under load: one rollback, ML at 0%', async () => {
     const token = 'fault-test-webhook-token-0123456789';
     const file = flagsFile({ mlWeight: 50 }, scratch('delay-flags-'));
-    const dataDir = scratch('delay-data-');
+    const dataDir = await scratchData();
     const service = await start({
       FLAGS_FILE: file,
       FLAGS_POLL_INTERVAL_MS: '100',

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { predictions } from '../db/schema.js';
 import { freshPostgres, postgresAvailable } from './test-support/databases.js';
 import { booking, eventually, flagsDocument, tempDir, writeFlags } from './test-support/harness.js';
-import { type ServiceProcess, startService, waitForReady } from './test-support/process.js';
+import { migratedDataDir, type ServiceProcess, startService, waitForReady } from './test-support/process.js';
 
 const hasPostgres = await postgresAvailable();
 const running: ServiceProcess[] = [];
@@ -23,7 +23,11 @@ afterEach(async () => {
 
 describe('the service as a process', () => {
   it('starts on embedded defaults, predicts, exposes metrics, and exits 0 on SIGTERM', async () => {
-    const service = await start({ DEPLOYMENT_ENVIRONMENT: 'staging' });
+    // A new, empty DATA_DIR: the first start migrates it.
+    const service = await start({
+      DEPLOYMENT_ENVIRONMENT: 'staging',
+      DATA_DIR: tempDir('delay-first-start-'),
+    });
     await waitForReady(service);
     const res = await fetch(`http://127.0.0.1:${service.port}/v1/predictions`, {
       method: 'POST',
@@ -230,7 +234,7 @@ describe('the service as a process', () => {
   });
 
   it('writes every prediction to its database, and flushes the queue on SIGTERM', async () => {
-    const dataDir = tempDir('delay-data-');
+    const dataDir = await migratedDataDir();
     const service = await start({ DATA_DIR: dataDir });
     await waitForReady(service);
     const res = await fetch(`http://127.0.0.1:${service.port}/v1/predictions/batch`, {
@@ -325,7 +329,7 @@ describe('the service as a process', () => {
   });
 
   it('refuses a second process on the same PGlite DATA_DIR, naming why, while the first serves on', async () => {
-    const dataDir = tempDir('delay-shared-data-');
+    const dataDir = await migratedDataDir();
     const first = await start({ DATA_DIR: dataDir });
     await waitForReady(first);
     expect(first.output()).toContain('PGlite serves this process only');

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,39 @@ export async function freePort(): Promise<number> {
       server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
     });
   });
+}
+
+const MIGRATIONS = 'db/migrations';
+
+/**
+ * A fresh PGlite DATA_DIR with the migrations already applied: a copy of a template built once per set of
+ * migrations (keyed by their hash, shared by every test file and by parallel runs), since a fresh PGlite
+ * folder takes seconds to migrate, tens of seconds on a loaded machine, before each service is ready. A test
+ * about a first start passes a new empty folder instead (main.test.ts does).
+ */
+export async function migratedDataDir(): Promise<string> {
+  const hash = createHash('sha256');
+  for (const name of readdirSync(MIGRATIONS, { recursive: true, encoding: 'utf8' }).sort()) {
+    if (name.endsWith('.sql') || name.endsWith('.json'))
+      hash.update(name).update(readFileSync(join(MIGRATIONS, name)));
+  }
+  const template = join(tmpdir(), `delay-pglite-template-${hash.digest('hex').slice(0, 16)}`);
+  try {
+    readdirSync(template);
+  } catch {
+    const building = mkdtempSync(join(tmpdir(), 'delay-pglite-building-'));
+    const { openDatabase } = await import('../storage/database.js');
+    await (await openDatabase({ dataDir: building })).close();
+    try {
+      renameSync(building, template);
+    } catch {
+      // Another run built it first: theirs serves.
+      rmSync(building, { recursive: true, force: true });
+    }
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'delay-data-'));
+  cpSync(template, dir, { recursive: true });
+  return dir;
 }
 
 export interface ServiceProcess {
@@ -58,7 +92,9 @@ export async function startService(
       HOST: '127.0.0.1',
       PORT: String(port),
       METRICS_PORT: String(metricsPort),
-      DATA_DIR: mkdtempSync(join(tmpdir(), 'delay-data-')),
+      DATA_DIR:
+        env.DATA_DIR ??
+        (env.DATABASE_URL ? mkdtempSync(join(tmpdir(), 'delay-data-')) : await migratedDataDir()),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
