@@ -3,7 +3,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
 import type { Database } from '../storage/database.js';
 import type { PredictionRow } from '../storage/prediction-log.js';
-import { freshPglite, freshPostgres, postgresAvailable } from '../test-support/databases.js';
+import {
+  freshPglite,
+  freshPostgres,
+  postgresAvailable,
+  predictionRow as row,
+} from '../test-support/databases.js';
 import { testService } from '../test-support/service.js';
 import { BOOTSTRAP_MAX_PAIRS, pairedComparison, pairedFromMoments } from './paired-comparison.js';
 import type { ArmMetrics } from './report-schemas.js';
@@ -21,27 +26,6 @@ const DAY = 24 * HOUR;
 async function rows<T>(d: Database, query: SQL): Promise<T[]> {
   const result = (await d.db.execute(query)) as unknown as T[] | { rows: T[] };
   return Array.isArray(result) ? result : result.rows;
-}
-
-function row(bookingId: string, overrides: Partial<PredictionRow> = {}): PredictionRow {
-  return {
-    bookingId,
-    predictedAt: new Date(),
-    endpoint: 'single',
-    source: 'heuristic',
-    variant: 'heuristic',
-    modelVersion: null,
-    fallbackReason: null,
-    delayMinutes: 5,
-    intervalLow: 3,
-    intervalHigh: 8,
-    shadowHeuristicDelay: 5,
-    features: [],
-    weatherSource: 'cache',
-    latencyMs: 1.5,
-    traceId: null,
-    ...overrides,
-  };
 }
 
 /** A seeded generator (mulberry32): the same data on every run. */

@@ -14,7 +14,12 @@ import { FEATURE_NAMES } from '../features/booking-features.js';
 import { createFeedbackService } from '../feedback/feedback-service.js';
 import { createReports, pairedComparison } from '../reports/reports.js';
 import { exportServedRows } from '../retraining/retraining.js';
-import { freshPglite, freshPostgres, postgresAvailable } from '../test-support/databases.js';
+import {
+  freshPglite,
+  freshPostgres,
+  postgresAvailable,
+  predictionRow as row,
+} from '../test-support/databases.js';
 import {
   booking,
   eventually,
@@ -27,7 +32,7 @@ import {
 import { freePort } from '../test-support/process.js';
 import { testService } from '../test-support/service.js';
 import { type Database, DataDirInUseError, openDatabase } from './database.js';
-import { createPredictionLog, type PredictionRow } from './prediction-log.js';
+import { createPredictionLog } from './prediction-log.js';
 
 const hasPostgres = await postgresAvailable();
 const open: { close(): Promise<void> }[] = [];
@@ -39,27 +44,6 @@ afterEach(async () => {
       .map((x) => x.close()),
   );
 });
-
-function row(bookingId: string, overrides: Partial<PredictionRow> = {}): PredictionRow {
-  return {
-    bookingId,
-    predictedAt: new Date(),
-    endpoint: 'single',
-    source: 'heuristic',
-    variant: 'heuristic',
-    modelVersion: null,
-    fallbackReason: null,
-    delayMinutes: 5,
-    intervalLow: 3,
-    intervalHigh: 8,
-    shadowHeuristicDelay: 5,
-    features: [8.5, 3, 0, 11, 4.2, 10, 1, 0, 12, 0, 0, 3, 10, 0],
-    weatherSource: 'default',
-    latencyMs: 1.2,
-    traceId: null,
-    ...overrides,
-  };
-}
 
 async function count(database: Database, table: typeof predictions | typeof feedback) {
   const [r] = await database.db.select({ n: sql<number>`count(*)::int` }).from(table);

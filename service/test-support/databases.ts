@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import postgres from 'postgres';
 import { type Database, openDatabase } from '../storage/database.js';
+import type { PredictionRow } from '../storage/prediction-log.js';
 import { presentOrSkip } from './availability.js';
 import { tempDir } from './harness.js';
 
@@ -41,4 +42,26 @@ export async function freshPostgres(via?: (url: URL) => URL): Promise<Database &
 
 export async function freshPglite(): Promise<Database> {
   return openDatabase({ dataDir: tempDir('delay-pglite-') });
+}
+
+/** A stored prediction as the prediction log writes it: the heuristic's 5 minutes, fields overridable. */
+export function predictionRow(bookingId: string, overrides: Partial<PredictionRow> = {}): PredictionRow {
+  return {
+    bookingId,
+    predictedAt: new Date(),
+    endpoint: 'single',
+    source: 'heuristic',
+    variant: 'heuristic',
+    modelVersion: null,
+    fallbackReason: null,
+    delayMinutes: 5,
+    intervalLow: 3,
+    intervalHigh: 8,
+    shadowHeuristicDelay: 5,
+    features: [8.5, 3, 0, 11, 4.2, 10, 1, 0, 12, 0, 0, 3, 10, 0],
+    weatherSource: 'default',
+    latencyMs: 1.2,
+    traceId: null,
+    ...overrides,
+  };
 }
