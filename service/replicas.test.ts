@@ -48,7 +48,8 @@ const post = (service: ServiceProcess, path: string, body: unknown) =>
 async function startReplicas(count: number, env: Record<string, string>) {
   const replicas = await Promise.all(Array.from({ length: count }, () => startService(env)));
   cleanups.push(() => Promise.all(replicas.map((r) => r.stop('SIGTERM'))));
-  await Promise.all(replicas.map((r) => waitForReady(r, 30_000)));
+  // Several processes compile and start at once on 2 cores: the default wait (60 s), not half of it.
+  await Promise.all(replicas.map((r) => waitForReady(r)));
   return replicas;
 }
 
