@@ -12,7 +12,12 @@ import { ACTUAL_DELAY_FLOOR } from '../service/feedback/feedback-service.js';
 import { parseFlagConfig } from '../service/flags/flag-config.js';
 import { heuristicEstimate } from '../service/predictors/heuristic.js';
 import { flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
-import { monitoringBinaries, promQuery, startRollbackLoop } from '../service/test-support/monitoring.js';
+import {
+  monitoringBinaries,
+  postFeedbackUntilStored,
+  promQuery,
+  startRollbackLoop,
+} from '../service/test-support/monitoring.js';
 import { type ServiceProcess, startService, waitForReady } from '../service/test-support/process.js';
 import { onnxEditorAvailable, writeShiftedModel } from '../service/test-support/shifted-model.js';
 
@@ -77,22 +82,11 @@ async function startStack(env: Record<string, string> = {}) {
   /** Feedback for the ML-served bookings, the actual delay given by `truth`; every one of them recorded. */
   const feedbackOnMl = async (predictions: Served[], truth: (p: Served) => number) => {
     const ml = predictions.filter((p) => p.source === 'ml');
-    let waiting = ml.map((p) => ({
+    const waiting = ml.map((p) => ({
       booking_id: p.booking_id,
       actual_delay_minutes: Math.round(Math.max(ACTUAL_DELAY_FLOOR, truth(p)) * 100) / 100,
     }));
-    // A prediction is stored off the hot path: its feedback is unknown until the log has written it.
-    for (let attempt = 0; waiting.length > 0; attempt++) {
-      if (attempt === 50) throw new Error(`${waiting.length} predictions never stored`);
-      await new Promise((r) => setTimeout(r, 200));
-      const { results } = (await post('/v1/feedback/batch', { feedback: waiting })) as {
-        results: { booking_id: string; outcome: string }[];
-      };
-      const unknown = new Set(
-        results.filter((r) => r.outcome === 'unknown_booking').map((r) => r.booking_id),
-      );
-      waiting = waiting.filter((f) => unknown.has(f.booking_id));
-    }
+    await postFeedbackUntilStored(post, waiting);
     return ml.length;
   };
   /** ML close to the truth, the rules about as far as they usually are: a healthy model. */

@@ -12,7 +12,12 @@ import { parseFlagConfig } from '../flags/flag-config.js';
 import { heuristicEstimate } from '../predictors/heuristic.js';
 import { freshPostgres, postgresAvailable } from '../test-support/databases.js';
 import { eventually, flagsDocument, tempDir, writeFlags } from '../test-support/harness.js';
-import { monitoringBinaries, promQuery, startRollbackLoop } from '../test-support/monitoring.js';
+import {
+  monitoringBinaries,
+  postFeedbackUntilStored,
+  promQuery,
+  startRollbackLoop,
+} from '../test-support/monitoring.js';
 import { type ServiceProcess, scrapeMetrics, startService, waitForReady } from '../test-support/process.js';
 
 /*
@@ -100,7 +105,7 @@ describe.skipIf(!ready)(
       };
       /** Feedback 6 min from the rules' answer, on the side away from ML: ML loses to the rules on every booking. */
       const badFeedbackOn = async (version: string, served: Awaited<ReturnType<typeof predict>>) => {
-        let waiting = served
+        const waiting = served
           .filter((p) => p.source === 'ml' && p.model_version === version)
           .map((p) => ({
             booking_id: p.booking_id,
@@ -110,18 +115,7 @@ describe.skipIf(!ready)(
               ) / 100,
           }));
         const count = waiting.length;
-        // A prediction is stored off the hot path: its feedback is unknown until the log has written it.
-        for (let attempt = 0; waiting.length > 0; attempt++) {
-          if (attempt === 50) throw new Error(`${waiting.length} predictions never stored`);
-          await new Promise((r) => setTimeout(r, 200));
-          const { results } = (await post('/v1/feedback/batch', { feedback: waiting })) as {
-            results: { booking_id: string; outcome: string }[];
-          };
-          const unknown = new Set(
-            results.filter((r) => r.outcome === 'unknown_booking').map((r) => r.booking_id),
-          );
-          waiting = waiting.filter((f) => unknown.has(f.booking_id));
-        }
+        await postFeedbackUntilStored(post, waiting);
         return count;
       };
       const webhookOutcome = async (outcome: string) =>

@@ -135,3 +135,23 @@ export async function startRollbackLoop(options: {
   });
   return { prometheus, alertmanager };
 }
+
+/**
+ * Posts feedback until every item is recorded: a prediction is stored off the hot path, so its feedback is
+ * answered unknown_booking until the prediction log has written it. Throws after 50 tries (10 s).
+ */
+export async function postFeedbackUntilStored(
+  post: (path: string, body: unknown) => Promise<unknown>,
+  feedback: { booking_id: string; actual_delay_minutes: number }[],
+) {
+  let waiting = feedback;
+  for (let attempt = 0; waiting.length > 0; attempt++) {
+    if (attempt === 50) throw new Error(`${waiting.length} predictions never stored`);
+    await new Promise((r) => setTimeout(r, 200));
+    const { results } = (await post('/v1/feedback/batch', { feedback: waiting })) as {
+      results: { booking_id: string; outcome: string }[];
+    };
+    const unknown = new Set(results.filter((r) => r.outcome === 'unknown_booking').map((r) => r.booking_id));
+    waiting = waiting.filter((f) => unknown.has(f.booking_id));
+  }
+}
