@@ -133,7 +133,7 @@ describe('the image, built as the Dockerfile says without a Docker engine', () =
       const one = await post('/v1/predictions', booking({ booking_id: 'image-1' }));
       expect(one.status).toBe(200);
       expect(await one.json()).toMatchObject({ booking_id: 'image-1', delay_minutes: expect.any(Number) });
-      // flagd/flags.json sends a share of bookings to gbt-v1: ONNX Runtime answers in the image.
+      // flagd/flags.json sends a share of bookings to gbt-v2: ONNX Runtime answers in the image.
       const batch = await post('/v1/predictions/batch', {
         bookings: Array.from({ length: 100 }, (_, i) => booking({ booking_id: `image-batch-${i}` })),
       });
@@ -142,7 +142,7 @@ describe('the image, built as the Dockerfile says without a Docker engine', () =
         predictions: { source: string; model_version: string }[];
       };
       expect(predictions.filter((p) => p.source === 'ml').length).toBeGreaterThan(0);
-      expect(predictions.find((p) => p.source === 'ml')?.model_version).toBe('gbt-v1');
+      expect(predictions.find((p) => p.source === 'ml')?.model_version).toBe('gbt-v2');
       const metrics = await fetch(`http://127.0.0.1:${service.metricsPort}/metrics`);
       expect(metrics.status).toBe(200);
       expect(await metrics.text()).toMatch(/^delay_predictions_total\{/m);
@@ -163,7 +163,7 @@ describe('the image, built as the Dockerfile says without a Docker engine', () =
     expect(status.status, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({
       file: join(image.root, 'flagd/flags.json'),
-      model_version: 'gbt-v1',
+      model_version: 'gbt-v2',
       ml_percentage: expect.any(Number),
     });
     const usage = run('service/cli/weather-cli.js');

@@ -51,8 +51,8 @@ const COMMAND_WORDS = new Set([
   'pg_dump',
   'node',
 ]);
-/** A model version besides the committed gbt-v1, for the commands that name one (`VERSION`, `gbt-v2`). */
-const OTHER_VERSION = 'gbt-v2';
+/** A model version besides the committed gbt-v2, for the commands that name one (`VERSION`, `gbt-v3`). */
+const OTHER_VERSION = 'gbt-v3';
 
 /** Why a command does not run here; the first match wins. */
 const NOT_HERE: [RegExp, string][] = [
@@ -372,11 +372,11 @@ describe.skipIf(!presentOrSkip(hasPostgres ? null : 'Postgres at 127.0.0.1:5432'
       image = stages.at(-1) as Stage;
       database = await freshPostgres();
       weatherApi = await startFakeOpenWeatherMap();
-      // gbt-v1 and a second version for the commands that name one (the card names its own version).
+      // gbt-v2 and a second version for the commands that name one (the card names its own version).
       mkdirSync(models, { recursive: true });
-      for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v1.${ext}`, join(models, `gbt-v1.${ext}`));
-      copyFileSync('models/gbt-v1.onnx', join(models, `${OTHER_VERSION}.onnx`));
-      const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8'));
+      for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v2.${ext}`, join(models, `gbt-v2.${ext}`));
+      copyFileSync('models/gbt-v2.onnx', join(models, `${OTHER_VERSION}.onnx`));
+      const card = JSON.parse(readFileSync('models/gbt-v2.json', 'utf8'));
       writeFileSync(
         join(models, `${OTHER_VERSION}.json`),
         JSON.stringify({

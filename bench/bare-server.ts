@@ -5,14 +5,14 @@ import { loadOnnxModel } from '../service/models/onnx-model.js';
 
 /**
  * The baselines: Hono on the same server adapter, parsing the same JSON body and answering a small JSON.
- * `bare-server.ts PORT onnx` also scores one row with gbt-v1 per request, through the service's model code and
+ * `bare-server.ts PORT onnx` also scores one row with gbt-v2 per request, through the service's model code and
  * nothing else: the most the full path could answer with this model on this machine.
  */
 const [port, mode] = process.argv.slice(2);
 const app = new Hono();
 if (mode === 'onnx') {
-  const model = await loadOnnxModel('models', 'gbt-v1');
-  const { features } = JSON.parse(readFileSync('models/gbt-v1.parity.json', 'utf8')) as {
+  const model = await loadOnnxModel('models', 'gbt-v2');
+  const { features } = JSON.parse(readFileSync('models/gbt-v2.parity.json', 'utf8')) as {
     features: number[][];
   };
   let n = 0;

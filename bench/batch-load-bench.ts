@@ -149,7 +149,7 @@ async function main() {
       };
       const counted = (name: string, labels: Record<string, string> = {}) =>
         read(after, name, labels) - read(before, name, labels);
-      const mlAssigned = counted('delay_predictions_total', { variant: 'gbt-v1' });
+      const mlAssigned = counted('delay_predictions_total', { variant: 'gbt-v2' });
       return {
         singles: report(singles),
         ...(withBatches ? { batches: report(batches) } : {}),

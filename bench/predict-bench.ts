@@ -106,7 +106,7 @@ async function startFullService(traceSampleRatio = TRACE_SAMPLE_RATIO, node = pr
       prediction_log: database ? 'postgres' : 'pglite',
       weather_l2: redisUrl ? 'redis' : 'none (Redis not reachable)',
       traces: `OTLP/HTTP to a local sink, TRACE_SAMPLE_RATIO=${traceSampleRatio}`,
-      model: 'gbt-v1 for every booking (ML at 100%)',
+      model: 'gbt-v2 for every booking (ML at 100%)',
     },
     sink,
     async rowsWritten() {
@@ -142,8 +142,8 @@ async function scrape(metricsPort: number) {
 
 /** Microseconds per row for calls of `batch` rows (median of 5 runs of `calls` calls). */
 async function inferenceMicrosPerRow(batch: number, calls: number) {
-  const model = await loadOnnxModel('models', 'gbt-v1');
-  const fixture = JSON.parse(readFileSync('models/gbt-v1.parity.json', 'utf8')) as { features: number[][] };
+  const model = await loadOnnxModel('models', 'gbt-v2');
+  const fixture = JSON.parse(readFileSync('models/gbt-v2.parity.json', 'utf8')) as { features: number[][] };
   const width = fixture.features[0]?.length ?? 0;
   const rows = new Float32Array(batch * width);
   for (let i = 0; i < batch; i++)

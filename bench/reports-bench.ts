@@ -54,7 +54,7 @@ const percentile = (xs: number[], p: number) => {
 async function fillDay(sql: postgres.Sql, day: number, filledAt: Date) {
   const first = day * perDay;
   const dayStart = new Date(filledAt.getTime() - (days - day) * 86_400_000);
-  const version = day < days - 30 ? 'gbt-v0' : 'gbt-v1';
+  const version = day < days - 30 ? 'gbt-v0' : 'gbt-v2';
   await sql`drop table if exists bench_day`;
   // Uniforms drawn per row in the inner select, turned into normals (Box-Muller) outside it.
   await sql`
@@ -77,7 +77,7 @@ async function fillDay(sql: postgres.Sql, day: number, filledAt: Date) {
       delay_minutes, interval_low, interval_high, shadow_heuristic_delay, features, weather_source, latency_ms)
     select booking_id, predicted_at, case when i % 10 = 0 then 'batch' else 'single' end,
            case when ml and not fell_back then 'ml' else 'heuristic' end,
-           case when ml then 'gbt-v1' else 'heuristic' end,
+           case when ml then 'gbt-v2' else 'heuristic' end,
            case when ml and not fell_back then ${version} end,
            case when ml and fell_back then 'model_timeout' end,
            d.delay, d.delay - 3, d.delay + 6, s.shadow,

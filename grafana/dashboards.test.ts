@@ -206,7 +206,7 @@ describe('Grafana dashboards', () => {
             flag: 'delay-model',
             previousWeight: 50,
             newWeight: 0,
-            modelVersion: 'gbt-v1',
+            modelVersion: 'gbt-v2',
             alertName: 'DelayMlErrorRatioHigh',
           },
           {
@@ -233,7 +233,7 @@ describe('Grafana dashboards', () => {
           tags: string;
         }[];
         expect(rows.map((r) => [r.text, r.tags])).toEqual([
-          ['alertmanager rollback 50% -> 0% gbt-v1 DelayMlErrorRatioHigh', 'rollback,DelayMlErrorRatioHigh'],
+          ['alertmanager rollback 50% -> 0% gbt-v2 DelayMlErrorRatioHigh', 'rollback,DelayMlErrorRatioHigh'],
         ]);
       } finally {
         await database.close();

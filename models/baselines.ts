@@ -7,14 +7,14 @@ import type { WorldName } from './generator.js';
 import { withGeneratedMomentBaselines } from './moment-baselines.js';
 
 /*
- * npm run baselines -- [--version gbt-v1] [--dir models]
+ * npm run baselines -- [--version gbt-v2] [--dir models]
  * Writes a committed model's moment baselines into its card (models/moment-baselines.ts) without training it
  * again: the card's own training data is generated anew from its seed, counts, world and holdout, and refused
  * unless its hash is the card's. `npm run train` writes the same baselines for every new model.
  * Exit 1: the data is not the card's; 2: bad arguments.
  */
 const { values: args } = parseArgs({
-  options: { version: { type: 'string', default: 'gbt-v1' }, dir: { type: 'string', default: 'models' } },
+  options: { version: { type: 'string', default: 'gbt-v2' }, dir: { type: 'string', default: 'models' } },
 });
 const dir = resolve(String(args.dir));
 const cardPath = join(dir, `${args.version}.json`);

@@ -5,14 +5,14 @@ import { generateBookings, WORLDS, type WorldName } from './generator.js';
 import { scoreHoldout } from './holdout.js';
 
 /*
- * npm run evaluate -- [--version gbt-v1] [--dir models] [--world default|hard] [--seed 43] [--count 10000] [--json]
+ * npm run evaluate -- [--version gbt-v2] [--dir models] [--world default|hard] [--seed 43] [--count 10000] [--json]
  * Scores a trained model on generated holdout bookings (by default the same 10,000 as npm run train's test
  * set: seed 43) overall and per segment, through the service's own ONNX inference, next to the oracle: a
  * model trained on the default world can be judged on the hard one.
  */
 const { values: args } = parseArgs({
   options: {
-    version: { type: 'string', default: 'gbt-v1' },
+    version: { type: 'string', default: 'gbt-v2' },
     dir: { type: 'string', default: 'models' },
     world: { type: 'string', default: 'default' },
     seed: { type: 'string', default: '43' },

@@ -11,7 +11,7 @@ import { scoreHoldout } from './holdout.js';
 import { withGeneratedMomentBaselines } from './moment-baselines.js';
 
 /*
- * npm run train -- [--train 50000] [--test 10000] [--seed 42] [--version gbt-v1] [--out models]
+ * npm run train -- [--train 50000] [--test 10000] [--seed 42] [--version gbt-v2] [--out models]
  *                  [--estimators 300] [--world default|hard] [--holdout random|time] [--python /usr/bin/python3]
  * Generates bookings, builds the feature matrix with the service's feature code, runs the trainer
  * (models/trainer.py: fit, export ONNX, evaluate, card), then scores the holdout through the service's own
@@ -24,7 +24,7 @@ const { values: args } = parseArgs({
     train: { type: 'string', default: '50000' },
     test: { type: 'string', default: '10000' },
     seed: { type: 'string', default: '42' },
-    version: { type: 'string', default: 'gbt-v1' },
+    version: { type: 'string', default: 'gbt-v2' },
     out: { type: 'string', default: 'models' },
     estimators: { type: 'string', default: '300' },
     world: { type: 'string', default: 'default' },

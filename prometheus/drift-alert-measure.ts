@@ -6,7 +6,7 @@ import { THRESHOLDS } from '../service/domain/rollback-policy.js';
 import { type Scenario, type ScenarioResult, simulateDriftAlert } from './drift-alert-simulation.js';
 
 /*
- * npm run measure:drift-alert -- [--hours 24] [--shuffled-hours 2] [--card models/gbt-v1.json] [--rate 10]
+ * npm run measure:drift-alert -- [--hours 24] [--shuffled-hours 2] [--card models/gbt-v2.json] [--rate 10]
  *                                [--seed 1] [--shuffled-seed 1000]
  * Measures the DelayFeatureDrift alert as deployed (prometheus/rules, 15 s scrapes and evaluations) on
  * generator traffic, booking features judged against the same hours of the week in training. First in time
@@ -23,7 +23,7 @@ const { values: args } = parseArgs({
   options: {
     hours: { type: 'string', default: '24' },
     'shuffled-hours': { type: 'string', default: '2' },
-    card: { type: 'string', default: 'models/gbt-v1.json' },
+    card: { type: 'string', default: 'models/gbt-v2.json' },
     rate: { type: 'string', default: '10' },
     seed: { type: 'string', default: '1' },
     'shuffled-seed': { type: 'string', default: '1000' },

@@ -8,7 +8,7 @@ import { simulateDriftAlert } from './drift-alert-simulation.js';
 
 const hasPromtool = monitoringBinaries('promtool');
 
-const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8')) as {
+const card = JSON.parse(readFileSync('models/gbt-v2.json', 'utf8')) as {
   version: string;
   drift: DriftBaseline;
 };

@@ -134,7 +134,7 @@ export const SCRAPE_SECONDS = 15;
 const IN_FLIGHT = 4;
 const DEFAULT_PHASE: Required<Omit<ReplayPhase, 'minutes' | 'model' | 'season'>> = {
   mlWeight: 50,
-  modelVersion: 'gbt-v1',
+  modelVersion: 'gbt-v2',
   truth: 'generator',
   predictionsPerSecond: 4,
   feedbackShare: 0.25,
@@ -228,7 +228,7 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
       ALERTMANAGER_WEBHOOK_TOKEN: webhookToken,
     },
   );
-  const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8')) as {
+  const card = JSON.parse(readFileSync('models/gbt-v2.json', 'utf8')) as {
     drift: DriftBaseline;
     shadow_baseline: ShadowBaseline;
   };
@@ -241,13 +241,13 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
       tracer: trace.getTracer('rollback-replay'),
     },
     logger: silentLogger,
-    // Stand-in: gbt-v1 under every version, shifted, delayed or failing as the scenario says.
+    // Stand-in: gbt-v2 under every version, shifted, delayed or failing as the scenario says.
     loadModel: async (folder, version, onnx): Promise<ModelPredictor> => {
-      const base = await onnx(folder, 'gbt-v1');
+      const base = await onnx(folder, 'gbt-v2');
       return {
         version,
         driftBaseline: { ...card.drift, model_version: version },
-        // A broken version's card describes the model it was meant to be: gbt-v1's.
+        // A broken version's card describes the model it was meant to be: gbt-v2's.
         shadowBaseline: card.shadow_baseline,
         async predict(vectors) {
           const b = behaviourOf(version);
@@ -379,7 +379,7 @@ async function drive(scenario: ReplayScenario, seed: number, flagPollMs: number)
   let feedback = 0;
   let step = 0;
   record(await service.scrape());
-  let current = { mlWeight: 50, modelVersion: 'gbt-v1' };
+  let current = { mlWeight: 50, modelVersion: 'gbt-v2' };
   for (const [p, phase] of phases.entries()) {
     if (phase.mlWeight !== current.mlWeight || phase.modelVersion !== current.modelVersion) {
       await service.setFlag(phase.mlWeight, phase.modelVersion);

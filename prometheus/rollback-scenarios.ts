@@ -3,7 +3,7 @@ import type { ReplayPhase, ReplayResult, ReplayScenario } from './rollback-repla
 
 /**
  * The scenarios of `npm run measure:rollback` and their aims (issue 16; docs/adr/0007-rollback-policy.md).
- * Traffic: 4 predictions/s, gbt-v1 at 50% (2 ML predictions/s), feedback on a quarter of the bookings (about
+ * Traffic: 4 predictions/s, gbt-v2 at 50% (2 ML predictions/s), feedback on a quarter of the bookings (about
  * 0.5 ML feedbacks/s), 30 s after the prediction unless a scenario says otherwise; 40 minutes of healthy
  * history before every break, at the break's traffic.
  */
@@ -14,7 +14,7 @@ export interface MeasuredScenario extends ReplayScenario {
   aim: Aim;
 }
 
-/** 40 minutes of healthy gbt-v1 at the break's traffic and feedback delay, then the break. */
+/** 40 minutes of healthy gbt-v2 at the break's traffic and feedback delay, then the break. */
 const afterHistory = (name: string, aim: Aim, broken: ReplayPhase): MeasuredScenario => {
   const { feedbackDelaySeconds, predictionsPerSecond } = broken;
   return {
@@ -38,12 +38,12 @@ export function rollbackScenarios({ healthyHours = 72 }: { healthyHours?: number
     afterHistory(
       'new version 9 min off at 50%, feedback after 30 s',
       { expect: 'rollback', within_s: 180 },
-      { minutes: 15, modelVersion: 'gbt-v2', model: NINE_OFF },
+      { minutes: 15, modelVersion: 'gbt-v3', model: NINE_OFF },
     ),
     afterHistory(
       'new version 9 min off at 50%, feedback after 60 min',
       { expect: 'rollback', within_s: 180 },
-      { minutes: 15, modelVersion: 'gbt-v2', model: NINE_OFF, feedbackDelaySeconds: 3600 },
+      { minutes: 15, modelVersion: 'gbt-v3', model: NINE_OFF, feedbackDelaySeconds: 3600 },
     ),
     afterHistory(
       'same version, MAE 1.6 -> 9',
@@ -85,7 +85,7 @@ export function rollbackScenarios({ healthyHours = 72 }: { healthyHours?: number
     afterHistory(
       'new version 9 min off at 0.2 predictions/s: below every sample guard',
       { expect: 'quiet' },
-      { minutes: 30, modelVersion: 'gbt-v2', model: NINE_OFF, predictionsPerSecond: 0.2 },
+      { minutes: 30, modelVersion: 'gbt-v3', model: NINE_OFF, predictionsPerSecond: 0.2 },
     ),
     { name: 'healthy, 2 h', aim: { expect: 'quiet' }, phases: [{ minutes: 120 }] },
     {
@@ -135,7 +135,7 @@ const timedBreak = (
  * Traffic in time order (issue 27; docs/adr/0007-rollback-policy.md): healthy days replayed hour by hour, with
  * nothing rolled back and nobody paged, and every break injected at the morning rush and at night rolled back
  * within its aim. Four predictions/s on average over a day (the demand curve gives about 7 at the peaks and 1 at
- * night), gbt-v1 at 50%, feedback on a quarter of the bookings 30 s after the prediction unless a row says
+ * night), gbt-v2 at 50%, feedback on a quarter of the bookings 30 s after the prediction unless a row says
  * otherwise. `healthyHours` under 24 replays each healthy day from 06:00 for that long (the morning rush).
  */
 export function timeOrderedScenarios({
@@ -168,7 +168,7 @@ export function timeOrderedScenarios({
       { expect: 'rollback', within_s: 180 },
       {
         minutes: 15,
-        modelVersion: 'gbt-v2',
+        modelVersion: 'gbt-v3',
         model: NINE_UP,
       },
     ),
@@ -179,7 +179,7 @@ export function timeOrderedScenarios({
       { expect: 'rollback', within_s: 180 },
       {
         minutes: 15,
-        modelVersion: 'gbt-v2',
+        modelVersion: 'gbt-v3',
         model: NINE_DOWN,
       },
     ),
@@ -188,7 +188,7 @@ export function timeOrderedScenarios({
       moment,
       'new version 9 min too high, feedback after 60 min',
       { expect: 'rollback', within_s: 180 },
-      { minutes: 15, modelVersion: 'gbt-v2', model: NINE_UP, feedbackDelaySeconds: 3600 },
+      { minutes: 15, modelVersion: 'gbt-v3', model: NINE_UP, feedbackDelaySeconds: 3600 },
     ),
     timedBreak(
       day,

@@ -32,7 +32,7 @@ function registryWith(
 ): ModelRegistry {
   return {
     ready: () => true,
-    versions: () => ['gbt-v1'],
+    versions: () => ['gbt-v2'],
     lookup: (version) => ({
       ok: true,
       model: {
@@ -79,16 +79,16 @@ describe('POST /v1/predictions', () => {
     expect(await res.json()).toMatchObject({
       source: 'heuristic',
       fallback_reason: 'model_unavailable',
-      variant: 'gbt-v1',
+      variant: 'gbt-v2',
       model_version: null,
     });
     expect(
       await metricValue('delay.prediction.fallbacks', {
         reason: 'model_unavailable',
-        model_version: 'gbt-v1',
+        model_version: 'gbt-v2',
       }),
     ).toBe(1);
-    expect(await metricValue('delay.predictions', { source: 'heuristic', variant: 'gbt-v1' })).toBe(1);
+    expect(await metricValue('delay.predictions', { source: 'heuristic', variant: 'gbt-v2' })).toBe(1);
   });
 
   it('answers 503 naming the reason when ML fails and ml-fallback-on-error is off', async () => {
@@ -96,7 +96,7 @@ describe('POST /v1/predictions', () => {
     const res = await postJson(app, '/v1/predictions', booking());
     expect(res.status).toBe(503);
     expect(res.headers.get('content-type')).toBe('application/problem+json');
-    expect(await res.json()).toMatchObject({ fallback_reason: 'model_unavailable', model_version: 'gbt-v1' });
+    expect(await res.json()).toMatchObject({ fallback_reason: 'model_unavailable', model_version: 'gbt-v2' });
     expect(await metricValue('delay.http.rejected_requests', { reason: 'ml_unavailable' })).toBe(1);
   });
 
@@ -108,7 +108,7 @@ describe('POST /v1/predictions', () => {
     const body = await (await postJson(app, '/v1/predictions', booking())).json();
     expect(body).toMatchObject({
       source: 'ml',
-      model_version: 'gbt-v1',
+      model_version: 'gbt-v2',
       delay_minutes: 7.5,
       fallback_reason: null,
     });
@@ -127,8 +127,8 @@ describe('POST /v1/predictions', () => {
       body: JSON.stringify(booking()),
     });
     const shadow = (await rules.json()).delay_minutes as number;
-    expect(await metricValue('delay.prediction.shadow_compared', { model_version: 'gbt-v1' })).toBe(1);
-    expect(await metricValue('delay.prediction.shadow_gap', { model_version: 'gbt-v1' })).toBeCloseTo(
+    expect(await metricValue('delay.prediction.shadow_compared', { model_version: 'gbt-v2' })).toBe(1);
+    expect(await metricValue('delay.prediction.shadow_gap', { model_version: 'gbt-v2' })).toBeCloseTo(
       Math.abs(7.5 - shadow),
       2,
     );
@@ -162,11 +162,11 @@ describe('POST /v1/predictions', () => {
     await postJson(judged.app, '/v1/predictions', booking());
     const departure = 7.5 - shadow - 2;
     const by = (direction: string) =>
-      judged.metricValue('delay.prediction.shadow_departure', { model_version: 'gbt-v1', direction });
+      judged.metricValue('delay.prediction.shadow_departure', { model_version: 'gbt-v2', direction });
     expect(await by('above')).toBeCloseTo(Math.max(departure, 0), 2);
     expect(await by('below')).toBeCloseTo(Math.max(-departure, 0), 2);
     expect(
-      await judged.metricValue('delay.prediction.shadow_departure_compared', { model_version: 'gbt-v1' }),
+      await judged.metricValue('delay.prediction.shadow_departure_compared', { model_version: 'gbt-v2' }),
     ).toBe(1);
 
     // Without a baseline the version is left out of the signal: nothing counted, the raw gap still is.
@@ -176,9 +176,9 @@ describe('POST /v1/predictions', () => {
     });
     await postJson(unjudged.app, '/v1/predictions', booking());
     expect(
-      await unjudged.metricValue('delay.prediction.shadow_departure_compared', { model_version: 'gbt-v1' }),
+      await unjudged.metricValue('delay.prediction.shadow_departure_compared', { model_version: 'gbt-v2' }),
     ).toBe(0);
-    expect(await unjudged.metricValue('delay.prediction.shadow_compared', { model_version: 'gbt-v1' })).toBe(
+    expect(await unjudged.metricValue('delay.prediction.shadow_compared', { model_version: 'gbt-v2' })).toBe(
       1,
     );
   });
@@ -193,7 +193,7 @@ describe('POST /v1/predictions', () => {
       },
     });
     const body = await (await postJson(app, '/v1/predictions', booking())).json();
-    expect(body).toMatchObject({ source: 'heuristic', fallback_reason: 'model_error', variant: 'gbt-v1' });
+    expect(body).toMatchObject({ source: 'heuristic', fallback_reason: 'model_error', variant: 'gbt-v2' });
     expect(await metricValue('delay.prediction.fallbacks', { reason: 'model_error' })).toBe(1);
   });
 
@@ -202,12 +202,12 @@ describe('POST /v1/predictions', () => {
       flags: { mlWeight: 100 },
       deps: {
         models: registryWith(async () => {
-          throw new ModelTimeoutError('gbt-v1', 300, 250);
+          throw new ModelTimeoutError('gbt-v2', 300, 250);
         }),
       },
     });
     const body = await (await postJson(app, '/v1/predictions', booking())).json();
-    expect(body).toMatchObject({ source: 'heuristic', fallback_reason: 'model_timeout', variant: 'gbt-v1' });
+    expect(body).toMatchObject({ source: 'heuristic', fallback_reason: 'model_timeout', variant: 'gbt-v2' });
     expect(await metricValue('delay.prediction.fallbacks', { reason: 'model_timeout' })).toBe(1);
     expect(await metricValue('delay.prediction.fallbacks', { reason: 'model_error' })).toBe(0);
   });
@@ -381,7 +381,7 @@ describe('with the committed ONNX model', () => {
       logger: silentLogger,
       metrics: testMetrics().metrics,
     });
-    await models.preload(['gbt-v1']);
+    await models.preload(['gbt-v2']);
     return appWith({ flags: { mlWeight }, deps: { models } });
   }
 
@@ -402,7 +402,7 @@ describe('with the committed ONNX model', () => {
     });
     const { app, metricValue } = await realModelApp(100, { timeoutMs: 100, wrap: busy });
     const body = await (await postJson(app, '/v1/predictions', booking())).json();
-    expect(body).toMatchObject({ source: 'ml', fallback_reason: null, model_version: 'gbt-v1' });
+    expect(body).toMatchObject({ source: 'ml', fallback_reason: null, model_version: 'gbt-v2' });
     expect(await metricValue('delay.prediction.fallbacks')).toBe(0);
   });
 
@@ -412,7 +412,7 @@ describe('with the committed ONNX model', () => {
     const res = await postJson(app, '/v1/predictions/batch', { bookings: bookings(1000) });
     const { predictions } = await res.json();
     for (const p of predictions)
-      expect(p).toMatchObject({ source: 'heuristic', fallback_reason: 'model_timeout', variant: 'gbt-v1' });
+      expect(p).toMatchObject({ source: 'heuristic', fallback_reason: 'model_timeout', variant: 'gbt-v2' });
     expect(await metricValue('delay.prediction.fallbacks', { reason: 'model_timeout' })).toBe(1000);
   });
 
@@ -426,8 +426,8 @@ describe('with the committed ONNX model', () => {
     const body = PredictionSchema.parse(await res.json());
     expect(body).toMatchObject({
       source: 'ml',
-      model_version: 'gbt-v1',
-      variant: 'gbt-v1',
+      model_version: 'gbt-v2',
+      variant: 'gbt-v2',
       fallback_reason: null,
     });
     expect(body.interval.low).toBeLessThanOrEqual(body.delay_minutes);
@@ -494,7 +494,7 @@ describe('POST /v1/predictions/batch', () => {
       input.map((b) => b.booking_id),
     );
     const variants = new Set(predictions.map((p: { variant: string }) => p.variant));
-    expect(variants).toEqual(new Set(['heuristic', 'gbt-v1']));
+    expect(variants).toEqual(new Set(['heuristic', 'gbt-v2']));
     expect(await metricValue('delay.predictions', { endpoint: 'batch' })).toBe(200);
   });
 
@@ -640,7 +640,7 @@ describe('health, readiness, flag status, OpenAPI', () => {
       provider_status: 'READY',
       ml_enabled: true,
       ml_percentage: 25,
-      model_versions: ['gbt-v1'],
+      model_versions: ['gbt-v2'],
       models_loaded: [],
       last_error: null,
     });

@@ -468,10 +468,10 @@ describe('faults under load, on the real process', () => {
       (s) => s.ml_percentage === 20 && s.last_error === null,
     );
     const seen = [...variantOf.keys()];
-    const mlAt50 = seen.filter((id) => variantOf.get(id) === 'gbt-v1').length;
+    const mlAt50 = seen.filter((id) => variantOf.get(id) === 'gbt-v2').length;
     await eventually(
       () => variantsNow(service, seen),
-      (variants) => variants.filter((v) => v === 'gbt-v1').length < mlAt50,
+      (variants) => variants.filter((v) => v === 'gbt-v2').length < mlAt50,
     );
     await load.phase('20%', { minRequests: 200 });
     await load.stop();
@@ -482,16 +482,16 @@ describe('faults under load, on the real process', () => {
       m0('delay_flags_config_errors_total', { source: 'file' }) + 2,
     );
     expect(m1('delay_rollout_ml_percentage')).toBe(50);
-    expect(new Set(variantOf.values())).toEqual(new Set(['gbt-v1', 'heuristic']));
+    expect(new Set(variantOf.values())).toEqual(new Set(['gbt-v2', 'heuristic']));
     for (const phase of ['invalid JSON', 'schema broken']) {
       const moved = load.answers(phase).filter((a) => a.variant !== variantOf.get(a.booking_id));
       expect(moved, phase).toEqual([]);
     }
     // At 20% the ML cohort is a subset of the 50% one (the model is listed first in the split).
     const at20 = new Map(load.answers('20%').map((a) => [a.booking_id, a.variant]));
-    const ml20 = [...at20].filter(([, v]) => v === 'gbt-v1').map(([id]) => id);
-    const ml50 = [...variantOf].filter(([, v]) => v === 'gbt-v1').map(([id]) => id);
-    expect(ml20.every((id) => variantOf.get(id) === undefined || variantOf.get(id) === 'gbt-v1')).toBe(true);
+    const ml20 = [...at20].filter(([, v]) => v === 'gbt-v2').map(([id]) => id);
+    const ml50 = [...variantOf].filter(([, v]) => v === 'gbt-v2').map(([id]) => id);
+    expect(ml20.every((id) => variantOf.get(id) === undefined || variantOf.get(id) === 'gbt-v2')).toBe(true);
     expect(ml20.length).toBeGreaterThan(0);
     expect(ml20.length).toBeLessThan(ml50.length);
     expect((await scrape(service))('delay_rollout_ml_percentage')).toBe(20);
@@ -507,10 +507,10 @@ describe('faults under load, on the real process', () => {
     );
   }, 120_000);
 
-  it('model file corrupted: its bookings fall back (model_unavailable), the load error is counted, gbt-v1 serves on', async () => {
+  it('model file corrupted: its bookings fall back (model_unavailable), the load error is counted, gbt-v2 serves on', async () => {
     const models = scratch('delay-models-');
-    for (const f of ['gbt-v1.onnx', 'gbt-v1.json']) copyFileSync(join('models', f), join(models, f));
-    const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8'));
+    for (const f of ['gbt-v2.onnx', 'gbt-v2.json']) copyFileSync(join('models', f), join(models, f));
+    const card = JSON.parse(readFileSync('models/gbt-v2.json', 'utf8'));
     writeFileSync(
       join(models, 'gbt-v9.json'),
       JSON.stringify({ ...card, version: 'gbt-v9', onnx: { ...card.onnx, file: 'gbt-v9.onnx' } }),
@@ -522,18 +522,18 @@ describe('faults under load, on the real process', () => {
       FLAGS_POLL_INTERVAL_MS: '100',
       MODELS_DIR: models,
       // The fault under test is the corrupt file: a generous inference budget keeps a CPU-starved test box
-      // from turning gbt-v1 answers into timeouts.
+      // from turning gbt-v2 answers into timeouts.
       ML_TIMEOUT_MS: '10000',
     });
     const load = startLoad(service);
-    await load.phase('gbt-v1', { minRequests: 200 });
+    await load.phase('gbt-v2', { minRequests: 200 });
 
     const doc = flagsDocument({ mlWeight: 50 });
     const model = doc.flags['delay-model'] as { variants: Record<string, string>; targeting: unknown };
     model.variants['gbt-v9'] = 'gbt-v9';
     model.targeting = {
       fractional: [
-        ['gbt-v1', 30],
+        ['gbt-v2', 30],
         ['gbt-v9', 30],
         ['heuristic', 40],
       ],
@@ -551,21 +551,21 @@ describe('faults under load, on the real process', () => {
     expect(load.failures).toEqual([]);
     const answers = load.answers();
     const v9 = answers.filter((a) => a.variant === 'gbt-v9');
-    const v1 = answers.filter((a) => a.variant === 'gbt-v1');
+    const v1 = answers.filter((a) => a.variant === 'gbt-v2');
     expect(v9.length).toBeGreaterThan(50);
     expect(v9.filter((a) => a.source !== 'heuristic' || a.fallback_reason !== 'model_unavailable')).toEqual(
       [],
     );
-    expect(v1.filter((a) => a.source !== 'ml' || a.model_version !== 'gbt-v1')).toEqual([]);
+    expect(v1.filter((a) => a.source !== 'ml' || a.model_version !== 'gbt-v2')).toEqual([]);
     expect(v1.filter((a) => a.fallback_reason !== null)).toEqual([]);
     expect(m('delay_models_load_errors_total', { model_version: 'gbt-v9' })).toBeGreaterThanOrEqual(1);
-    expect(m('delay_models_load_errors_total', { model_version: 'gbt-v1' })).toBe(0);
-    // Every gbt-v9 booking the clients saw fall back was counted, and none of gbt-v1's.
+    expect(m('delay_models_load_errors_total', { model_version: 'gbt-v2' })).toBe(0);
+    // Every gbt-v9 booking the clients saw fall back was counted, and none of gbt-v2's.
     expect(
       m('delay_prediction_fallbacks_total', { model_version: 'gbt-v9', reason: 'model_unavailable' }),
     ).toBe(v9.length);
-    expect(m('delay_prediction_fallbacks_total', { model_version: 'gbt-v1' })).toBe(0);
-    expect(status.models_loaded).toEqual(['gbt-v1']);
+    expect(m('delay_prediction_fallbacks_total', { model_version: 'gbt-v2' })).toBe(0);
+    expect(status.models_loaded).toEqual(['gbt-v2']);
     expect(service.output()).toMatch(/"model_version":"gbt-v9".*"msg":"model failed to load/);
     expect(await service.stop('SIGTERM')).toBe(0);
     console.info(
@@ -593,7 +593,7 @@ describe('faults under load, on the real process', () => {
     const alert = {
       status: 'firing',
       labels: { alertname: 'DelayModelLosingToRulesFast', severity: 'critical', rollback: 'true' },
-      annotations: { summary: 'ML MAE 6.00 min over 30 min for gbt-v1' },
+      annotations: { summary: 'ML MAE 6.00 min over 30 min for gbt-v2' },
       fingerprint: 'fault-test',
     };
     const body = JSON.stringify({

@@ -157,7 +157,7 @@ describe.skipIf(!ready)('three replicas on one Postgres, one Redis and one flag 
           (
             await promQuery(
               prometheus,
-              'arm_model_version:delay_feedback_mae_minutes:5m{arm="ml",model_version="gbt-v1"}',
+              'arm_model_version:delay_feedback_mae_minutes:5m{arm="ml",model_version="gbt-v2"}',
             )
           )[0]?.value[1],
         ),
@@ -173,7 +173,7 @@ describe.skipIf(!ready)('three replicas on one Postgres, one Redis and one flag 
           (
             await promQuery(
               prometheus,
-              'arm_model_version:delay_feedback_scored:increase5m{arm="ml",model_version="gbt-v1"}',
+              'arm_model_version:delay_feedback_scored:increase5m{arm="ml",model_version="gbt-v2"}',
             )
           )[0]?.value[1],
         ),
@@ -361,15 +361,15 @@ describe.skipIf(!ready)('two replicas in flagd-server mode (FLAGD_HOST), as comp
       expect(status).toMatchObject({
         source: { kind: 'flagd' },
         ml_percentage: 50,
-        model_variants: ['gbt-v1'],
+        model_variants: ['gbt-v2'],
         split: [
-          { variant: 'gbt-v1', weight: 50 },
+          { variant: 'gbt-v2', weight: 50 },
           { variant: 'heuristic', weight: 50 },
         ],
       });
       const metric = await scrapeMetrics(replica.metricsPort);
       expect(metric('delay_rollout_ml_percentage')).toBe(50);
-      expect(metric('delay_prediction_fallbacks_total', { model_version: 'gbt-v1' })).toBe(0);
+      expect(metric('delay_prediction_fallbacks_total', { model_version: 'gbt-v2' })).toBe(0);
     }
     const bookings = Array.from({ length: 100 }, (_, i) => booking({ booking_id: `flagd-${i}` }));
     for (const replica of replicas)

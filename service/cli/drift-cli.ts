@@ -4,7 +4,7 @@ import { driftReport, PSI_LIMIT } from '../drift/drift-report.js';
 import { fail, openToolDatabase, startCli } from './cli.js';
 
 /*
- * npm run drift -- check [--hours 1] [--reference-days 7] [--model gbt-v1] [--min-samples 500] [--json]
+ * npm run drift -- check [--hours 1] [--reference-days 7] [--model gbt-v2] [--min-samples 500] [--json]
  * PSI per feature against the model card's training bins and a KS test against a reference window, from the
  * feature vectors stored with each prediction. Exit 1 when a feature drifts (for cron), 0 otherwise, 2 on errors.
  */
@@ -14,7 +14,7 @@ const { values, config } = startCli(
   {
     hours: { type: 'string', default: '1' },
     'reference-days': { type: 'string', default: '7' },
-    model: { type: 'string', default: 'gbt-v1' },
+    model: { type: 'string', default: 'gbt-v2' },
     'min-samples': { type: 'string', default: '500' },
     json: { type: 'boolean', default: false },
   },

@@ -43,15 +43,15 @@ const run = (env: Record<string, string>, args: string[]) =>
   });
 const rollout = (file: string, ...args: string[]) => run({ FLAGS_FILE: file }, args);
 
-/** A models folder serving gbt-v1 and gbt-v2 (gbt-v1's graph under a card of its own). */
+/** A models folder serving gbt-v2 and gbt-v3 (gbt-v2's graph under a card of its own). */
 function modelsWithChallenger() {
   const dir = tempDir('delay-models-');
-  for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v1.${ext}`, join(dir, `gbt-v1.${ext}`));
-  copyFileSync('models/gbt-v1.onnx', join(dir, 'gbt-v2.onnx'));
-  const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8'));
+  for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v2.${ext}`, join(dir, `gbt-v2.${ext}`));
+  copyFileSync('models/gbt-v2.onnx', join(dir, 'gbt-v3.onnx'));
+  const card = JSON.parse(readFileSync('models/gbt-v2.json', 'utf8'));
   writeFileSync(
-    join(dir, 'gbt-v2.json'),
-    JSON.stringify({ ...card, version: 'gbt-v2', onnx: { ...card.onnx, file: 'gbt-v2.onnx' } }),
+    join(dir, 'gbt-v3.json'),
+    JSON.stringify({ ...card, version: 'gbt-v3', onnx: { ...card.onnx, file: 'gbt-v3.onnx' } }),
   );
   return dir;
 }
@@ -81,7 +81,7 @@ describe('npm run rollout', () => {
     const missing = await rollout(file, 'set-model', 'gbt-v9');
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('no model "gbt-v9"');
-    expect((await rollout(file, 'set-model', 'gbt-v1')).status).toBe(0);
+    expect((await rollout(file, 'set-model', 'gbt-v2')).status).toBe(0);
   });
 
   it('refuses a percentage that is not a whole number from 0 to 100, an empty one included, and changes nothing', async () => {
@@ -95,15 +95,15 @@ describe('npm run rollout', () => {
         `--percentage must be a whole number from 0 to 100, got ${JSON.stringify(value)}`,
       );
     });
-    expect((await rollout(file, 'canary', 'gbt-v1', '--percentage', '')).status).toBe(2);
+    expect((await rollout(file, 'canary', 'gbt-v2', '--percentage', '')).status).toBe(2);
     expect(readFileSync(file, 'utf8')).toBe(before);
   });
 
   it("refuses a version the service would not load, by the service's own loader, before the flag names it", async () => {
     const file = repoWithFlags();
     const before = readFileSync(file, 'utf8');
-    // The card is found, but the service reads models/../models/gbt-v1.json as gbt-v1, not as that name.
-    const bad = ['../models/gbt-v1', 'gbt-v1/../gbt-v1', ''];
+    // The card is found, but the service reads models/../models/gbt-v2.json as gbt-v2, not as that name.
+    const bad = ['../models/gbt-v2', 'gbt-v2/../gbt-v2', ''];
     const refused = await Promise.all(bad.map((version) => rollout(file, 'set-model', version)));
     bad.forEach((version, i) => {
       expect(refused[i]?.status, version).toBe(2);
@@ -119,11 +119,11 @@ describe('npm run rollout', () => {
       'canary',
       '--percentage',
       '5',
-      'gbt-v2',
+      'gbt-v3',
     ]);
     expect(canary.status, canary.stderr).toBe(0);
     const split = parseFlagConfig(readFileSync(file, 'utf8')).split;
-    expect(split?.find((s) => s.variant === 'gbt-v2')?.weight).toBe(5);
+    expect(split?.find((s) => s.variant === 'gbt-v3')?.weight).toBe(5);
   });
 
   it('answers a usage error with the usage and exit 2, never a stack trace', async () => {
@@ -136,7 +136,7 @@ describe('npm run rollout', () => {
       ['disable', 'now'],
       ['disable', '--percentage', '5'],
       ['set-model'],
-      ['set-model', 'gbt-v1', 'gbt-v2'],
+      ['set-model', 'gbt-v2', 'gbt-v3'],
       ['canary', '--percentage', '5'],
       ['status', '--json=yes'],
       ['launch'],
@@ -155,7 +155,7 @@ describe('npm run rollout', () => {
     const clean = JSON.parse((await rollout(file, 'status', '--json')).stdout);
     expect(clean).toMatchObject({
       ml_percentage: 10,
-      model_version: 'gbt-v1',
+      model_version: 'gbt-v2',
       git: { tracked: true, differs_from_head: false },
     });
     await rollout(file, 'disable');

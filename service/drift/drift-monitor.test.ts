@@ -11,7 +11,7 @@ describe('drift monitor', () => {
     const drift = createDriftMonitor(m.metrics);
     drift.observe([vectorWith({ distance_km: 5 })], ['api']); // no baseline yet: nothing counted
     drift.setBaseline({
-      model_version: 'gbt-v1',
+      model_version: 'gbt-v2',
       features: [
         { name: 'distance_km', bin_edges: [2, 6], baseline_ratios: [0.3, 0.4, 0.3] },
         { name: 'hour_local', bin_edges: [12], baseline_ratios: [0.5, 0.5] },
@@ -26,14 +26,14 @@ describe('drift monitor', () => {
     expect(await m.value('delay.features.observations', { feature: 'distance_km', bin: '2' })).toBe(2);
     expect(await m.value('delay.features.observations', { feature: 'hour_local' })).toBe(0);
     expect(await m.value('delay.features.baseline_ratio', { feature: 'distance_km', bin: '1' })).toBe(0.4);
-    expect(drift.baselineVersion()).toBe('gbt-v1');
+    expect(drift.baselineVersion()).toBe('gbt-v2');
   });
 
   it('counts weather features only where the weather was measured, not where defaults stood in', async () => {
     const m = testMetrics();
     const drift = createDriftMonitor(m.metrics);
     drift.setBaseline({
-      model_version: 'gbt-v1',
+      model_version: 'gbt-v2',
       features: [
         { name: 'distance_km', bin_edges: [6], baseline_ratios: [0.5, 0.5] },
         { name: 'temperature_c', bin_edges: [10], baseline_ratios: [0.5, 0.5] },
@@ -53,12 +53,12 @@ describe('drift monitor', () => {
     const drift = createDriftMonitor(m.metrics);
     const count = (bin: string) => m.value('delay.features.observations', { feature: 'distance_km', bin });
     drift.setBaseline({
-      model_version: 'gbt-v1',
+      model_version: 'gbt-v2',
       features: [{ name: 'distance_km', bin_edges: [6], baseline_ratios: [0.5, 0.5] }],
     });
     drift.observe([vectorWith({ distance_km: 3 }), vectorWith({ distance_km: 9 })], ['api', 'api']);
     drift.setBaseline({
-      model_version: 'gbt-v2',
+      model_version: 'gbt-v3',
       features: [
         { name: 'distance_km', bin_edges: [2, 8], baseline_ratios: [0.2, 0.5, 0.3] },
         { name: 'driver_active_bookings', bin_edges: [1, 2], baseline_ratios: [1] },
@@ -68,14 +68,14 @@ describe('drift monitor', () => {
 
     expect([await count('0'), await count('1'), await count('2')]).toEqual([1, 2, 0]);
     expect(await m.value('delay.features.observations', { feature: 'driver_active_bookings' })).toBe(0);
-    expect(drift.baselineVersion()).toBe('gbt-v2');
+    expect(drift.baselineVersion()).toBe('gbt-v3');
   });
 
   it("adds each observation's moment shares to the expected counts: its hour of the week, its month for weather", async () => {
     const m = testMetrics();
     const drift = createDriftMonitor(m.metrics);
     drift.setBaseline({
-      model_version: 'gbt-v1',
+      model_version: 'gbt-v2',
       features: [
         {
           name: 'driver_active_bookings',

@@ -32,8 +32,8 @@ function served(bookingId: string, overrides: Partial<PredictionRow>): Predictio
     predictedAt: new Date(),
     endpoint: 'single',
     source: 'ml',
-    variant: 'gbt-v1',
-    modelVersion: 'gbt-v1',
+    variant: 'gbt-v2',
+    modelVersion: 'gbt-v2',
     fallbackReason: null,
     delayMinutes: 10,
     intervalLow: 7,
@@ -52,7 +52,7 @@ describe('feedback by segment', () => {
     const d = await freshPglite();
     open.push(d);
     const { metrics, value } = testMetrics();
-    initializeCounters(metrics, ['gbt-v1']);
+    initializeCounters(metrics, ['gbt-v2']);
     await d.db.insert(predictions).values([
       served('late', {}),
       // The served delay is the reference: 18 min is a long delay.
@@ -66,7 +66,7 @@ describe('feedback by segment', () => {
       { booking_id: 'older-schema', actual_delay_minutes: 5 },
     ]);
 
-    const ml = (segment: string) => ({ arm: 'ml', model_version: 'gbt-v1', segment });
+    const ml = (segment: string) => ({ arm: 'ml', model_version: 'gbt-v2', segment });
     expect(await value('delay.feedback.segment.scored', ml('rush_wet'))).toBe(2);
     expect(await value('delay.feedback.segment.scored', ml('rush_heavy_rain'))).toBe(2);
     expect(await value('delay.feedback.segment.scored', ml('long_delay'))).toBe(1);
@@ -80,19 +80,19 @@ describe('feedback by segment', () => {
     expect(await value('delay.feedback.segment.under_prediction', ml('long_delay'))).toBe(0);
 
     // The shadow is scored on the same bookings (the served delay's segments), without an interval.
-    const shadow = { arm: 'heuristic_shadow', model_version: 'gbt-v1', segment: 'long_delay' };
+    const shadow = { arm: 'heuristic_shadow', model_version: 'gbt-v2', segment: 'long_delay' };
     expect(await value('delay.feedback.segment.scored', shadow)).toBe(1);
     expect(await value('delay.feedback.segment.under_prediction', shadow)).toBe(8);
     expect(await value('delay.feedback.segment.below_interval', shadow)).toBe(0);
 
     // A vector of an older schema has no segments; it is scored overall only.
-    expect(await value('delay.feedback.scored', { arm: 'ml', model_version: 'gbt-v1' })).toBe(3);
+    expect(await value('delay.feedback.scored', { arm: 'ml', model_version: 'gbt-v2' })).toBe(3);
   }, 120_000);
 
   it('starts every segment series at 0, one per segment, arm and model version', async () => {
     const reader = new CollectingReader();
     const metrics = createServiceMetrics(new MeterProvider({ readers: [reader] }).getMeter('test'));
-    initializeCounters(metrics, ['gbt-v1']);
+    initializeCounters(metrics, ['gbt-v2']);
     const { resourceMetrics } = await reader.collect();
     const scored = resourceMetrics.scopeMetrics
       .flatMap((s) => s.metrics)
@@ -102,7 +102,7 @@ describe('feedback by segment', () => {
     );
     const expected = [
       ...SEGMENT_NAMES.map((s) => `heuristic none ${s} 0`),
-      ...['ml', 'heuristic_shadow'].flatMap((arm) => SEGMENT_NAMES.map((s) => `${arm} gbt-v1 ${s} 0`)),
+      ...['ml', 'heuristic_shadow'].flatMap((arm) => SEGMENT_NAMES.map((s) => `${arm} gbt-v2 ${s} 0`)),
     ];
     expect(series.sort()).toEqual(expected.sort());
   });
@@ -113,7 +113,7 @@ describe('late feedback', () => {
     const d = await freshPglite();
     open.push(d);
     const { metrics, value } = testMetrics();
-    initializeCounters(metrics, ['gbt-v1']);
+    initializeCounters(metrics, ['gbt-v2']);
     const day = 86_400_000;
     await d.db.insert(predictions).values([
       // 20 days ago, by a version no longer served, 20 minutes off where the rules were right.
@@ -147,10 +147,10 @@ describe('late feedback', () => {
 
     expect(await value('delay.feedback.late', { model_version: 'gbt-v0' })).toBe(1);
     expect(await value('delay.feedback.late', { model_version: 'none' })).toBe(1);
-    expect(await value('delay.feedback.late', { model_version: 'gbt-v1' })).toBe(0);
+    expect(await value('delay.feedback.late', { model_version: 'gbt-v2' })).toBe(0);
     // Only the fresh booking reaches what the rollback rules read.
     expect(await value('delay.feedback.scored')).toBe(2);
-    expect(await value('delay.feedback.scored', { arm: 'ml', model_version: 'gbt-v1' })).toBe(1);
+    expect(await value('delay.feedback.scored', { arm: 'ml', model_version: 'gbt-v2' })).toBe(1);
     expect(await value('delay.feedback.scored', { model_version: 'gbt-v0' })).toBe(0);
     expect(await value('delay.feedback.absolute_error', { model_version: 'gbt-v0' })).toBe(0);
     expect(await value('delay.feedback.paired_difference_squared', { model_version: 'gbt-v0' })).toBe(0);
@@ -183,7 +183,7 @@ describe.skipIf(!hasPostgres || !hasPrometheus)('late feedback under a real Prom
           timeoutMs,
         );
       // Prometheus must have seen the counters at 0 before the first feedback.
-      await until('delay_feedback_scored_total{arm="ml",model_version="gbt-v1"} == 0');
+      await until('delay_feedback_scored_total{arm="ml",model_version="gbt-v2"} == 0');
 
       // ML 20 min late on every booking where the rules were right within a few minutes: what the paired rules
       // roll back for, when it is the serving model's feedback.
@@ -208,13 +208,13 @@ describe.skipIf(!hasPostgres || !hasPrometheus)('late feedback under a real Prom
       await new Promise((r) => setTimeout(r, 5000));
       expect(await query('ALERTS{rollback="true"}')).toEqual([]);
       expect(await query('sum(delay_feedback_scored_total) > 0')).toEqual([]);
-      expect(await query('delay_feedback_late_total{model_version="gbt-v1"} == 60')).toHaveLength(1);
+      expect(await query('delay_feedback_late_total{model_version="gbt-v2"} == 60')).toHaveLength(1);
 
       const fresh = Array.from({ length: 60 }, (_, i) => `fresh-${i}`);
       await database.db.insert(predictions).values(fresh.map((id, i) => lateByTwenty(id, new Date(), i)));
       expect((await post(fresh)).every((r) => r.outcome === 'recorded')).toBe(true);
       await until(
-        'ALERTS{alertname="DelayModelLosingToRulesFast",alertstate="firing",model_version="gbt-v1"}',
+        'ALERTS{alertname="DelayModelLosingToRulesFast",alertstate="firing",model_version="gbt-v2"}',
       );
     } finally {
       prometheus?.kill('SIGTERM');

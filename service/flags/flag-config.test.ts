@@ -25,7 +25,7 @@ describe('parseFlagConfig', () => {
   it('computes the ML share from fractional weights', () => {
     expect(parse(flagsDocument({ mlWeight: 25 })).mlPercentage).toBe(25);
     expect(parse(flagsDocument({ mlWeight: 0 }))).toMatchObject({ mlPercentage: 0, activeModelVersions: [] });
-    expect(parse(flagsDocument({ mlWeight: 100 })).activeModelVersions).toEqual(['gbt-v1']);
+    expect(parse(flagsDocument({ mlWeight: 100 })).activeModelVersions).toEqual(['gbt-v2']);
   });
 
   it('reads a disabled flag as no ML, and a static default as all or nothing', () => {
@@ -33,17 +33,17 @@ describe('parseFlagConfig', () => {
     disabled.flags['delay-model'].state = 'DISABLED';
     expect(parse(disabled).mlPercentage).toBe(0);
     const allMl = flagsDocument();
-    allMl.flags['delay-model'].defaultVariant = 'gbt-v1';
+    allMl.flags['delay-model'].defaultVariant = 'gbt-v2';
     (allMl.flags['delay-model'] as { targeting?: unknown }).targeting = undefined;
-    expect(parse(allMl)).toMatchObject({ mlPercentage: 100, activeModelVersions: ['gbt-v1'] });
+    expect(parse(allMl)).toMatchObject({ mlPercentage: 100, activeModelVersions: ['gbt-v2'] });
   });
 
   it('reports an unknown share for targeting that is not a plain split', () => {
     const doc = flagsDocument();
     (doc.flags['delay-model'] as { targeting: unknown }).targeting = {
-      if: [{ '==': [{ var: 'priority' }, 'medical'] }, 'heuristic', 'gbt-v1'],
+      if: [{ '==': [{ var: 'priority' }, 'medical'] }, 'heuristic', 'gbt-v2'],
     };
-    expect(parse(doc)).toMatchObject({ mlPercentage: null, split: null, activeModelVersions: ['gbt-v1'] });
+    expect(parse(doc)).toMatchObject({ mlPercentage: null, split: null, activeModelVersions: ['gbt-v2'] });
   });
 
   it.each([
@@ -67,9 +67,9 @@ describe('parseFlagConfig', () => {
 
   it('refuses files this service cannot route with', () => {
     const noHeuristic = flagsDocument();
-    noHeuristic.flags['delay-model'].variants = { 'gbt-v1': 'gbt-v1' } as never;
-    noHeuristic.flags['delay-model'].defaultVariant = 'gbt-v1';
-    noHeuristic.flags['delay-model'].targeting = { fractional: [['gbt-v1', 100]] };
+    noHeuristic.flags['delay-model'].variants = { 'gbt-v2': 'gbt-v2' } as never;
+    noHeuristic.flags['delay-model'].defaultVariant = 'gbt-v2';
+    noHeuristic.flags['delay-model'].targeting = { fractional: [['gbt-v2', 100]] };
     expect(() => parse(noHeuristic)).toThrow(/needs a 'heuristic' variant/);
 
     const missing = flagsDocument() as { flags: Record<string, unknown> };
@@ -77,8 +77,8 @@ describe('parseFlagConfig', () => {
     expect(() => parse(missing)).toThrow(/'weather-enrichment' is missing/);
 
     const mismatched = flagsDocument();
-    mismatched.flags['delay-model'].variants = { heuristic: 'heuristic', 'gbt-v1': 'gbt-v2' } as never;
-    expect(() => parse(mismatched)).toThrow(/must have the value 'gbt-v1'/);
+    mismatched.flags['delay-model'].variants = { heuristic: 'heuristic', 'gbt-v2': 'gbt-v3' } as never;
+    expect(() => parse(mismatched)).toThrow(/must have the value 'gbt-v2'/);
 
     const unknownBucket = flagsDocument();
     unknownBucket.flags['delay-model'].targeting.fractional = [
@@ -96,10 +96,10 @@ describe('what the service routes on, read as flagd routes it', () => {
     [
       'weights 0/0 (flagd sends every booking to the default variant)',
       (flag: Record<string, unknown>) => {
-        flag.defaultVariant = 'gbt-v1';
+        flag.defaultVariant = 'gbt-v2';
         flag.targeting = {
           fractional: [
-            ['gbt-v1', 0],
+            ['gbt-v2', 0],
             ['heuristic', 0],
           ],
         };
@@ -111,7 +111,7 @@ describe('what the service routes on, read as flagd routes it', () => {
       (flag: Record<string, unknown>) => {
         flag.targeting = {
           fractional: [
-            ['gbt-v1', 2 ** 31],
+            ['gbt-v2', 2 ** 31],
             ['heuristic', 2 ** 31],
           ],
         };
@@ -123,7 +123,7 @@ describe('what the service routes on, read as flagd routes it', () => {
       (flag: Record<string, unknown>) => {
         flag.targeting = {
           fractional: [
-            ['gbt-v1', maxTotal],
+            ['gbt-v2', maxTotal],
             ['heuristic', 1],
           ],
         };
@@ -133,7 +133,7 @@ describe('what the service routes on, read as flagd routes it', () => {
     [
       'a split bucketed by an expression',
       (flag: Record<string, unknown>) => {
-        flag.targeting = { fractional: [{ var: 'company_id' }, ['gbt-v1', 10], ['heuristic', 90]] };
+        flag.targeting = { fractional: [{ var: 'company_id' }, ['gbt-v2', 10], ['heuristic', 90]] };
       },
       'must bucket by the booking id',
     ],
@@ -150,7 +150,7 @@ describe('what the service routes on, read as flagd routes it', () => {
       (flag: Record<string, unknown>) => {
         flag.targeting = {
           fractional: [
-            ['gbt-v1', 50],
+            ['gbt-v2', 50],
             ['heuristic', -50],
           ],
         };
@@ -162,7 +162,7 @@ describe('what the service routes on, read as flagd routes it', () => {
       (flag: Record<string, unknown>) => {
         flag.targeting = {
           fractional: [
-            ['gbt-v1', 10.5],
+            ['gbt-v2', 10.5],
             ['heuristic', 89.5],
           ],
         };
@@ -179,7 +179,7 @@ describe('what the service routes on, read as flagd routes it', () => {
       (flag: Record<string, unknown>) => {
         flag.targeting = {
           fractional: [
-            ['gbt-v1', maxTotal - 1],
+            ['gbt-v2', maxTotal - 1],
             ['heuristic', 1],
           ],
         };
@@ -189,7 +189,7 @@ describe('what the service routes on, read as flagd routes it', () => {
     [
       'buckets without weights (1 each)',
       (flag: Record<string, unknown>) => {
-        flag.targeting = { fractional: [['gbt-v1'], ['heuristic']] };
+        flag.targeting = { fractional: [['gbt-v2'], ['heuristic']] };
       },
       50,
     ],
@@ -197,7 +197,7 @@ describe('what the service routes on, read as flagd routes it', () => {
       'a default variant and no targeting',
       (flag: Record<string, unknown>) => {
         flag.targeting = undefined;
-        flag.defaultVariant = 'gbt-v1';
+        flag.defaultVariant = 'gbt-v2';
       },
       100,
     ],
@@ -207,7 +207,7 @@ describe('what the service routes on, read as flagd routes it', () => {
         flag.state = 'DISABLED';
         flag.targeting = {
           fractional: [
-            ['gbt-v1', 0],
+            ['gbt-v2', 0],
             ['heuristic', 0],
           ],
         };

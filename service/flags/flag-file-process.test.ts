@@ -66,7 +66,7 @@ describe('the flag file on the service process', () => {
     });
     await waitForReady(service, 60_000);
     const atStart = await variants(service);
-    expect(new Set(atStart)).toEqual(new Set(['gbt-v1', 'heuristic']));
+    expect(new Set(atStart)).toEqual(new Set(['gbt-v2', 'heuristic']));
     const errors = async () =>
       (await scrapeMetrics(service.metricsPort))('delay_flags_config_errors_total', { source: 'file' });
     expect(await errors()).toBe(0);
@@ -94,9 +94,9 @@ describe('the flag file on the service process', () => {
       'weights 0/0, a model as default',
       () => {
         const doc = flagsDocument({ mlWeight: 0 });
-        doc.flags['delay-model'].defaultVariant = 'gbt-v1';
+        doc.flags['delay-model'].defaultVariant = 'gbt-v2';
         doc.flags['delay-model'].targeting.fractional = [
-          ['gbt-v1', 0],
+          ['gbt-v2', 0],
           ['heuristic', 0],
         ];
         writeFlags(file, doc);

@@ -69,7 +69,7 @@ describe('fractional routing on the booking id', () => {
     const other = await Promise.all(sample.map((id) => b.flags.modelVariant(id)));
     expect(again).toEqual(first);
     expect(other).toEqual(first);
-    expect(new Set(first.map((v) => v.variant))).toEqual(new Set(['heuristic', 'gbt-v1']));
+    expect(new Set(first.map((v) => v.variant))).toEqual(new Set(['heuristic', 'gbt-v2']));
   });
 
   it('keeps every booking of the 10% cohort on ML when the rollout rises to 25%', async () => {
@@ -105,13 +105,13 @@ describe('evaluations in a trace', () => {
     const unrecorded = await context.with(trace.setSpan(context.active(), unsampled), () =>
       flags.modelVariant('bk-3'),
     );
-    expect(unrecorded.variant).toBe('gbt-v1');
+    expect(unrecorded.variant).toBe('gbt-v2');
 
     const [assign] = exporter.getFinishedSpans();
     expect(assign?.events.map((e) => e.name)).toEqual(['feature_flag.evaluation', 'feature_flag.evaluation']);
     expect(assign?.events[0]?.attributes).toMatchObject({
       'feature_flag.key': 'delay-model',
-      'feature_flag.result.variant': 'gbt-v1',
+      'feature_flag.result.variant': 'gbt-v2',
       'feature_flag.provider.name': 'flagd',
       'feature_flag.context.id': 'bk-1',
     });
@@ -126,7 +126,7 @@ describe('flag file changes while running', () => {
     expect(before).toMatchObject({
       ml_enabled: true,
       ml_percentage: 10,
-      model_versions: ['gbt-v1'],
+      model_versions: ['gbt-v2'],
       last_error: null,
     });
 
@@ -154,7 +154,7 @@ describe('flag file changes while running', () => {
   ])('keeps the last good configuration on %s, logs and counts it', async (_name, bad) => {
     const m = testMetrics();
     const { flags, file } = await started({ mlWeight: 100 }, m.metrics);
-    expect((await flags.modelVariant('booking-1')).variant).toBe('gbt-v1');
+    expect((await flags.modelVariant('booking-1')).variant).toBe('gbt-v2');
 
     writeFlags(file, bad);
     const status = await eventually(
@@ -166,7 +166,7 @@ describe('flag file changes while running', () => {
     expect(await m.value('delay.flags.config_errors', { source: 'file' })).toBe(1);
     // Several polls later the provider still routes with the last good file.
     await new Promise((r) => setTimeout(r, 300));
-    expect((await flags.modelVariant('booking-1')).variant).toBe('gbt-v1');
+    expect((await flags.modelVariant('booking-1')).variant).toBe('gbt-v2');
     expect(flags.ready()).toBe(true);
 
     writeFlags(file, flagsDocument({ mlWeight: 0 }));
@@ -198,10 +198,10 @@ describe('the ML share reported is the share routed', () => {
   const bucket = (variant: string) => weight.map((w) => (w === undefined ? [variant] : [variant, w]));
   const delayModelFlag = fc.record({
     state: fc.constantFrom('ENABLED', 'ENABLED', 'ENABLED', 'DISABLED'),
-    defaultVariant: fc.constantFrom('heuristic', 'gbt-v1', 'gbt-v2', undefined),
+    defaultVariant: fc.constantFrom('heuristic', 'gbt-v2', 'gbt-v3', undefined),
     targeting: fc.oneof(
-      fc.tuple(bucket('gbt-v1'), bucket('heuristic')).map((b) => ({ fractional: b })),
-      fc.tuple(bucket('gbt-v1'), bucket('gbt-v2'), bucket('heuristic')).map((b) => ({ fractional: b })),
+      fc.tuple(bucket('gbt-v2'), bucket('heuristic')).map((b) => ({ fractional: b })),
+      fc.tuple(bucket('gbt-v2'), bucket('gbt-v3'), bucket('heuristic')).map((b) => ({ fractional: b })),
       fc.constant(undefined),
     ),
   });
@@ -214,7 +214,7 @@ describe('the ML share reported is the share routed', () => {
         const doc = flagsDocument({ mlWeight: 10 });
         const flag = doc.flags['delay-model'] as unknown as Record<string, unknown>;
         Object.assign(flag, generated, {
-          variants: { heuristic: 'heuristic', 'gbt-v1': 'gbt-v1', 'gbt-v2': 'gbt-v2' },
+          variants: { heuristic: 'heuristic', 'gbt-v2': 'gbt-v2', 'gbt-v3': 'gbt-v3' },
         });
         const file = join(tempDir(), 'flags.json');
         writeFlags(file, doc);
@@ -246,10 +246,10 @@ describe('the ML share reported is the share routed', () => {
           [
             {
               state: 'ENABLED',
-              defaultVariant: 'gbt-v1',
+              defaultVariant: 'gbt-v2',
               targeting: {
                 fractional: [
-                  ['gbt-v1', 0],
+                  ['gbt-v2', 0],
                   ['heuristic', 0],
                 ],
               },
@@ -258,10 +258,10 @@ describe('the ML share reported is the share routed', () => {
           [
             {
               state: 'ENABLED',
-              defaultVariant: 'gbt-v1',
+              defaultVariant: 'gbt-v2',
               targeting: {
                 fractional: [
-                  ['gbt-v1', 2 ** 31],
+                  ['gbt-v2', 2 ** 31],
                   ['heuristic', 2 ** 31],
                 ],
               },
@@ -280,10 +280,10 @@ describe('the ML share reported is the share routed', () => {
     [
       'weights 0/0 with a model as the default variant',
       withDelayModel((flag) => {
-        flag.defaultVariant = 'gbt-v1';
+        flag.defaultVariant = 'gbt-v2';
         flag.targeting = {
           fractional: [
-            ['gbt-v1', 0],
+            ['gbt-v2', 0],
             ['heuristic', 0],
           ],
         };
@@ -293,10 +293,10 @@ describe('the ML share reported is the share routed', () => {
     [
       'weights adding up past 2^31 - 1',
       withDelayModel((flag) => {
-        flag.defaultVariant = 'gbt-v1';
+        flag.defaultVariant = 'gbt-v2';
         flag.targeting = {
           fractional: [
-            ['gbt-v1', 2 ** 31 - 1],
+            ['gbt-v2', 2 ** 31 - 1],
             ['heuristic', 2 ** 31 - 1],
           ],
         };
@@ -308,7 +308,7 @@ describe('the ML share reported is the share routed', () => {
       withDelayModel((flag) => {
         flag.targeting = {
           fractional: [
-            ['gbt-v1', 100],
+            ['gbt-v2', 100],
             ['heuristic', -100],
           ],
         };
@@ -318,10 +318,10 @@ describe('the ML share reported is the share routed', () => {
     [
       'weights that are not whole numbers',
       withDelayModel((flag) => {
-        flag.defaultVariant = 'gbt-v1';
+        flag.defaultVariant = 'gbt-v2';
         flag.targeting = {
           fractional: [
-            ['gbt-v1', 0.5],
+            ['gbt-v2', 0.5],
             ['heuristic', 99.5],
           ],
         };
@@ -365,10 +365,10 @@ describe('the ML share reported is the share routed', () => {
       writeFlags(
         file,
         withDelayModel((flag) => {
-          flag.defaultVariant = 'gbt-v1';
+          flag.defaultVariant = 'gbt-v2';
           flag.targeting = {
             fractional: [
-              ['gbt-v1', 0],
+              ['gbt-v2', 0],
               ['heuristic', 0],
             ],
           };
@@ -471,12 +471,12 @@ describe('change listeners', () => {
     const { flags, file } = await started({ mlWeight: 10 });
     const seen: (string[] | null)[] = [];
     flags.onChange(() => seen.push(flags.status().model_variants));
-    writeFlags(file, flagsDocument({ mlWeight: 10, modelVersion: 'gbt-v2' }));
+    writeFlags(file, flagsDocument({ mlWeight: 10, modelVersion: 'gbt-v3' }));
     const last = await eventually(
       () => seen.at(-1),
-      (v) => v?.includes('gbt-v2') ?? false,
+      (v) => v?.includes('gbt-v3') ?? false,
     );
-    expect(last).toEqual(['gbt-v2']);
+    expect(last).toEqual(['gbt-v3']);
   });
 });
 
@@ -500,9 +500,9 @@ describe('flagd-server mode (FLAGD_HOST), against a stand-in speaking flagd sync
         source: { kind: 'flagd', host: flagd.host, port: flagd.port },
         ml_enabled: true,
         ml_percentage: 50,
-        model_variants: ['gbt-v1'],
+        model_variants: ['gbt-v2'],
         split: [
-          { variant: 'gbt-v1', weight: 50 },
+          { variant: 'gbt-v2', weight: 50 },
           { variant: 'heuristic', weight: 50 },
         ],
         last_error: null,

@@ -93,10 +93,10 @@ describe('the rollout on a FeatureFlag through the Kubernetes API (stand-in API 
     expect((await k.rollout.setPercentage(0, rollback)).changed).toBe(false);
     expect(k.api.requests.filter((r) => r.method === 'PATCH')).toHaveLength(1);
     // Variants removed by a change are removed from the resource (a merge patch sets them to null).
-    await k.rollout.setModel('gbt-v2', { actor: 'cli', action: 'set-model' });
+    await k.rollout.setModel('gbt-v3', { actor: 'cli', action: 'set-model' });
     expect(
       Object.keys((k.api.flags() as { 'delay-model': { variants: object } })['delay-model'].variants),
-    ).toEqual(['heuristic', 'gbt-v2']);
+    ).toEqual(['heuristic', 'gbt-v3']);
   });
 
   it('makes the change again on what a concurrent writer left when the API answers 409', async () => {

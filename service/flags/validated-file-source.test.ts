@@ -187,10 +187,10 @@ describe('validated file source while watching', () => {
     writeFlags(
       file,
       delayModel((flag) => {
-        flag.defaultVariant = 'gbt-v1';
+        flag.defaultVariant = 'gbt-v2';
         flag.targeting = {
           fractional: [
-            ['gbt-v1', 0],
+            ['gbt-v2', 0],
             ['heuristic', 0],
           ],
         };

@@ -217,7 +217,7 @@ describe('the OpenAPI document', () => {
     const report = {
       window_days: 30,
       arms: { ml: arm, heuristic: arm, heuristic_shadow_on_ml: arm },
-      ml_by_model_version: { 'gbt-v1': arm },
+      ml_by_model_version: { 'gbt-v2': arm },
       paired: { n: 1, mean_difference: 0, ci95: [0, 0], verdict: 'not_yet_known', pairs_needed: 30 },
     };
     const schema = schemaOf('get', '/v1/ab-report', 200, 'application/json');
@@ -234,8 +234,8 @@ describe('the OpenAPI document', () => {
       booking_id: 'b',
       predicted_at: '2026-12-02 06:29:03.838+00',
       source: 'ml',
-      variant: 'gbt-v1',
-      model_version: 'gbt-v1',
+      variant: 'gbt-v2',
+      model_version: 'gbt-v2',
       fallback_reason: null,
       delay_minutes: 1,
       interval_low: 0,

@@ -18,12 +18,12 @@ describe('model registry', () => {
       metrics: testMetrics().metrics,
     });
     expect(registry.ready()).toBe(false);
-    await registry.preload(['gbt-v1', 'gbt-v2']);
-    await registry.preload(['gbt-v1']);
+    await registry.preload(['gbt-v2', 'gbt-v3']);
+    await registry.preload(['gbt-v2']);
     expect(registry.ready()).toBe(true);
-    expect(loads).toEqual(['gbt-v1', 'gbt-v2']);
-    expect(registry.versions()).toEqual(['gbt-v1', 'gbt-v2']);
-    expect(registry.lookup('gbt-v2')).toMatchObject({ ok: true, model: { version: 'gbt-v2' } });
+    expect(loads).toEqual(['gbt-v2', 'gbt-v3']);
+    expect(registry.versions()).toEqual(['gbt-v2', 'gbt-v3']);
+    expect(registry.lookup('gbt-v3')).toMatchObject({ ok: true, model: { version: 'gbt-v3' } });
   });
 
   it('loads the real ONNX model from models/', async () => {
@@ -33,8 +33,8 @@ describe('model registry', () => {
       logger: silentLogger,
       metrics: testMetrics().metrics,
     });
-    await registry.preload(['gbt-v1']);
-    expect(registry.versions()).toEqual(['gbt-v1']);
+    await registry.preload(['gbt-v2']);
+    expect(registry.versions()).toEqual(['gbt-v2']);
   });
 
   it('answers unavailable with the load error, counts it, and retries later', async () => {
@@ -50,17 +50,17 @@ describe('model registry', () => {
       metrics: m.metrics,
       retryAfterMs: 50,
     });
-    await registry.preload(['gbt-v3']);
-    expect(registry.lookup('gbt-v3')).toEqual({
+    await registry.preload(['gbt-v4']);
+    expect(registry.lookup('gbt-v4')).toEqual({
       ok: false,
       reason: 'model_unavailable',
-      detail: 'model gbt-v3 failed to load: truncated protobuf',
+      detail: 'model gbt-v4 failed to load: truncated protobuf',
     });
-    expect(await m.value('delay.models.load_errors', { model_version: 'gbt-v3' })).toBe(1);
+    expect(await m.value('delay.models.load_errors', { model_version: 'gbt-v4' })).toBe(1);
     fail = false;
     await new Promise((r) => setTimeout(r, 60));
     const found = await eventually(
-      () => registry.lookup('gbt-v3'),
+      () => registry.lookup('gbt-v4'),
       (l) => l.ok,
     );
     expect(found.ok).toBe(true);
@@ -81,7 +81,7 @@ describe('model registry', () => {
       metrics: testMetrics().metrics,
     });
     await registry.preload([]);
-    expect(registry.lookup('gbt-v4')).toMatchObject({
+    expect(registry.lookup('gbt-v5')).toMatchObject({
       ok: false,
       detail: expect.stringContaining('is loading'),
     });
@@ -89,7 +89,7 @@ describe('model registry', () => {
     expect(
       (
         await eventually(
-          () => registry.lookup('gbt-v4'),
+          () => registry.lookup('gbt-v5'),
           (l) => l.ok,
         )
       ).ok,

@@ -204,8 +204,8 @@ describe.each(engines)('reports on %s', (_name, fresh, available) => {
           row(id, {
             predictedAt: new Date(now - first),
             source: ml ? 'ml' : 'heuristic',
-            variant: ml ? 'gbt-v1' : 'heuristic',
-            modelVersion: ml ? (next() < 0.3 ? 'gbt-v0' : 'gbt-v1') : null,
+            variant: ml ? 'gbt-v2' : 'heuristic',
+            modelVersion: ml ? (next() < 0.3 ? 'gbt-v0' : 'gbt-v2') : null,
             fallbackReason: !ml && next() < 0.1 ? 'model_timeout' : null,
             delayMinutes: actual + (next() - 0.5) * 8,
             shadowHeuristicDelay: actual + (next() - 0.3) * 10,
@@ -319,7 +319,7 @@ describe.skipIf(!hasPostgres)('the A/B report at volume (Postgres)', () => {
       insert into predictions (booking_id, predicted_at, endpoint, source, variant, model_version, delay_minutes,
         interval_low, interval_high, shadow_heuristic_delay, features, weather_source, latency_ms)
       select 'v-' || i, now() - (60 + i * 40) * interval '1 second', 'single',
-             case when i % 2 = 0 then 'ml' else 'heuristic' end, 'x', case when i % 2 = 0 then 'gbt-v1' end,
+             case when i % 2 = 0 then 'ml' else 'heuristic' end, 'x', case when i % 2 = 0 then 'gbt-v2' end,
              10 + (i % 7) - 3, 0, 20, 10 + (i % 11) - 5, '[]', 'cache', 1
       from generate_series(0, 61999) as i
       where 60 + i * 40 not between 7 * 86400 - 600 and 7 * 86400 + 60`);

@@ -82,10 +82,10 @@ describe('moment baselines', () => {
   });
 
   it('gives the committed model a baseline that follows a time-ordered wet rush hour, where the raw gap does not', async () => {
-    const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8')) as {
+    const card = JSON.parse(readFileSync('models/gbt-v2.json', 'utf8')) as {
       shadow_baseline: ShadowBaseline & { mean_abs_departure: number };
     };
-    const model = await loadOnnxModel('models', 'gbt-v1');
+    const model = await loadOnnxModel('models', 'gbt-v2');
     // The morning rush of a wet January Thursday, as it arrives.
     const rows = generateTraffic({ seed: 1, startDay: '2025-01-23', startHour: 7, hours: 2, perSecond: 4 });
     const vectors = vectorsOf(rows);

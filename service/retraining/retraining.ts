@@ -91,7 +91,7 @@ async function scoreOn(dir: string, version: string, rows: ServedRow[]) {
   return { version, mae: report.all.mae, coverage_80: report.all.coverage_80, report };
 }
 
-/** The next free version after the champion's: gbt-v1 -> gbt-v2 (-> gbt-v3 when gbt-v2 exists). */
+/** The next free version after the champion's: gbt-v2 -> gbt-v3 (-> gbt-v4 when gbt-v3 exists). */
 export function nextVersion(champion: string, modelsDir: string): string {
   const match = /^(.*?)(\d+)$/.exec(champion);
   const stem = match ? (match[1] as string) : `${champion}-r`;

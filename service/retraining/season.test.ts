@@ -28,7 +28,7 @@ afterAll(async () => {
 
 async function seasonService(mlWeight: number) {
   const modelsDir = tempDir('delay-season-models-');
-  for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v1.${ext}`, join(modelsDir, `gbt-v1.${ext}`));
+  for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v2.${ext}`, join(modelsDir, `gbt-v2.${ext}`));
   // The weather each generated booking had: the weather service's answer for that booking.
   const weatherOf = new Map<string, RawBooking['weather']>();
   const t = await testService({
@@ -81,7 +81,7 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
 
     const season = generateBookings({ seed: 2026, count: 6000, season: SEASON });
     const answered = await service.serve(season);
-    expect(answered.filter((p) => p.variant === 'gbt-v1').length).toBeGreaterThan(2500);
+    expect(answered.filter((p) => p.variant === 'gbt-v2').length).toBeGreaterThan(2500);
     await eventually(
       () => count(db, predictions),
       (n) => n === season.length,
@@ -90,10 +90,10 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
     expect(await count(db, feedback)).toBe(season.length);
 
     // The cron check sees the season in the vectors as served: longer trips and durations.
-    const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8'));
+    const card = JSON.parse(readFileSync('models/gbt-v2.json', 'utf8'));
     const drift = await driftReport({
       db: db.db,
-      baseline: { model_version: 'gbt-v1', features: card.drift.features },
+      baseline: { model_version: 'gbt-v2', features: card.drift.features },
       window: { from: startedAt, to: new Date() },
       reference: { from: new Date(0), to: startedAt },
       minSamples: 500,
@@ -130,43 +130,43 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
     const capped = await exportServedRows(db.db, window, 1000);
     expect(capped.rows.map((r) => r.bookingId)).toEqual(all.rows.slice(-1000).map((r) => r.bookingId));
 
-    const report = await retrainOn({ champion: 'gbt-v1', version: 'gbt-v2' });
+    const report = await retrainOn({ champion: 'gbt-v2', version: 'gbt-v3' });
     expect(report.rows).toMatchObject({ with_feedback: 6000, train: 4800, holdout: 1200 });
     expect(report.challenger.mae).toBeLessThan(0.95 * report.champion.mae);
     expect(report.candidate).toBe(true);
     expect(Math.abs(report.challenger.coverage_80 - 0.8)).toBeLessThan(
       Math.abs(report.champion.coverage_80 - 0.8),
     );
-    // Both scored per segment on the same held-out bookings; none where the challenger misses and gbt-v1 meets the bar.
+    // Both scored per segment on the same held-out bookings; none where the challenger misses and gbt-v2 meets the bar.
     const { segments } = report;
     for (const [name, f] of Object.entries(segments.champion))
       expect(segments.challenger[name as keyof typeof segments.challenger].n, name).toBe(f.n);
     expect(segments.champion.off_peak_dry.n).toBeGreaterThan(400);
     expect(segments.regressions).toEqual([]);
-    expect(existsSync(join(service.modelsDir, 'gbt-v2.onnx'))).toBe(true);
-    const challengerCard = JSON.parse(readFileSync(join(service.modelsDir, 'gbt-v2.json'), 'utf8'));
+    expect(existsSync(join(service.modelsDir, 'gbt-v3.onnx'))).toBe(true);
+    const challengerCard = JSON.parse(readFileSync(join(service.modelsDir, 'gbt-v3.json'), 'utf8'));
     expect(challengerCard.training_data.source).toMatch(/^production predictions with feedback/);
-    expect(challengerCard.retraining).toMatchObject({ candidate: true, champion: { version: 'gbt-v1' } });
+    expect(challengerCard.retraining).toMatchObject({ candidate: true, champion: { version: 'gbt-v2' } });
 
-    // Canary: gbt-v2 takes 10 of gbt-v1's 50 points; the running service loads it and serves it.
+    // Canary: gbt-v3 takes 10 of gbt-v2's 50 points; the running service loads it and serves it.
     const { rollout } = service;
-    const change = await rollout.canary('gbt-v2', 10, {
+    const change = await rollout.canary('gbt-v3', 10, {
       actor: 'test',
       action: 'canary',
-      modelVersion: 'gbt-v2',
+      modelVersion: 'gbt-v3',
     });
     expect(change.next.split).toEqual([
-      { variant: 'gbt-v1', weight: 40 },
-      { variant: 'gbt-v2', weight: 10 },
+      { variant: 'gbt-v2', weight: 40 },
+      { variant: 'gbt-v3', weight: 10 },
       { variant: 'heuristic', weight: 50 },
     ]);
     const next = generateBookings({ seed: 2027, count: 1000, season: SEASON });
     await eventually(
       async () =>
-        (await service.serve(next)).filter((p) => p.variant === 'gbt-v2' && p.source === 'ml').length,
+        (await service.serve(next)).filter((p) => p.variant === 'gbt-v3' && p.source === 'ml').length,
       (n) => n > 50,
     );
-    expect((await rollout.history(1))[0]).toMatchObject({ action: 'canary', modelVersion: 'gbt-v2' });
+    expect((await rollout.history(1))[0]).toMatchObject({ action: 'canary', modelVersion: 'gbt-v3' });
     // The label-free rollback signal stays quiet for a legitimate retrained model: judged against its own card's
     // baseline, it departs from it by less than the bound at which DelayModelFarFromRules rolls back.
     const departure = async (model_version: string) =>
@@ -180,19 +180,19 @@ describe.skipIf(!hasTrainer && process.env.CI !== 'true')('a simulated season', 
         }))) /
       (await service.metricValue('delay.prediction.shadow_departure_compared', { model_version }));
     console.log(
-      `mean departure from the card's gap on the season: gbt-v1 ${(await departure('gbt-v1')).toFixed(2)}, gbt-v2 ${(await departure('gbt-v2')).toFixed(2)} min`,
+      `mean departure from the card's gap on the season: gbt-v2 ${(await departure('gbt-v2')).toFixed(2)}, gbt-v3 ${(await departure('gbt-v3')).toFixed(2)} min`,
     );
-    expect(await departure('gbt-v2')).toBeLessThan(THRESHOLDS.shadowDeparture.minutes);
+    expect(await departure('gbt-v3')).toBeLessThan(THRESHOLDS.shadowDeparture.minutes);
 
-    // Retraining again on the same window: the new challenger does not beat gbt-v2 by 5%, nothing is written.
-    // Another seed on the same rows: a model as good as gbt-v2, not 5% better.
-    const again = await retrainOn({ champion: 'gbt-v2', version: 'gbt-v3', seed: 7 });
+    // Retraining again on the same window: the new challenger does not beat gbt-v3 by 5%, nothing is written.
+    // Another seed on the same rows: a model as good as gbt-v3, not 5% better.
+    const again = await retrainOn({ champion: 'gbt-v3', version: 'gbt-v4', seed: 7 });
     expect(again.candidate).toBe(false);
     expect(again.reason).toMatch(/is not at most/);
-    expect(existsSync(join(service.modelsDir, 'gbt-v3.json'))).toBe(false);
+    expect(existsSync(join(service.modelsDir, 'gbt-v4.json'))).toBe(false);
 
     await expect(
-      retrainOn({ champion: 'gbt-v2', version: 'gbt-v3', window: { from: new Date(0), to: new Date(1000) } }),
+      retrainOn({ champion: 'gbt-v3', version: 'gbt-v4', window: { from: new Date(0), to: new Date(1000) } }),
     ).rejects.toThrow(RetrainError);
   }, 300_000);
 });

@@ -151,7 +151,7 @@ describe('automatic promotion', () => {
     expect(await decision).toEqual({
       action: 'voided',
       reason:
-        'the flag changed since the judgement: gbt-v1 10, heuristic 90 judged, gbt-v1 0, heuristic 100 found',
+        'the flag changed since the judgement: gbt-v2 10, heuristic 90 judged, gbt-v2 0, heuristic 100 found',
     });
     expect(parseFlagConfig(readFileSync(file, 'utf8')).mlPercentage).toBe(0);
     expect(await metricValue('delay.rollout.promotion_checks', { outcome: 'voided' })).toBe(1);
@@ -170,7 +170,7 @@ describe('automatic promotion', () => {
     raised.release();
     expect(await raised.decision).toMatchObject({
       action: 'voided',
-      reason: expect.stringMatching(/gbt-v1 50, heuristic 50 found$/),
+      reason: expect.stringMatching(/gbt-v2 50, heuristic 50 found$/),
     });
     expect(parseFlagConfig(readFileSync(file, 'utf8')).mlPercentage).toBe(50);
 

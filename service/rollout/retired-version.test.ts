@@ -39,12 +39,12 @@ afterAll(async () => {
 /** What the heuristic answers for a booking: the service runs without a weather key (neutral weather). */
 const shadowOf = (b: Booking) => heuristicEstimate(bookingFeatures(b, NEUTRAL_WEATHER)).delay_minutes;
 
-/** gbt-v1 and, under the name gbt-v0, the same graph: the version served before it. */
+/** gbt-v2 and, under the name gbt-v0, the same graph: the version served before it. */
 function modelsWithPredecessor() {
   const dir = tempDir('delay-retired-models-');
-  for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v1.${ext}`, join(dir, `gbt-v1.${ext}`));
-  copyFileSync('models/gbt-v1.onnx', join(dir, 'gbt-v0.onnx'));
-  const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8'));
+  for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v2.${ext}`, join(dir, `gbt-v2.${ext}`));
+  copyFileSync('models/gbt-v2.onnx', join(dir, 'gbt-v0.onnx'));
+  const card = JSON.parse(readFileSync('models/gbt-v2.json', 'utf8'));
   writeFileSync(
     join(dir, 'gbt-v0.json'),
     JSON.stringify({ ...card, version: 'gbt-v0', onnx: { ...card.onnx, file: 'gbt-v0.onnx' } }, null, 2),
@@ -135,15 +135,15 @@ describe.skipIf(!ready)(
         30_000,
       );
       const byPredecessor = await predict();
-      // gbt-v1 replaces gbt-v0 at the same share; gbt-v0's trips end afterwards, and end badly.
-      writeFlags(flagsFile, flagsDocument({ mlWeight: 50, modelVersion: 'gbt-v1' }));
+      // gbt-v2 replaces gbt-v0 at the same share; gbt-v0's trips end afterwards, and end badly.
+      writeFlags(flagsFile, flagsDocument({ mlWeight: 50, modelVersion: 'gbt-v2' }));
       await eventually(
         async () =>
           (await (await fetch(`http://127.0.0.1:${service.port}/v1/flags/status`)).json()).model_versions,
-        (versions) => JSON.stringify(versions) === '["gbt-v1"]',
+        (versions) => JSON.stringify(versions) === '["gbt-v2"]',
       );
       await eventually(
-        async () => (await query('delay_feedback_scored_total{arm="ml",model_version="gbt-v1"}')).length,
+        async () => (await query('delay_feedback_scored_total{arm="ml",model_version="gbt-v2"}')).length,
         (n) => n > 0,
         30_000,
       );
@@ -155,16 +155,16 @@ describe.skipIf(!ready)(
         (n) => n >= 1,
         30_000,
       );
-      expect(rollout()).toMatchObject({ mlPercentage: 50, activeModelVersions: ['gbt-v1'] });
+      expect(rollout()).toMatchObject({ mlPercentage: 50, activeModelVersions: ['gbt-v2'] });
       expect(await webhookOutcome('rolled_back')).toBe(0);
       expect(await database.db.select().from(flagChanges)).toEqual([]);
       expect(service.output()).toMatch(/rollback alert for a model version the flag does not route to/);
 
       // The serving version losing to the rules is rolled back, by the same rule and route.
       const byServing = await predict();
-      expect(await badFeedbackOn('gbt-v1', byServing)).toBeGreaterThanOrEqual(100);
+      expect(await badFeedbackOn('gbt-v2', byServing)).toBeGreaterThanOrEqual(100);
       await eventually(rollout, (r) => r.mlPercentage === 0, 60_000);
-      expect(await firing('gbt-v1')).toBe(true);
+      expect(await firing('gbt-v2')).toBe(true);
       expect(await webhookOutcome('rolled_back')).toBe(1);
       const rows = await database.db.select().from(flagChanges);
       expect(rows).toHaveLength(1);
@@ -173,9 +173,9 @@ describe.skipIf(!ready)(
         action: 'rollback',
         previousWeight: 50,
         newWeight: 0,
-        modelVersion: 'gbt-v1',
+        modelVersion: 'gbt-v2',
         alertName: 'DelayModelLosingToRulesFast',
-        labels: expect.objectContaining({ model_version: 'gbt-v1', signal: 'feedback' }),
+        labels: expect.objectContaining({ model_version: 'gbt-v2', signal: 'feedback' }),
       });
     }, 180_000);
   },

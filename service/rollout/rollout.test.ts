@@ -46,7 +46,7 @@ describe('flag writer', () => {
       next: { mlPercentage: 25 },
     });
     expect(rolloutOf(file).split).toEqual([
-      { variant: 'gbt-v1', weight: 25 },
+      { variant: 'gbt-v2', weight: 25 },
       { variant: 'heuristic', weight: 75 },
     ]);
     expect(setMlPercentage(file, 25).changed).toBe(false);
@@ -65,51 +65,51 @@ describe('flag writer', () => {
   it('swaps the model version at the same share', async () => {
     const { file, flags } = await flagServiceOn({ mlWeight: 50 });
     await flags.close();
-    setModelVersion(file, 'gbt-v2');
+    setModelVersion(file, 'gbt-v3');
     expect(rolloutOf(file)).toMatchObject({
       mlPercentage: 50,
-      activeModelVersions: ['gbt-v2'],
-      modelVariants: ['gbt-v2'],
+      activeModelVersions: ['gbt-v3'],
+      modelVariants: ['gbt-v3'],
     });
   });
 
   it("adds a canary out of the serving model's share, keeps proportions on enable, and drops it on rollback", async () => {
     const { file, flags } = await flagServiceOn({ mlWeight: 20 });
     await flags.close();
-    const change = addCanary(file, 'gbt-v2', 5);
-    expect(change.next).toMatchObject({ mlPercentage: 20, activeModelVersions: ['gbt-v1', 'gbt-v2'] });
+    const change = addCanary(file, 'gbt-v3', 5);
+    expect(change.next).toMatchObject({ mlPercentage: 20, activeModelVersions: ['gbt-v2', 'gbt-v3'] });
     expect(change.next.split).toEqual([
-      { variant: 'gbt-v1', weight: 15 },
-      { variant: 'gbt-v2', weight: 5 },
+      { variant: 'gbt-v2', weight: 15 },
+      { variant: 'gbt-v3', weight: 5 },
       { variant: 'heuristic', weight: 80 },
     ]);
-    expect(addCanary(file, 'gbt-v2', 5).next.split?.[1]).toEqual({ variant: 'gbt-v2', weight: 10 });
+    expect(addCanary(file, 'gbt-v3', 5).next.split?.[1]).toEqual({ variant: 'gbt-v3', weight: 10 });
 
     setMlPercentage(file, 40);
     expect(rolloutOf(file).split).toEqual([
-      { variant: 'gbt-v1', weight: 20 },
       { variant: 'gbt-v2', weight: 20 },
+      { variant: 'gbt-v3', weight: 20 },
       { variant: 'heuristic', weight: 60 },
     ]);
     setMlPercentage(file, 0);
     expect(rolloutOf(file)).toMatchObject({ mlPercentage: 0, activeModelVersions: [] });
     setMlPercentage(file, 10);
-    expect(rolloutOf(file).activeModelVersions).toEqual(['gbt-v1']);
+    expect(rolloutOf(file).activeModelVersions).toEqual(['gbt-v2']);
   });
 
   it('refuses a canary without room, of the serving model itself, or beside another canary', async () => {
     const { file, flags } = await flagServiceOn({ mlWeight: 10 });
     await flags.close();
     const before = readFileSync(file, 'utf8');
-    expect(() => addCanary(file, 'gbt-v2', 11)).toThrow(/serves 10%.*enable more first/);
-    expect(() => addCanary(file, 'gbt-v2', 10)).toThrow(/leave it some/);
-    expect(() => addCanary(file, 'gbt-v1', 5)).toThrow(/another model serving first/);
-    expect(() => addCanary(file, 'gbt-v2', 2.5)).toThrow(/whole number/);
+    expect(() => addCanary(file, 'gbt-v3', 11)).toThrow(/serves 10%.*enable more first/);
+    expect(() => addCanary(file, 'gbt-v3', 10)).toThrow(/leave it some/);
+    expect(() => addCanary(file, 'gbt-v2', 5)).toThrow(/another model serving first/);
+    expect(() => addCanary(file, 'gbt-v3', 2.5)).toThrow(/whole number/);
     expect(readFileSync(file, 'utf8')).toBe(before);
-    addCanary(file, 'gbt-v2', 5);
-    expect(() => addCanary(file, 'gbt-v3', 1)).toThrow(/gbt-v2 already takes traffic/);
-    setModelVersion(file, 'gbt-v2');
-    expect(rolloutOf(file)).toMatchObject({ mlPercentage: 10, activeModelVersions: ['gbt-v2'] });
+    addCanary(file, 'gbt-v3', 5);
+    expect(() => addCanary(file, 'gbt-v4', 1)).toThrow(/gbt-v3 already takes traffic/);
+    setModelVersion(file, 'gbt-v3');
+    expect(rolloutOf(file)).toMatchObject({ mlPercentage: 10, activeModelVersions: ['gbt-v3'] });
   });
 
   it('removes its temporary file whenever the replacement fails (here: a folder stands at the target)', () => {
@@ -154,7 +154,7 @@ describe('rollback webhook', () => {
       rollback: 'true',
       signal: 'feedback',
     },
-    annotations: { summary: 'ML MAE 6.00 min over 5 min for gbt-v1, worse than the rules' },
+    annotations: { summary: 'ML MAE 6.00 min over 5 min for gbt-v2, worse than the rules' },
     fingerprint: 'abc123',
     ...overrides,
   });
@@ -356,8 +356,8 @@ describe('rollback webhook', () => {
         newWeight: 0,
         alertName: 'DelayModelLosingToRulesFast',
         fingerprint: 'abc123',
-        modelVersion: 'gbt-v1',
-        reason: 'feedback signal: ML MAE 6.00 min over 5 min for gbt-v1, worse than the rules',
+        modelVersion: 'gbt-v2',
+        reason: 'feedback signal: ML MAE 6.00 min over 5 min for gbt-v2, worse than the rules',
         labels: expect.objectContaining({ signal: 'feedback' }),
       });
       expect(
@@ -402,7 +402,7 @@ describe('rollback webhook', () => {
         audit: 'none',
       });
       expect(rolloutOf(w.file).split).toEqual([
-        { variant: 'gbt-v1', weight: 50 },
+        { variant: 'gbt-v2', weight: 50 },
         { variant: 'heuristic', weight: 50 },
       ]);
       expect(await w.rollout.history()).toEqual([]);
@@ -410,10 +410,10 @@ describe('rollback webhook', () => {
       expect(await w.metricValue('delay.rollout.rollbacks')).toBe(0);
 
       // A canary is served: an alert about it takes every model out, the canary with them.
-      await w.rollout.canary('gbt-v2', 5, { actor: 'cli', action: 'canary', modelVersion: 'gbt-v2' });
-      const unknown = await (await w.send(payload([about('gbt-v3')]))).json();
+      await w.rollout.canary('gbt-v3', 5, { actor: 'cli', action: 'canary', modelVersion: 'gbt-v3' });
+      const unknown = await (await w.send(payload([about('gbt-v4')]))).json();
       expect(unknown.results[0].outcome).toBe('not_served');
-      const canary = await (await w.send(payload([about('gbt-v0'), about('gbt-v2')]))).json();
+      const canary = await (await w.send(payload([about('gbt-v0'), about('gbt-v3')]))).json();
       expect(canary.results.map((r: { outcome: string }) => r.outcome)).toEqual([
         'not_served',
         'rolled_back',
@@ -423,10 +423,10 @@ describe('rollback webhook', () => {
         action: 'rollback',
         previousWeight: 50,
         newWeight: 0,
-        labels: expect.objectContaining({ model_version: 'gbt-v2' }),
+        labels: expect.objectContaining({ model_version: 'gbt-v3' }),
       });
       // Rolled back: every alert after that is already done, whichever version it names.
-      const after = await (await w.send(payload([about('gbt-v1'), about('gbt-v0')]))).json();
+      const after = await (await w.send(payload([about('gbt-v2'), about('gbt-v0')]))).json();
       expect(after.results.map((r: { outcome: string }) => r.outcome)).toEqual([
         'already_rolled_back',
         'already_rolled_back',

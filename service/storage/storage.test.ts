@@ -82,7 +82,7 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
       // Array-literal metacharacters, quotes, backslash, tab, newline and non-ASCII: stored as given.
       const nastyId = 'col-3 "q" \\ {a,b} NULL é\t\n';
       const given = [
-        row('col-1', { predictedAt: at, traceId: 'ab'.repeat(16), modelVersion: 'gbt-v1', source: 'ml' }),
+        row('col-1', { predictedAt: at, traceId: 'ab'.repeat(16), modelVersion: 'gbt-v2', source: 'ml' }),
         row('col-2', { predictedAt: at, features: [1.5, -2, 0, 1e-7, 12, 0, 0, 0, 0, 0, 0, 0, 10] }),
         row(nastyId, { predictedAt: at, delayMinutes: 0.1 + 0.2, fallbackReason: 'model_timeout' }),
       ];
@@ -212,8 +212,8 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
       await d.db.insert(predictions).values([
         row('served-by-ml', {
           source: 'ml',
-          variant: 'gbt-v1',
-          modelVersion: 'gbt-v1',
+          variant: 'gbt-v2',
+          modelVersion: 'gbt-v2',
           delayMinutes: 6,
           shadowHeuristicDelay: 9,
         }),
@@ -232,15 +232,15 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
         { booking_id: 'served-by-rules', actual_delay_minutes: 1, observed_at: '2026-11-25T09:00:00+01:00' },
       ]);
       expect(first.map((r) => r.outcome)).toEqual(['recorded', 'recorded']);
-      expect(await m.value('delay.feedback.absolute_error', { arm: 'ml', model_version: 'gbt-v1' })).toBe(1);
+      expect(await m.value('delay.feedback.absolute_error', { arm: 'ml', model_version: 'gbt-v2' })).toBe(1);
       expect(
-        await m.value('delay.feedback.absolute_error', { arm: 'heuristic_shadow', model_version: 'gbt-v1' }),
+        await m.value('delay.feedback.absolute_error', { arm: 'heuristic_shadow', model_version: 'gbt-v2' }),
       ).toBe(2);
       expect(
         await m.value('delay.feedback.absolute_error', { arm: 'heuristic', model_version: 'none' }),
       ).toBe(3);
       // The pair: |6 - 7| - |9 - 7| = -1, squared.
-      expect(await m.value('delay.feedback.paired_difference_squared', { model_version: 'gbt-v1' })).toBe(1);
+      expect(await m.value('delay.feedback.paired_difference_squared', { model_version: 'gbt-v2' })).toBe(1);
       expect(await m.value('delay.feedback.actual_above_floor', { arm: 'ml' })).toBe(67);
       // Both rows predicted the interval [3, 8]: 7 falls inside, 1 does not.
       expect(await m.value('delay.feedback.interval_hits', { arm: 'ml' })).toBe(1);
@@ -269,8 +269,8 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
         const wobble = ((i * 37) % 11) / 10 - 0.5;
         return row(`ab-${i}`, {
           source: 'ml',
-          variant: 'gbt-v1',
-          modelVersion: 'gbt-v1',
+          variant: 'gbt-v2',
+          modelVersion: 'gbt-v2',
           delayMinutes: 10 + 1 + wobble,
           shadowHeuristicDelay: 10 - 3 + wobble,
         });
@@ -287,7 +287,7 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
       expect(report.arms.ml.mae).toBeCloseTo(1.03, 1);
       expect(report.arms.heuristic_shadow_on_ml.mae).toBeCloseTo(2.98, 1);
       expect(report.arms.heuristic).toMatchObject({ n: 1, mae: 2 });
-      expect(report.ml_by_model_version['gbt-v1']?.n).toBe(200);
+      expect(report.ml_by_model_version['gbt-v2']?.n).toBe(200);
       expect(report.paired.verdict).toBe('ml_better');
       const [low, high] = report.paired.ci95 as [number, number];
       expect(low).toBeLessThan(-1.8);

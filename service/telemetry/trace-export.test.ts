@@ -82,7 +82,7 @@ describe('trace export', () => {
         attributes: expect.objectContaining({
           'feature_flag.key': 'delay-model',
           'feature_flag.provider.name': 'flagd',
-          'feature_flag.result.variant': 'gbt-v1',
+          'feature_flag.result.variant': 'gbt-v2',
         }),
       },
     ]);

@@ -50,7 +50,7 @@ describe('a prediction trace', () => {
     };
     const models: ModelRegistry = {
       ready: () => true,
-      versions: () => ['gbt-v1'],
+      versions: () => ['gbt-v2'],
       lookup: (version) => ({
         ok: true,
         model: {
@@ -86,9 +86,9 @@ describe('a prediction trace', () => {
       expect(flagStep?.events.map((e) => [e.name, e.attributes?.['feature_flag.key']])).toEqual([
         ['feature_flag.evaluation', 'delay-model'],
       ]);
-      expect(flagStep?.events[0]?.attributes?.['feature_flag.result.variant']).toBe('gbt-v1');
+      expect(flagStep?.events[0]?.attributes?.['feature_flag.result.variant']).toBe('gbt-v2');
       expect(spans.find((s) => s.name === 'model.inference')?.attributes).toMatchObject({
-        'delay.model_version': 'gbt-v1',
+        'delay.model_version': 'gbt-v2',
         'delay.bookings': 1,
       });
       expect(rows[0]?.traceId).toBe(traceId);

@@ -56,7 +56,7 @@ export interface FlagsSpec {
 
 export function flagsDocument({
   mlWeight = 10,
-  modelVersion = 'gbt-v1',
+  modelVersion = 'gbt-v2',
   fallbackOnError = true,
   weatherEnrichment = true,
 }: FlagsSpec = {}) {
@@ -91,7 +91,7 @@ export function quotedWeightsDocument(mlWeight: number) {
   const doc = flagsDocument({ mlWeight });
   doc.flags['delay-model'].targeting = {
     fractional: [
-      ['gbt-v1', String(mlWeight)],
+      ['gbt-v2', String(mlWeight)],
       ['heuristic', String(100 - mlWeight)],
     ],
   };

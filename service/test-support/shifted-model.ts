@@ -32,18 +32,18 @@ onnx.save(model, target)
 `;
 
 /**
- * Writes `version` into `modelsDir`: gbt-v1's graph with `minutes` added to every answer, and gbt-v1's card
- * under the new version. Also copies gbt-v1 itself, so the folder serves both.
+ * Writes `version` into `modelsDir`: gbt-v2's graph with `minutes` added to every answer, and gbt-v2's card
+ * under the new version. Also copies gbt-v2 itself, so the folder serves both.
  */
 export function writeShiftedModel(modelsDir: string, version: string, minutes: number) {
-  for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v1.${ext}`, join(modelsDir, `gbt-v1.${ext}`));
+  for (const ext of ['onnx', 'json']) copyFileSync(`models/gbt-v2.${ext}`, join(modelsDir, `gbt-v2.${ext}`));
   const run = spawnSync(
     '/usr/bin/python3',
-    ['-c', SHIFT, 'models/gbt-v1.onnx', join(modelsDir, `${version}.onnx`), String(minutes)],
+    ['-c', SHIFT, 'models/gbt-v2.onnx', join(modelsDir, `${version}.onnx`), String(minutes)],
     { encoding: 'utf8' },
   );
   if (run.status !== 0) throw new Error(`cannot write ${version}: ${run.stderr}`);
-  const card = JSON.parse(readFileSync('models/gbt-v1.json', 'utf8'));
+  const card = JSON.parse(readFileSync('models/gbt-v2.json', 'utf8'));
   writeFileSync(
     join(modelsDir, `${version}.json`),
     JSON.stringify({ ...card, version, onnx: { ...card.onnx, file: `${version}.onnx` } }, null, 2),
