@@ -15,7 +15,10 @@ export default defineConfig({
     // machine, then do their work: a budget above that wait, so a slow start fails as "not ready", not as a timeout.
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    // Suites spawn real servers and watch real files: one file at a time keeps ports and timings honest on 2 cores.
-    fileParallelism: false,
+    // Two files at a time on the 2 cores: process suites spend most of their time waiting on timers, scrapes
+    // and child processes. Each file has its own ports (freePort), databases (freshPostgres), Redis key prefix
+    // and temporary folders, so two files never share a resource.
+    maxWorkers: 2,
+    minWorkers: 1,
   },
 });
