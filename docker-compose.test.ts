@@ -20,6 +20,7 @@ interface Service {
   secrets?: { source: string; mode?: number }[];
   command?: string[];
   depends_on?: string[] | Record<string, unknown>;
+  profiles?: string[];
 }
 interface Compose {
   services: Record<string, Service>;
@@ -81,10 +82,16 @@ const datasource = (type: string) => datasources.find((d) => d.type === type);
 const catalogue = readFileSync('docs/metrics.md', 'utf8');
 
 describe('docker-compose.yml', () => {
-  it('runs the whole stack', () => {
-    expect(Object.keys(services).sort()).toEqual(
+  it('runs the whole stack, and the retraining job only when its profile is asked for', () => {
+    expect(
+      Object.entries(services)
+        .filter(([, s]) => !s.profiles)
+        .map(([name]) => name)
+        .sort(),
+    ).toEqual(
       ['alertmanager', 'flagd', 'grafana', 'jaeger', 'postgres', 'prometheus', 'redis', 'service'].sort(),
     );
+    expect(services.retrain?.profiles).toEqual(['retrain']);
   });
 
   it('pins every image to a version', () => {
@@ -104,9 +111,9 @@ describe('docker-compose.yml', () => {
     expect(JSON.parse(cmd ?? '[]')).toEqual(['node', ...args.slice(0, -3), 'service/main.js']);
   });
 
-  it('gives every service a healthcheck, except distroless flagd (watched through the service)', () => {
+  it('gives every service a healthcheck, except distroless flagd (watched through the service) and the one-shot retraining job', () => {
     for (const [name, s] of Object.entries(services)) {
-      if (name === 'flagd') continue;
+      if (name === 'flagd' || name === 'retrain') continue;
       expect(s.healthcheck?.test, name).toBeDefined();
     }
   });
@@ -190,8 +197,9 @@ describe('docker-compose.yml', () => {
     expect(prometheus.scrape_configs[0].static_configs).toBeUndefined();
   });
 
-  it('restarts every service unless it was stopped', () => {
-    for (const [name, s] of Object.entries(services)) expect(s.restart, name).toBe('unless-stopped');
+  it('restarts every service unless it was stopped, and never the one-shot retraining job', () => {
+    for (const [name, s] of Object.entries(services))
+      expect(s.restart, name).toBe(name === 'retrain' ? 'no' : 'unless-stopped');
   });
 
   it('publishes the admin UIs, flagd and the metrics port on loopback unless ADMIN_BIND_ADDRESS says otherwise', () => {

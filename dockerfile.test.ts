@@ -1,6 +1,7 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import {
@@ -151,6 +152,21 @@ describe('the image, built as the Dockerfile says without a Docker engine', () =
     }
     expect(service.output()).not.toMatch(/"level":(50|60)/);
   }, 180_000);
+
+  it("runs the model registry's CLI from compiled JavaScript, on a PGlite of its own", async () => {
+    // Asynchronous: a blocking spawn of seconds stalls the test worker.
+    const models = (...args: string[]) =>
+      promisify(execFile)(process.execPath, ['service/cli/models-cli.js', ...args], {
+        cwd: image.root,
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH ?? '', ...image.env, DATA_DIR: 'data-models' },
+      });
+    // The migration's retired name, then the image's own model from its models/ folder.
+    expect((await models('list')).stdout).toMatch(/^gbt-v1 +retired: /m);
+    expect((await models('push', 'gbt-v2')).stdout).toMatch(
+      /^gbt-v2 registered in the model registry \(PGlite in DATA_DIR\): sha256:[0-9a-f]{64}$/m,
+    );
+  }, 60_000);
 
   it('runs the tools and the flagd sync protocol from compiled JavaScript', () => {
     const run = (...args: string[]) =>

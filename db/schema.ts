@@ -2,6 +2,9 @@ import { sql } from 'drizzle-orm';
 import {
   bigint,
   bigserial,
+  boolean,
+  check,
+  customType,
   doublePrecision,
   index,
   integer,
@@ -32,6 +35,9 @@ export const predictions = pgTable(
     intervalHigh: doublePrecision('interval_high').notNull(),
     /** The heuristic's answer for the same booking, computed on every request (the A/B pair). */
     shadowHeuristicDelay: doublePrecision('shadow_heuristic_delay').notNull(),
+    /** SHADOW_MODEL_VERSION's answer for the same booking, never served; null when none scored it. */
+    shadowModelVersion: text('shadow_model_version'),
+    shadowModelDelay: doublePrecision('shadow_model_delay'),
     features: jsonb('features').$type<number[]>().notNull(),
     weatherSource: text('weather_source').notNull(),
     latencyMs: real('latency_ms').notNull(),
@@ -135,4 +141,39 @@ export const flagChanges = pgTable(
     labels: jsonb('labels').$type<Record<string, string>>(),
   },
   (t) => [index('flag_changes_at_idx').on(t.at), index('flag_changes_fingerprint_idx').on(t.fingerprint)],
+);
+
+/** Bytes as Postgres stores them (bytea): a Buffer from postgres-js, a Uint8Array from PGlite. */
+const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({ dataType: () => 'bytea' });
+
+/**
+ * The model registry (docs/adr/0013-model-registry.md): every version the service may load, its ONNX graph and its
+ * card, bound for good to their digest. A retired name keeps its row without an artifact, so that it is never
+ * registered again.
+ */
+export const modelVersions = pgTable(
+  'model_versions',
+  {
+    version: text('version').primaryKey(),
+    /** `sha256:` and the hex SHA-256 of the graph's length, the graph and the card's canonical JSON. */
+    digest: text('digest'),
+    card: jsonb('card').$type<Record<string, unknown>>(),
+    onnx: bytea('onnx'),
+    /** The card's feature schema (names and units, in order), checked against the service's at registration. */
+    featureSchema: jsonb('feature_schema').$type<{ name: string; unit: string }[]>(),
+    retired: boolean('retired').notNull().default(false),
+    note: text('note'),
+    registeredAt: timestamp('registered_at', { withTimezone: true, mode: 'date' })
+      .notNull()
+      .default(sql`now()`),
+    /** Who or what registered it: `cli:<user>`, `seed:<folder>`, `migration`. */
+    registeredBy: text('registered_by').notNull(),
+  },
+  (t) => [
+    check(
+      'model_versions_artifact',
+      sql`${t.retired} or (${t.digest} is not null and ${t.card} is not null and ${t.onnx} is not null and ${t.featureSchema} is not null)`,
+    ),
+    check('model_versions_digest', sql`${t.digest} is null or ${t.digest} ~ '^sha256:[0-9a-f]{64}$'`),
+  ],
 );

@@ -15,12 +15,21 @@ export interface Panel {
   description?: string;
   datasource: { type: string; uid: string };
   targets: Target[];
+  options?: Record<string, unknown>;
   fieldConfig: {
     defaults: {
       thresholds?: { mode: string; steps: { color: string; value: number | null }[] };
       custom?: { thresholdsStyle?: { mode: string } };
     };
+    overrides: { matcher: { id: string; options: string }; properties: { id: string; value: unknown }[] }[];
   };
+}
+/** A row: a heading across the board, its panels laid out below it (collapsed rows hold them in `panels`). */
+export interface Row {
+  id: number;
+  type: 'row';
+  title: string;
+  panels: Panel[];
 }
 export interface Variable {
   name: string;
@@ -28,6 +37,7 @@ export interface Variable {
   query?: string;
   includeAll?: boolean;
   allValue?: string;
+  current?: { text: string; value: string };
   datasource?: { type: string; uid: string };
 }
 export interface Annotation {
@@ -41,7 +51,8 @@ export interface DashboardJson {
   uid: string;
   title: string;
   refresh: string;
-  panels: Panel[];
+  panels: (Panel | Row)[];
+  links: { title: string; type: string; url: string; includeVars: boolean; keepTime: boolean }[];
   templating: { list: Variable[] };
   annotations: { list: Annotation[] };
 }
@@ -53,16 +64,24 @@ export const dashboards = readdirSync('grafana/dashboards')
     json: JSON.parse(readFileSync(`grafana/dashboards/${f}`, 'utf8')) as DashboardJson,
   }));
 
+const isRow = (p: Panel | Row): p is Row => p.type === 'row';
+
+/** A board's panels that show data, rows' panels included, rows themselves left out. */
+export const panelsOf = (json: DashboardJson): Panel[] =>
+  json.panels.flatMap((p) => (isRow(p) ? p.panels : [p]));
+
 /**
- * A Prometheus query as Grafana sends it with every variable at "All": `$model_version` becomes the variable's
- * allValue. A variable the dashboard does not define is an error, not a query that silently matches nothing.
+ * A Prometheus query as Grafana sends it when the board opens: a variable with an All value (`$model_version`) at
+ * All, one without (the deployment's `$job` and `$namespace`) at the value it opens on. A variable the board does
+ * not define is an error, not a query that silently matches nothing.
  */
 export function interpolatePromQL(expr: string, dashboard: DashboardJson): string {
   return expr.replace(/\$\{?(\w+)\}?/g, (_, name: string) => {
     const variable = dashboard.templating.list.find((v) => v.name === name);
-    if (!variable?.includeAll || variable.allValue === undefined)
-      throw new Error(`${dashboard.uid}: $${name} is not a variable with an All value: ${expr}`);
-    return variable.allValue;
+    const value = variable?.includeAll ? variable.allValue : variable?.current?.value;
+    if (value === undefined)
+      throw new Error(`${dashboard.uid}: $${name} has no All or current value: ${expr}`);
+    return value;
   });
 }
 
@@ -84,7 +103,7 @@ export function interpolateSql(rawSql: string, range: { from: Date; to: Date }):
 /** Every panel query on Prometheus, interpolated as Grafana would send it. */
 export const prometheusQueries = () =>
   dashboards.flatMap(({ json }) =>
-    json.panels.flatMap((p) =>
+    panelsOf(json).flatMap((p) =>
       p.targets
         .filter((t) => t.expr)
         .map((t) => ({ panel: p.title, expr: interpolatePromQL(t.expr as string, json) })),
@@ -94,7 +113,7 @@ export const prometheusQueries = () =>
 /** Every Postgres query, panels' and annotations', raw (with Grafana's macros). */
 export const postgresQueries = () =>
   dashboards.flatMap(({ file, json }) => [
-    ...json.panels.flatMap((p) =>
+    ...panelsOf(json).flatMap((p) =>
       p.targets.filter((t) => t.rawSql).map((t) => ({ file, name: p.title, rawSql: t.rawSql as string })),
     ),
     ...json.annotations.list

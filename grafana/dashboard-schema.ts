@@ -6,6 +6,7 @@ import type {
   FieldConfig,
   FieldConfigSource,
   Panel,
+  RowPanel,
   VariableModel,
 } from '@grafana/schema';
 import type * as Stat from '@grafana/schema/dist/esm/raw/composable/stat/panelcfg/x/StatPanelCfg_types.gen';
@@ -89,7 +90,10 @@ type PostgresAnnotation = Omit<AnnotationQuery<Omit<PostgresQuery, 'datasource'>
 
 export type DashboardFile = Json<
   Omit<Dashboard, 'panels' | 'annotations' | 'templating'> & {
-    panels: { [K in keyof PanelPlugins]: PluginPanel<K> }[keyof PanelPlugins][];
+    panels: (
+      | { [K in keyof PanelPlugins]: PluginPanel<K> }[keyof PanelPlugins]
+      | (Omit<RowPanel, 'panels'> & { type: 'row'; panels: [] })
+    )[];
     templating: { list: VariableModel[] };
     annotations: { list: (PrometheusAnnotation | PostgresAnnotation)[] };
   }

@@ -49,6 +49,8 @@ describe.skipIf(!hasPrometheus || !hasRedis)('the service under a real Prometheu
       OPENWEATHER_BASE_URL: fake.url,
       REDIS_URL: E2E_REDIS_URL,
       WEATHER_GRID_DEG: '0.01',
+      // The shipped model in shadow beside itself: the shadow series exist, paired with the rules.
+      SHADOW_MODEL_VERSION: 'gbt-v2',
     });
     await waitForReady(service);
 

@@ -242,8 +242,8 @@ async function replayService(behaviourOf: (version: string) => ModelBehaviour, f
     },
     logger: silentLogger,
     // Stand-in: gbt-v2 under every version, shifted, delayed or failing as the scenario says.
-    loadModel: async (folder, version, onnx): Promise<ModelPredictor> => {
-      const base = await onnx(folder, 'gbt-v2');
+    loadModel: async (version, onnx): Promise<ModelPredictor> => {
+      const base = await onnx('gbt-v2');
       return {
         version,
         driftBaseline: { ...card.drift, model_version: version },

@@ -376,8 +376,7 @@ describe('with the committed ONNX model', () => {
     const { loadOnnxModel } = await import('./models/onnx-model.js');
     const { silentLogger, testMetrics } = await import('./test-support/harness.js');
     const models = createModelRegistry({
-      dir: 'models',
-      load: async (dir, version) => wrap(await loadOnnxModel(dir, version, { timeoutMs })),
+      load: async (version) => wrap(await loadOnnxModel('models', version, { timeoutMs })),
       logger: silentLogger,
       metrics: testMetrics().metrics,
     });

@@ -43,6 +43,8 @@ export interface AppDeps {
   predictionsToken?: string;
   /** The rollback webhook; absent (no token configured) the route does not exist. */
   rollback?: { token: string; rollout: RolloutService };
+  /** SHADOW_MODEL_VERSION: a challenger scored beside every answer, never served. */
+  shadowVersion?: string;
 }
 
 /**

@@ -8,11 +8,15 @@ import { createDriftMonitor, followServingModel } from './drift/drift-monitor.js
 import { createFeedbackService } from './feedback/feedback-service.js';
 import { startFlagService } from './flags/flag-service.js';
 import { flagStoreFor } from './flags/flag-store.js';
-import { createModelRegistry, type ModelPredictor } from './models/model-registry.js';
-import { loadOnnxModel } from './models/onnx-model.js';
+import { ModelVersionError, RegistryUnavailableError } from './models/model-errors.js';
+import { createModelRegistry, MODEL_RETRY_MS, type ModelPredictor } from './models/model-registry.js';
+import { createModelSeeder } from './models/model-seeds.js';
+import { createModelStore } from './models/model-store.js';
+import { onnxModelFromArtifact } from './models/onnx-model.js';
 import { createReports, scheduleRetention } from './reports/reports.js';
 import { createAutoPromoter } from './rollout/auto-promoter.js';
 import { advisoryLockLeadership, soleLeadership } from './rollout/leadership.js';
+import { createRollbackLatch } from './rollout/rollback-latch.js';
 import { createRolloutService } from './rollout/rollout-service.js';
 import { type Database, openDatabase } from './storage/database.js';
 import { createPredictionLog } from './storage/prediction-log.js';
@@ -22,7 +26,8 @@ import { openWeatherMapClient } from './weather/openweathermap.js';
 import { neutralWeatherProvider } from './weather/weather.js';
 import { createWeatherService, type WeatherServiceOptions } from './weather/weather-service.js';
 
-type OnnxLoader = (dir: string, version: string) => Promise<ModelPredictor>;
+/** Loads a version from the model registry: its digest checked, then its card and graph. */
+type OnnxLoader = (version: string) => Promise<ModelPredictor>;
 
 /** A part that could not start; the server exits 1 with this message. */
 export class ComposeError extends Error {
@@ -36,8 +41,8 @@ export class ComposeError extends Error {
 export interface ComposeOptions {
   telemetry: { meter: Meter; tracer: Tracer };
   logger?: Logger;
-  /** Loads a model version; by default `onnx`, the ONNX loader recording into the service's metrics. */
-  loadModel?: (dir: string, version: string, onnx: OnnxLoader) => Promise<ModelPredictor>;
+  /** Loads a model version; by default `onnx`, the registry's ONNX loader recording into the service's metrics. */
+  loadModel?: (version: string, onnx: OnnxLoader) => Promise<ModelPredictor>;
   /** The weather lookup; by default OpenWeatherMap with OPENWEATHER_API_KEY, neutral defaults without. */
   weather?: WeatherProvider;
   /** The prediction log's pause between writes; by default per database (docs/performance.md). */
@@ -55,14 +60,47 @@ export async function composeService(config: Config, options: ComposeOptions) {
   const metrics = createServiceMetrics(telemetry.meter);
   const closers: (() => Promise<unknown> | unknown)[] = [];
 
+  let database: Database;
+  try {
+    database = await openDatabase(config.database);
+  } catch (err) {
+    await closeAll(closers);
+    throw new ComposeError(
+      `database ${config.database.url ? 'at DATABASE_URL' : `in DATA_DIR ${config.database.dataDir}`} cannot be opened or migrated: ${(err as Error).message}`,
+    );
+  }
+  closers.push(() => database.close());
+  logger.info({ database: database.kind }, 'database migrated');
+  if (database.kind === 'pglite') {
+    logger.warn(
+      { data_dir: config.database.dataDir },
+      'PGlite serves this process only (a second process on DATA_DIR is refused): set DATABASE_URL for several replicas',
+    );
+  }
   const flags = await startFlagService({ flags: config.flags, logger, metrics });
   closers.push(() => flags.close());
-  const onnx: OnnxLoader = (dir, version) =>
-    loadOnnxModel(dir, version, { inferenceRows: metrics.inferenceRows, timeoutMs: config.mlTimeoutMs });
+  // The model registry (docs/adr/0013-model-registry.md): versions live in the database every replica reads;
+  // MODELS_DIR's pairs (the image's models/) are registered at start and at each flag change, so that npm start
+  // serves a freshly trained pair, while no replica ever loads a file of its own.
+  const modelStore = createModelStore(database.db, database.kind);
+  const seed = createModelSeeder({ store: modelStore, dir: config.modelsDir, logger, metrics });
+  let seeding = seed();
+  const onnx: OnnxLoader = async (version) => {
+    // A version a flag change names may be one this seeding registers.
+    await seeding;
+    const artifact = await modelStore.get(version).catch((err: unknown) => {
+      throw err instanceof ModelVersionError
+        ? err
+        : new RegistryUnavailableError(version, modelStore.where, err as Error);
+    });
+    return onnxModelFromArtifact(artifact, {
+      inferenceRows: metrics.inferenceRows,
+      timeoutMs: config.mlTimeoutMs,
+    });
+  };
   const { loadModel } = options;
   const models = createModelRegistry({
-    dir: config.modelsDir,
-    load: loadModel ? (dir, version) => loadModel(dir, version, onnx) : onnx,
+    load: loadModel ? (version) => loadModel(version, onnx) : onnx,
     logger,
     metrics,
   });
@@ -82,13 +120,29 @@ export async function composeService(config: Config, options: ComposeOptions) {
     },
     logger,
   );
-  await models.preload(declaredModels());
-  initializeCounters(metrics, declaredModels());
+  // A shadow challenger is loaded like a served version; its load errors and counters are its own.
+  const shadowVersion = config.shadowModelVersion;
+  await models.preload([...declaredModels(), ...(shadowVersion ? [shadowVersion] : [])]);
+  initializeCounters(metrics, declaredModels(), shadowVersion);
   chooseDriftBaseline();
   // A version added by a flag change gets its counters at 0 before its first booking, as increase() needs.
   flags.onChange(() => {
-    initializeCounters(metrics, declaredModels());
+    initializeCounters(metrics, declaredModels(), shadowVersion);
+    seeding = seed();
     void models.preload(declaredModels()).then(chooseDriftBaseline);
+  });
+  // A version that failed (pushed after the flag named it, a database that did not answer) is tried again.
+  const retryModels = setInterval(() => {
+    void models.preload(declaredModels()).then(chooseDriftBaseline);
+  }, MODEL_RETRY_MS);
+  retryModels.unref();
+  closers.push(() => clearInterval(retryModels));
+  // Once ready: 1 per version loaded, 0 per version the flag names that is not (DelayModelVersionNotLoaded).
+  metrics.modelsLoaded.addCallback((result) => {
+    if (!models.ready()) return;
+    const loaded = new Set(models.versions());
+    for (const version of new Set([...declaredModels(), ...loaded]))
+      result.observe(loaded.has(version) ? 1 : 0, { model_version: version });
   });
   metrics.rolloutMlPercentage.addCallback((result) => {
     const percentage = flags.status().ml_percentage;
@@ -106,23 +160,6 @@ export async function composeService(config: Config, options: ComposeOptions) {
   }
   const weather = options.weather ?? defaultWeather(config, { ...(redis ? { redis } : {}), metrics, logger });
 
-  let database: Database;
-  try {
-    database = await openDatabase(config.database);
-  } catch (err) {
-    await closeAll(closers);
-    throw new ComposeError(
-      `database ${config.database.url ? 'at DATABASE_URL' : `in DATA_DIR ${config.database.dataDir}`} cannot be opened or migrated: ${(err as Error).message}`,
-    );
-  }
-  closers.push(() => database.close());
-  logger.info({ database: database.kind }, 'database migrated');
-  if (database.kind === 'pglite') {
-    logger.warn(
-      { data_dir: config.database.dataDir },
-      'PGlite serves this process only (a second process on DATA_DIR is refused): set DATABASE_URL for several replicas',
-    );
-  }
   const predictionLog = createPredictionLog({
     insert: database.insertPredictions,
     tracer: telemetry.tracer,
@@ -133,16 +170,35 @@ export async function composeService(config: Config, options: ComposeOptions) {
     batchSize: database.kind === 'pglite' ? 100 : 2000,
     flushIntervalMs: options.predictionLogFlushMs ?? (database.kind === 'pglite' ? 200 : 20),
   });
-  const reports = createReports(database.db, { logger });
+  const reports = createReports(database.db, { logger, business: config.business });
   closers.push(() => reports.close());
   closers.push(scheduleRetention(reports, { days: config.database.retentionDays, logger }));
 
+  // An automatic rollback holds until a person lifts it (docs/adr/0014-rollback-latch.md): shared through
+  // flag_changes on Postgres, kept in this process on PGlite.
+  const latch = createRollbackLatch({
+    flags,
+    db: database.db,
+    shared: database.kind === 'postgres',
+    source: flagSourceName(config),
+    metrics,
+    logger,
+    pollMs: config.rollbackLatchPollMs,
+  });
+  await latch.start();
+  closers.push(() => latch.close());
   const rollout = createRolloutService({
     store: flagStoreFor(config.flagStore, logger),
     db: database.db,
     metrics,
     logger,
     routing: flags,
+    latch: latch.keeper,
+    servable: async (version) => {
+      seeding = seed();
+      await seeding;
+      await modelStore.require(version);
+    },
   });
   // Before the database closes: audit rows still being written get their last chance.
   closers.push(() => rollout.close(2000));
@@ -170,7 +226,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
   warnOpenEndpoints(config, logger);
 
   const app = createApp({
-    flags,
+    flags: latch.guard(flags),
     models,
     weather,
     metrics,
@@ -185,11 +241,13 @@ export async function composeService(config: Config, options: ComposeOptions) {
         metrics,
         logger,
         liveHorizonMs: config.feedbackLiveHorizonMs,
+        business: config.business,
       }),
       reports,
     },
     ...(config.feedbackToken ? { feedbackToken: config.feedbackToken } : {}),
     ...(config.predictionsToken ? { predictionsToken: config.predictionsToken } : {}),
+    ...(shadowVersion ? { shadowVersion } : {}),
     ...(config.webhookToken ? { rollback: { token: config.webhookToken, rollout } } : {}),
   });
 
@@ -203,6 +261,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
     database,
     predictionLog,
     rollout,
+    latch,
     /** Writes the queued predictions (up to `drainMs`), then closes every part, the last built first. */
     async close(drainMs: number) {
       await predictionLog.drain(drainMs);
@@ -212,6 +271,14 @@ export async function composeService(config: Config, options: ComposeOptions) {
 }
 
 export type Service = Awaited<ReturnType<typeof composeService>>;
+
+/** Who asks for ML when the flag does, as a refused change's audit row names it. */
+function flagSourceName(config: Config): string {
+  const { flags, flagStore } = config;
+  // On Kubernetes the flagd sidecar serves the FeatureFlag: the resource is what was re-applied.
+  if (flagStore.kind === 'kubernetes') return `FeatureFlag ${flagStore.namespace}/${flagStore.name}`;
+  return flags.kind === 'flagd' ? `flagd ${flags.host}:${flags.port}` : `flag file ${flags.file}`;
+}
 
 async function closeAll(closers: (() => Promise<unknown> | unknown)[]) {
   for (const close of closers.splice(0).reverse()) await close();

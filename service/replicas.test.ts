@@ -292,6 +292,7 @@ describe.skipIf(!ready)('three replicas with AUTO_PROMOTE=true', () => {
     const selector = 'job="delay-prediction"';
     const checks = promotionChecks(selector);
     const healthy: Record<string, string> = {
+      [checks.pairedDifference]: '-0.3',
       [checks.samples]: '500',
       [checks.mae]: '1.7',
       [checks.fallbackRatio]: '0.01',
@@ -303,7 +304,11 @@ describe.skipIf(!ready)('three replicas with AUTO_PROMOTE=true', () => {
       res.end(
         JSON.stringify({
           status: 'success',
-          data: { resultType: 'vector', result: value ? [{ metric: {}, value: [0, value] }] : [] },
+          // Per model version for the paired queries; the others read the first sample.
+          data: {
+            resultType: 'vector',
+            result: value ? [{ metric: { model_version: 'gbt-v2' }, value: [0, value] }] : [],
+          },
         }),
       );
     });

@@ -1,6 +1,8 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { SCRAPE_JOB } from '../../grafana/build/definitions.js';
+import { renderDashboards } from '../../grafana/build/generate.js';
 import { RULE_FILES } from '../../prometheus/rule-conventions.js';
 
 /*
@@ -27,8 +29,24 @@ export function generatedFiles(): Record<string, string> {
     metadata: { name: 'delay-prediction', labels: { release: 'prometheus' } },
     spec: { groups: RULE_FILES.flatMap((f) => parse(readFileSync(f, 'utf8')).groups) },
   };
-  const dashboards = readdirSync(DASHBOARDS)
-    .filter((f) => f.endsWith('.json'))
+  const dashboards = dashboardConfigMaps(
+    Object.fromEntries(
+      readdirSync(DASHBOARDS)
+        .filter((f) => f.endsWith('.json'))
+        .map((file) => [file, readFileSync(join(DASHBOARDS, file), 'utf8')]),
+    ),
+  );
+  return {
+    'feature-flag.yaml': HEADER('flagd/flags.json') + stringify(featureFlag),
+    'prometheus-rule.yaml': HEADER(RULE_FILES.join(' and ')) + stringify(prometheusRule, { lineWidth: 0 }),
+    'dashboards.yaml':
+      HEADER(`${DASHBOARDS}/*.json`) + dashboards.map((d) => stringify(d, { lineWidth: 0 })).join('---\n'),
+  };
+}
+
+/** The boards as ConfigMaps for Grafana's dashboard sidecar, one a board, named by its file. */
+function dashboardConfigMaps(files: Record<string, string>) {
+  return Object.keys(files)
     .sort()
     .map((file) => ({
       apiVersion: 'v1',
@@ -38,17 +56,37 @@ export function generatedFiles(): Record<string, string> {
         // The label Grafana's dashboard sidecar looks for.
         labels: { grafana_dashboard: '1' },
       },
-      data: { [file]: readFileSync(join(DASHBOARDS, file), 'utf8') },
+      data: { [file]: files[file] },
     }));
-  return {
-    'feature-flag.yaml': HEADER('flagd/flags.json') + stringify(featureFlag),
-    'prometheus-rule.yaml': HEADER(RULE_FILES.join(' and ')) + stringify(prometheusRule, { lineWidth: 0 }),
-    'dashboards.yaml':
-      HEADER(`${DASHBOARDS}/*.json`) + dashboards.map((d) => stringify(d, { lineWidth: 0 })).join('---\n'),
-  };
+}
+
+/**
+ * An overlay whose boards a Grafana shows beside the base's: `name` sets their uids and titles apart, and they open
+ * on the overlay's namespace. Its kustomization patches the base's dashboard ConfigMaps with these.
+ */
+const DASHBOARD_OVERLAYS = [{ dir: 'deploy/kubernetes/overlays/example', name: 'staging' }];
+
+/** Each overlay's generated/dashboards.yaml, by path. */
+export function overlayFiles(): Record<string, string> {
+  return Object.fromEntries(
+    DASHBOARD_OVERLAYS.map(({ dir, name }) => {
+      const kustomization = parse(readFileSync(join(dir, 'kustomization.yaml'), 'utf8'));
+      const namespace = kustomization.namespace as string;
+      const maps = dashboardConfigMaps(renderDashboards({ name, job: SCRAPE_JOB, namespace }));
+      return [
+        join(dir, 'generated/dashboards.yaml'),
+        HEADER(`grafana/build for the ${name} deployment`) +
+          maps.map((d) => stringify(d, { lineWidth: 0 })).join('---\n'),
+      ];
+    }),
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   for (const [name, text] of Object.entries(generatedFiles())) writeFileSync(join(OUT, name), text);
+  for (const [path, text] of Object.entries(overlayFiles())) {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, text);
+  }
   console.log(`wrote ${Object.keys(generatedFiles()).join(', ')} to ${OUT}`);
 }

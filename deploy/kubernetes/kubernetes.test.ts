@@ -8,6 +8,7 @@ import {
 import { AlertmanagerConfig as AlertmanagerConfigV1alpha1 } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1alpha1';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import { CronJob } from 'kubernetes-models/batch/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
@@ -19,7 +20,7 @@ import { RULE_FILES } from '../../prometheus/rule-conventions.js';
 import { loadConfig } from '../../service/config/config.js';
 import { parseFlagConfig } from '../../service/flags/flag-config.js';
 import { presentOrSkip } from '../../service/test-support/availability.js';
-import { generatedFiles } from './generate.js';
+import { generatedFiles, overlayFiles } from './generate.js';
 
 /* No cluster on these machines: the package is rendered with kubectl's kustomize and every object validated
  * against the Kubernetes and Prometheus Operator schemas (kubernetes-models), and the OpenFeature Operator's
@@ -50,6 +51,7 @@ const MODELS: Record<string, new (o: any) => { validate(): void }> = {
   'v1/Service': Service,
   'v1/ConfigMap': ConfigMap,
   'apps/v1/Deployment': Deployment,
+  'batch/v1/CronJob': CronJob,
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
   'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
@@ -121,6 +123,8 @@ describe('deploy/kubernetes', () => {
   it('holds the generated objects exactly as npm run k8s:generate writes them now', () => {
     for (const [name, text] of Object.entries(generatedFiles()))
       expect(readFileSync(join('deploy/kubernetes/base/generated', name), 'utf8'), name).toBe(text);
+    for (const [path, text] of Object.entries(overlayFiles()))
+      expect(readFileSync(path, 'utf8'), path).toBe(text);
   });
 
   describe.skipIf(!hasKubectl)('rendered (kubectl kustomize)', () => {
@@ -184,6 +188,32 @@ describe('deploy/kubernetes', () => {
       expect(one('ServiceMonitor').spec.endpoints[0].port).toBe('metrics');
     });
 
+    it("gives the example overlay's boards uids, titles and links of their own, opening on its namespace", () => {
+      type Board = {
+        uid: string;
+        title: string;
+        links: { url: string }[];
+        templating: { list: { name: string; current?: { value: string } }[] };
+      };
+      const boards = (rendered: K8sObject[]) =>
+        rendered
+          .filter((o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard === '1')
+          .flatMap((o) => Object.values(o.data as Record<string, string>).map((t) => JSON.parse(t) as Board));
+      const base = boards(objects);
+      const overlay = boards(render('deploy/kubernetes/overlays/example'));
+      expect(overlay).toHaveLength(base.length);
+      const uids = new Set(overlay.map((b) => b.uid));
+      expect(uids.size).toBe(overlay.length);
+      for (const board of overlay) {
+        expect(base.map((b) => b.uid)).not.toContain(board.uid);
+        expect(base.map((b) => b.title)).not.toContain(board.title);
+        for (const link of board.links)
+          expect(uids, `${board.uid}: ${link.url}`).toContain(link.url.slice(3));
+        const namespace = board.templating.list.find((v) => v.name === 'namespace');
+        expect(namespace?.current?.value, board.uid).toBe('delay-prediction-staging');
+      }
+    });
+
     it('lets the service account get and patch its FeatureFlag only', () => {
       const role = one('Role');
       expect(role.rules).toEqual([
@@ -213,6 +243,8 @@ describe('deploy/kubernetes', () => {
           JSON.parse(readFileSync(`grafana/dashboards/${file}`, 'utf8')),
         );
       }
+      const home = dashboards.find((d) => d.data['overview.json'] !== undefined);
+      expect(JSON.parse(home?.data['overview.json']).uid).toBe('delay-overview');
       const flag = one('FeatureFlag');
       // The FeatureFlag's flags are a flag document flagd and this service accept, the one in Git.
       expect(() => parseFlagConfig(JSON.stringify({ flags: flag.spec.flagSpec.flags }))).not.toThrow();

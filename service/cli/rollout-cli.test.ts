@@ -3,12 +3,23 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseFlagConfig } from '../flags/flag-config.js';
+import { createModelStore, readModelFiles } from '../models/model-store.js';
 import { freshPostgres, postgresAvailable } from '../test-support/databases.js';
 import { tempDir } from '../test-support/harness.js';
 
 const hasPostgres = await postgresAvailable();
 const database = hasPostgres ? await freshPostgres() : undefined;
 afterAll(() => database?.close());
+
+/** Registers `version` of `dir` in the test's model registry, as npm run models -- push would. */
+async function register(dir: string, version: string) {
+  if (!database) return;
+  await createModelStore(database.db, database.kind).push({
+    version,
+    ...(await readModelFiles(dir, version)),
+    by: 'test',
+  });
+}
 
 function repoWithFlags() {
   const dir = tempDir('delay-rollout-');
@@ -78,6 +89,7 @@ describe('npm run rollout', () => {
     expect((await rollout(file, 'enable')).status).toBe(2);
     expect((await rollout(file, 'disable')).status).toBe(0);
     expect(share(file)).toBe(0);
+    await register('models', 'gbt-v2');
     const missing = await rollout(file, 'set-model', 'gbt-v9');
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('no model "gbt-v9"');
@@ -99,7 +111,7 @@ describe('npm run rollout', () => {
     expect(readFileSync(file, 'utf8')).toBe(before);
   });
 
-  it("refuses a version the service would not load, by the service's own loader, before the flag names it", async () => {
+  it('refuses a version the model registry does not hold, before the flag names it', async () => {
     const file = repoWithFlags();
     const before = readFileSync(file, 'utf8');
     // The card is found, but the service reads models/../models/gbt-v2.json as gbt-v2, not as that name.
@@ -115,6 +127,7 @@ describe('npm run rollout', () => {
   it('reads the VERSION of canary wherever its options stand', async () => {
     const file = repoWithFlags();
     const models = modelsWithChallenger();
+    await register(models, 'gbt-v3');
     const canary = await run({ FLAGS_FILE: file, MODELS_DIR: models }, [
       'canary',
       '--percentage',
@@ -125,6 +138,35 @@ describe('npm run rollout', () => {
     const split = parseFlagConfig(readFileSync(file, 'utf8')).split;
     expect(split?.find((s) => s.variant === 'gbt-v3')?.weight).toBe(5);
   });
+
+  it.skipIf(!hasPostgres)(
+    'refuses a canary of a version that is only a file where the CLI runs: replicas load from the registry',
+    async () => {
+      const file = repoWithFlags();
+      const before = readFileSync(file, 'utf8');
+      const models = modelsWithChallenger();
+      copyFileSync(join(models, 'gbt-v3.onnx'), join(models, 'gbt-v4.onnx'));
+      const card = JSON.parse(readFileSync(join(models, 'gbt-v3.json'), 'utf8'));
+      writeFileSync(
+        join(models, 'gbt-v4.json'),
+        JSON.stringify({ ...card, version: 'gbt-v4', onnx: { ...card.onnx, file: 'gbt-v4.onnx' } }),
+      );
+      const refused = await run({ FLAGS_FILE: file, MODELS_DIR: models }, [
+        'canary',
+        'gbt-v4',
+        '--percentage',
+        '5',
+      ]);
+      expect(refused.status).toBe(2);
+      expect(refused.stderr.trim()).toBe(
+        'no model "gbt-v4" the service can load: it is not registered in the model registry (Postgres at DATABASE_URL); register it with npm run models -- push gbt-v4',
+      );
+      const retired = await rollout(file, 'set-model', 'gbt-v1');
+      expect(retired.status).toBe(2);
+      expect(retired.stderr).toContain('no model "gbt-v1" the service can load: the name is retired');
+      expect(readFileSync(file, 'utf8')).toBe(before);
+    },
+  );
 
   it('answers a usage error with the usage and exit 2, never a stack trace', async () => {
     const file = repoWithFlags();

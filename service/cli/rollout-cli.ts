@@ -44,7 +44,7 @@ const [
   { parseFlagConfig },
   { flagStoreFor },
   { currentModelVersion, nextStep },
-  { loadOnnxModel },
+  { checkModelPair, createModelStore },
   { createRolloutService },
   { openDatabase },
   { createLogger },
@@ -52,29 +52,37 @@ const [
   import('../flags/flag-config.js'),
   import('../flags/flag-store.js'),
   import('../flags/flag-writer.js'),
-  import('../models/onnx-model.js'),
+  import('../models/model-store.js'),
   import('../rollout/rollout-service.js'),
   import('../storage/database.js'),
   import('../telemetry/logger.js'),
 ]);
 
-// VERSION must be a model the service accepts: its own loader judges it before the flag names it.
 const version = operands[0];
-if (version !== undefined) {
-  try {
-    await loadOnnxModel(config.modelsDir, version);
-  } catch (err) {
-    fail(
-      `no model ${JSON.stringify(version)} the service can load from ${resolve(config.modelsDir)}: ${(err as Error).message}`,
-    );
-  }
-}
-
 const file = resolve(config.flagsFile);
 const logger = createLogger('warn');
 const database: Database | undefined = config.database.url ? await openDatabase(config.database) : undefined;
 const store = flagStoreFor(config.flagStore, logger);
-const rollout = createRolloutService({ store, db: database?.db, logger });
+/**
+ * canary and set-model name only a version every replica can load: one registered in the model registry on
+ * Postgres. Without DATABASE_URL, npm start's PGlite registry belongs to the running service, which registers the
+ * pairs of its MODELS_DIR when the flag changes: a pair it would register is accepted.
+ */
+async function servable(name: string) {
+  if (database) return createModelStore(database.db, database.kind).require(name);
+  const dir = resolve(config.modelsDir);
+  try {
+    await checkModelPair(dir, name);
+  } catch (err) {
+    throw new Error(
+      `no model ${JSON.stringify(name)} the service can load: without DATABASE_URL the service registers the model pairs of MODELS_DIR (${dir}), and this one is not one: ${(err as Error).message}`,
+    );
+  }
+}
+const { auditLatchKeeper, readAuditedLatch } = await import('../rollout/rollback-latch.js');
+// The rollback latch lives in the shared audit table: without DATABASE_URL this tool can neither see nor lift it.
+const latch = database ? auditLatchKeeper(database.db) : undefined;
+const rollout = createRolloutService({ store, db: database?.db, logger, servable, latch });
 const live = async () => parseFlagConfig(await store.read());
 const who = (action: 'enable' | 'disable' | 'promote' | 'set-model' | 'canary', modelVersion?: string) => ({
   actor: `cli:${userInfo().username}`,
@@ -123,6 +131,23 @@ async function featureFlagDrift() {
   };
 }
 
+/** The rollback latch as every replica reads it: while held, the split above is asked for and not routed. */
+async function latchStatus() {
+  if (!database)
+    return 'not known here (DATABASE_URL unset): a service on PGlite keeps its latch in its process, shown by its /v1/flags/status';
+  const { hold } = await readAuditedLatch(database.db);
+  if (!hold) return { held: false };
+  return {
+    held: true,
+    since: hold.since.toISOString(),
+    alert: hold.alert,
+    reason: hold.reason,
+    actor: hold.actor,
+    ml_percentage_routed: 0,
+    lift: 'rollout enable --percentage N, once the cause is fixed',
+  };
+}
+
 async function status() {
   const rolloutState = await live();
   return {
@@ -133,13 +158,16 @@ async function status() {
     model_version: currentModelVersion(rolloutState),
     split: rolloutState.split,
     git: config.flagStore.kind === 'kubernetes' ? await featureFlagDrift() : gitDrift(),
+    rollback_latch: await latchStatus(),
     recent_changes: await rollout.history(5),
     audit: database ? database.kind : 'not recorded (DATABASE_URL unset)',
   };
 }
 
 let result: unknown;
+let liftedLatch: Awaited<ReturnType<NonNullable<typeof latch>['current']>> = null;
 try {
+  if (command === 'enable') liftedLatch = (await latch?.current()) ?? null;
   if (command === 'status') result = await status();
   else if (command === 'history') result = await rollout.history(50);
   else if (command === 'enable') result = await rollout.setPercentage(percentage as number, who('enable'));
@@ -172,6 +200,14 @@ else if (result && typeof result === 'object' && 'next' in result) {
       ? `delay-model: ML ${change.previous.mlPercentage}% -> ${change.next.mlPercentage}% (${split}; ${store.where})`
       : `delay-model: unchanged, ML ${change.next.mlPercentage}% (${split})`,
   );
+  if (liftedLatch)
+    console.log(
+      `rollback latch lifted (held since ${liftedLatch.since.toISOString()}, ${liftedLatch.alert ?? liftedLatch.actor}): every replica routes ML at the flag's share within ROLLBACK_LATCH_POLL_INTERVAL_MS`,
+    );
+  else if (command === 'enable' && !database)
+    console.log(
+      'DATABASE_URL unset: a service on PGlite keeps its rollback latch in its process, and this does not lift it; restart the service to lift it',
+    );
   const drift = gitDrift();
   if (drift.differs_from_head)
     console.log(

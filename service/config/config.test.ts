@@ -223,3 +223,21 @@ describe('token characters', () => {
       );
   });
 });
+
+describe('the business settings', () => {
+  it('default to late from 10 minutes and no price, and refuse what is no threshold or price', () => {
+    expect(loadConfig({}).business).toEqual(DEFAULT_BUSINESS_SETTINGS);
+    expect(loadConfig({ LATE_THRESHOLD_MINUTES: '7.5', COST_PER_DELAY_MINUTE: '0.8' }).business).toEqual({
+      lateThresholdMinutes: 7.5,
+      costPerDelayMinute: 0.8,
+    });
+    for (const [variable, value] of [
+      ['LATE_THRESHOLD_MINUTES', '0'],
+      ['LATE_THRESHOLD_MINUTES', 'ten'],
+      ['LATE_THRESHOLD_MINUTES', '2000'],
+      ['COST_PER_DELAY_MINUTE', '-1'],
+      ['COST_PER_DELAY_MINUTE', '1,5'],
+    ] as const)
+      expect(() => loadConfig({ [variable]: value }), `${variable}=${value}`).toThrow(variable);
+  });
+});

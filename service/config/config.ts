@@ -1,5 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { type BusinessSettings, DEFAULT_LATE_THRESHOLD_MINUTES } from '../domain/business.js';
+import { HEURISTIC_VARIANT } from '../domain/flags.js';
+import { PROMOTION } from '../domain/rollback-policy.js';
 
 /**
  * The one place that reads the environment. Precedence: typed defaults < environment < explicit options.
@@ -31,6 +34,7 @@ const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   FLAGS_FILE: z.string().min(1).default('flagd/flags.json'),
   FLAGS_POLL_INTERVAL_MS: positiveInt.max(60_000).default(1000),
+  ROLLBACK_LATCH_POLL_INTERVAL_MS: positiveInt.min(100).max(60_000).default(5000),
   FLAGD_HOST: optionalString,
   FLAGD_PORT: port.default(8015),
   FLAGS_FEATUREFLAG: optionalString.pipe(
@@ -65,6 +69,8 @@ const configSchema = z.object({
   DATA_DIR: z.string().min(1).default('data'),
   RETENTION_DAYS: positiveInt.max(3650).default(90),
   FEEDBACK_LIVE_HORIZON_HOURS: positiveInt.max(24 * 365).default(48),
+  LATE_THRESHOLD_MINUTES: z.coerce.number().positive().max(24 * 60).default(DEFAULT_LATE_THRESHOLD_MINUTES),
+  COST_PER_DELAY_MINUTE: z.coerce.number().min(0).optional(),
   ALERTMANAGER_WEBHOOK_TOKEN: token,
   ALERTMANAGER_WEBHOOK_TOKEN_FILE: optionalString,
   FEEDBACK_TOKEN: token,
@@ -75,7 +81,10 @@ const configSchema = z.object({
   PROMETHEUS_URL: optionalString.pipe(z.url().optional()),
   AUTO_PROMOTE_SOAK_S: positiveInt.default(86_400),
   AUTO_PROMOTE_INTERVAL_S: positiveInt.default(300),
-  AUTO_PROMOTE_MIN_SAMPLES: positiveInt.default(200),
+  // A step the rollback's slow paired rule could not have judged is never promoted.
+  AUTO_PROMOTE_MIN_SAMPLES: positiveInt
+    .min(PROMOTION.minSamples, `at least ${PROMOTION.minSamples}, the rollback rules' sample guard`)
+    .default(PROMOTION.minSamples),
   // PromQL label matchers, comma-separated: name, operator, a double-quoted value.
   AUTO_PROMOTE_SELECTOR: z
     .string()
@@ -84,6 +93,14 @@ const configSchema = z.object({
       'PromQL label matchers, e.g. job="delay-prediction", namespace="delay"',
     )
     .default('job="delay-prediction"'),
+  // A registered challenger scored beside every answer, never served (docs/adr/0016-shadow-scoring.md).
+  SHADOW_MODEL_VERSION: optionalString.pipe(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'a model version name, e.g. gbt-v3')
+      .refine((v) => v !== HEURISTIC_VARIANT, 'the heuristic is scored on every booking already')
+      .optional(),
+  ),
   ML_TIMEOUT_MS: positiveInt.max(60_000).default(250),
   BODY_LIMIT_BYTES: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
   BATCH_MAX_BOOKINGS: positiveInt.max(10_000).default(1000),
@@ -120,6 +137,8 @@ export interface Config {
     | { kind: 'flagd'; host: string; port: number; pollIntervalMs: number };
   /** The flag file the rollback webhook and the rollout CLI rewrite (in flagd mode, the file flagd serves). */
   flagsFile: string;
+  /** How often each replica reads the rollback latch from flag_changes (Postgres). */
+  rollbackLatchPollMs: number;
   /** Where changes to the rollout are written: the flag file, or a FeatureFlag through the Kubernetes API. */
   flagStore:
     | { kind: 'file'; file: string }
@@ -133,6 +152,8 @@ export interface Config {
       };
   modelsDir: string;
   mlTimeoutMs: number;
+  /** A challenger scored in shadow on every booking, stored beside the answer, never served. */
+  shadowModelVersion: string | undefined;
   /** Optional automatic promotion along 10, 25, 50, 100 (off by default). */
   autoPromote: {
     prometheusUrl: string;
@@ -151,6 +172,8 @@ export interface Config {
   database: { url: string | undefined; dataDir: string; retentionDays: number };
   /** Feedback for a prediction served longer ago goes to the reports, not to the live error counters. */
   feedbackLiveHorizonMs: number;
+  /** What a late booking is, and what a minute of buffer costs: the business figures (service/domain/business.ts). */
+  business: BusinessSettings;
   weather: WeatherSettings & {
     /** Never logged. */
     apiKey: string | undefined;
@@ -288,6 +311,7 @@ export function loadConfig(
       ? { kind: 'flagd', host: c.FLAGD_HOST, port: c.FLAGD_PORT, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS }
       : { kind: 'file', file: c.FLAGS_FILE, pollIntervalMs: c.FLAGS_POLL_INTERVAL_MS },
     flagsFile: c.FLAGS_FILE,
+    rollbackLatchPollMs: c.ROLLBACK_LATCH_POLL_INTERVAL_MS,
     deploymentEnvironment: c.DEPLOYMENT_ENVIRONMENT,
     flagStore:
       c.FLAGS_FEATUREFLAG && kubernetesApi
@@ -302,6 +326,7 @@ export function loadConfig(
         : { kind: 'file', file: c.FLAGS_FILE },
     modelsDir: c.MODELS_DIR,
     mlTimeoutMs: c.ML_TIMEOUT_MS,
+    shadowModelVersion: c.SHADOW_MODEL_VERSION,
     autoPromote:
       c.AUTO_PROMOTE === 'true' && c.PROMETHEUS_URL
         ? {
@@ -324,6 +349,7 @@ export function loadConfig(
       retentionDays: c.RETENTION_DAYS,
     },
     feedbackLiveHorizonMs: c.FEEDBACK_LIVE_HORIZON_HOURS * 3600_000,
+    business: { lateThresholdMinutes: c.LATE_THRESHOLD_MINUTES, costPerDelayMinute: c.COST_PER_DELAY_MINUTE },
     weather: {
       apiKey: c.OPENWEATHER_API_KEY,
       baseUrl: c.OPENWEATHER_BASE_URL,

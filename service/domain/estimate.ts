@@ -24,6 +24,12 @@ export function floorFactor(minutes: number): ContributingFactor {
   return { factor: FLOOR_FACTOR, minutes, label: `no delay below 0: +${minutes.toFixed(1)} min` };
 }
 
-/** Why an ML-assigned booking was answered by the heuristic. */
-export const FALLBACK_REASONS = ['model_unavailable', 'model_error', 'model_timeout', 'flag_error'] as const;
+/** Why an ML-assigned booking was answered by the heuristic (rollback_latch: the flag named a model, the latch held it). */
+export const FALLBACK_REASONS = [
+  'model_unavailable',
+  'model_error',
+  'model_timeout',
+  'flag_error',
+  'rollback_latch',
+] as const;
 export type FallbackReason = (typeof FALLBACK_REASONS)[number];

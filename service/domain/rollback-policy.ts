@@ -4,7 +4,7 @@
  * prometheus/rules.test.ts fails when a rule says otherwise. Windows are PromQL durations.
  */
 export const THRESHOLDS = {
-  /** The operations manual's MAE target (minutes): a ticket, and the bar of a promotion. */
+  /** The operations manual's MAE target (minutes): a ticket; a promotion reports it and is judged against the rules. */
   maeTarget: 2.5,
   /** The manual's critical MAE (minutes): rolls back only together with losing to the rules. */
   maeCritical: 5,
@@ -56,3 +56,23 @@ export const ROLLBACK_SIGNALS = {
 } as const;
 
 export type RollbackAlert = keyof typeof ROLLBACK_SIGNALS;
+
+/**
+ * What a rollout step shows before the promoter (service/rollout/auto-promoter.ts) takes the next one, judged as a
+ * rollback judges it: over the last `window`, each model version the flag serves is at least as good as the rules
+ * on the same bookings (the paired difference's mean, ML's |error| minus the shadow heuristic's, at most
+ * `pairedMeanMinutes`: the rollback rules call a model losing above 0) on at least `minSamples` scored ML bookings
+ * (the slow paired rule's guard, and AUTO_PROMOTE_MIN_SAMPLES' floor); no alert with one of `blockingAlerts`' labels
+ * fires for the deployment; the fallback ratio and p95 stay under the rollback's and the latency warning's bars
+ * over the last `healthWindow`. The absolute MAE is reported, not a bar: a storm raises both arms' errors.
+ */
+export const PROMOTION = {
+  window: '24h',
+  pairedMeanMinutes: 0,
+  minSamples: THRESHOLDS.pairedSlow.minSamples,
+  fallbackRatio: THRESHOLDS.fallbackRatio.long,
+  latencyP95: THRESHOLDS.latencyP95,
+  healthWindow: '1h',
+  /** An alert carrying any one of these labels holds the step while it fires: it pages, or it rolls back. */
+  blockingAlerts: [{ severity: 'page' }, { rollback: 'true' }],
+} as const;

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { feedback as feedbackTable, predictions } from '../../db/schema.js';
 import { SEGMENT_NAMES } from '../domain/segments.js';
 import { FEATURE_NAMES } from '../features/booking-features.js';
@@ -46,6 +46,173 @@ function served(bookingId: string, overrides: Partial<PredictionRow>): Predictio
     ...overrides,
   };
 }
+
+describe('a shadow challenger', () => {
+  it('pairs its answer with the rules on every booking it scored and with the serving model where one served', async () => {
+    const d = await freshPglite();
+    open.push(d);
+    const { metrics, value } = testMetrics();
+    initializeCounters(metrics, ['gbt-v2'], 'gbt-v3');
+    const shadowed = { shadowModelVersion: 'gbt-v3', shadowModelDelay: 12 };
+    await d.db.insert(predictions).values([
+      // ML served 10, rules 6, challenger 12; actual 13: |12-13| = 1 against rules 7 and served 3.
+      served('ml-served', shadowed),
+      // The rules served 6 (no serving model to pair with); actual 9: challenger 3 against rules 3.
+      served('rules-served', {
+        ...shadowed,
+        source: 'heuristic',
+        variant: 'heuristic',
+        modelVersion: null,
+        delayMinutes: 6,
+      }),
+      // The challenger had no answer (not loaded): nothing to pair.
+      served('unscored', {}),
+    ]);
+    const feedback = createFeedbackService({ db: d.db, metrics, logger: silentLogger });
+    await feedback.submit([
+      { booking_id: 'ml-served', actual_delay_minutes: 13 },
+      { booking_id: 'rules-served', actual_delay_minutes: 9 },
+      { booking_id: 'unscored', actual_delay_minutes: 9 },
+    ]);
+
+    const of = (against: string, answer?: string) => ({
+      model_version: 'gbt-v3',
+      against,
+      ...(answer ? { answer } : {}),
+    });
+    expect(await value('delay.shadow.pairs', of('rules'))).toBe(2);
+    expect(await value('delay.shadow.pairs', of('served_model'))).toBe(1);
+    expect(await value('delay.shadow.absolute_error', of('rules', 'challenger'))).toBe(4);
+    expect(await value('delay.shadow.absolute_error', of('rules', 'opponent'))).toBe(10);
+    expect(await value('delay.shadow.absolute_error', of('served_model', 'challenger'))).toBe(1);
+    expect(await value('delay.shadow.absolute_error', of('served_model', 'opponent'))).toBe(3);
+    // (1 - 7)² + (3 - 3)²; (1 - 3)².
+    expect(await value('delay.shadow.paired_difference_squared', of('rules'))).toBe(36);
+    expect(await value('delay.shadow.paired_difference_squared', of('served_model'))).toBe(4);
+    // The live counters of the served arms are those of any other booking.
+    expect(await value('delay.feedback.scored', { arm: 'ml', model_version: 'gbt-v2' })).toBe(2);
+  });
+});
+
+describe('the business counters', () => {
+  // One database for both cases (their bookings differ): PGlite's migrations take seconds.
+  let database: Promise<Database> | undefined;
+  const shared = () => {
+    database ??= freshPglite();
+    return database;
+  };
+  afterAll(async () => (await database)?.close());
+
+  it('count late, flagged, anticipated, false alarms and buffer minutes per arm, the rules paired on ML bookings', async () => {
+    const d = await shared();
+    const { metrics, value } = testMetrics();
+    initializeCounters(metrics, ['gbt-v2']);
+    const rules = (overrides: Partial<PredictionRow>) =>
+      ({ source: 'heuristic', variant: 'heuristic', modelVersion: null, ...overrides }) as const;
+    await d.db.insert(predictions).values([
+      // ML 12 and the rules 6 on a trip 15 min late: ML anticipates it (3 min short), the rules miss it by 9.
+      served('caught', { delayMinutes: 12, shadowHeuristicDelay: 6 }),
+      // Both flag a trip 4 min late: false alarms, 7 and 6.5 minutes reserved for nothing.
+      served('false-alarm', { delayMinutes: 11, shadowHeuristicDelay: 10.5 }),
+      // An early trip uses none of its buffer: ML reserved nothing (-2 is 0), the rules 3, not 3 + 5.
+      served('early', { delayMinutes: -2, shadowHeuristicDelay: 3 }),
+      // At the threshold is late and flagged; the rules' 8 is 2 min short.
+      served('at-threshold', { delayMinutes: 10, shadowHeuristicDelay: 8 }),
+      // The rules served and missed by 6.
+      served('rules-missed', rules({ delayMinutes: 6, shadowHeuristicDelay: 6 })),
+      // Beyond the live horizon: stored, never counted.
+      served('old', { predictedAt: new Date(Date.now() - 3 * 86_400_000), delayMinutes: 20 }),
+    ]);
+    const feedback = createFeedbackService({
+      db: d.db,
+      metrics,
+      logger: silentLogger,
+      business: { lateThresholdMinutes: 10, costPerDelayMinute: 0.5 },
+    });
+    await feedback.submit([
+      { booking_id: 'caught', actual_delay_minutes: 15 },
+      { booking_id: 'false-alarm', actual_delay_minutes: 4 },
+      { booking_id: 'early', actual_delay_minutes: -5 },
+      { booking_id: 'at-threshold', actual_delay_minutes: 10 },
+      { booking_id: 'rules-missed', actual_delay_minutes: 12 },
+      { booking_id: 'old', actual_delay_minutes: 30 },
+    ]);
+    // A repeat and a correction change no counter: each booking weighs once.
+    await feedback.submit([
+      { booking_id: 'caught', actual_delay_minutes: 15 },
+      { booking_id: 'false-alarm', actual_delay_minutes: 40 },
+    ]);
+
+    const figures = async (arm: string, model_version: string) => {
+      const of = (name: string) => value(`delay.business.${name}`, { arm, model_version });
+      return {
+        late: await of('late'),
+        flagged: await of('flagged'),
+        anticipated: await of('anticipated'),
+        false_alarms: await of('false_alarms'),
+        unused: await of('buffer_unused'),
+        shortfall: await of('buffer_shortfall'),
+      };
+    };
+    expect(await figures('ml', 'gbt-v2')).toEqual({
+      late: 2,
+      flagged: 3,
+      anticipated: 2,
+      false_alarms: 1,
+      unused: 7,
+      shortfall: 3,
+    });
+    expect(await figures('heuristic_shadow', 'gbt-v2')).toEqual({
+      late: 2,
+      flagged: 1,
+      anticipated: 0,
+      false_alarms: 1,
+      unused: 9.5,
+      shortfall: 11,
+    });
+    expect(await figures('heuristic', 'none')).toEqual({
+      late: 1,
+      flagged: 0,
+      anticipated: 0,
+      false_alarms: 0,
+      unused: 0,
+      shortfall: 6,
+    });
+    expect(await value('delay.business.cost_per_delay_minute')).toBe(0.5);
+  });
+
+  it('moves with LATE_THRESHOLD_MINUTES, and exports no cost without COST_PER_DELAY_MINUTE', async () => {
+    const d = await shared();
+    const reader = new CollectingReader();
+    const metrics = createServiceMetrics(new MeterProvider({ readers: [reader] }).getMeter('test'));
+    initializeCounters(metrics, ['gbt-v2']);
+    await d.db
+      .insert(predictions)
+      .values([served('late-a', { delayMinutes: 12 }), served('late-b', { delayMinutes: 16 })]);
+    const feedback = createFeedbackService({
+      db: d.db,
+      metrics,
+      logger: silentLogger,
+      business: { lateThresholdMinutes: 15, costPerDelayMinute: undefined },
+    });
+    await feedback.submit([
+      { booking_id: 'late-a', actual_delay_minutes: 14 },
+      { booking_id: 'late-b', actual_delay_minutes: 15 },
+    ]);
+    const { resourceMetrics } = await reader.collect();
+    const exported = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
+    const points = (name: string) =>
+      (exported.find((m) => m.descriptor.name === name)?.dataPoints ?? [])
+        .filter((p) => p.attributes.arm === 'ml')
+        .map((p) => p.value);
+    // Late from 15 min: b alone, flagged and anticipated; a's 12 against 14 is neither.
+    expect(points('delay.business.late')).toEqual([1]);
+    expect(points('delay.business.anticipated')).toEqual([1]);
+    expect(points('delay.business.false_alarms')).toEqual([0]);
+    const cost = exported.filter((m) => m.descriptor.name === 'delay.business.cost_per_delay_minute');
+    expect(cost.some((m) => m.dataPoints.length > 0)).toBe(false);
+  });
+});
 
 describe('feedback by segment', () => {
   it('counts each scored booking into its segments: scored, over and under prediction, below and above the interval', async () => {

@@ -1,9 +1,15 @@
 import { inArray, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { feedback, predictions } from '../../db/schema.js';
+import { type BusinessSettings, bookingOutcome, DEFAULT_BUSINESS_SETTINGS } from '../domain/business.js';
 import { type SegmentName, segmentsOf } from '../features/segments.js';
 import type { Db } from '../storage/database.js';
-import type { FeedbackArm, FeedbackOutcome, ServiceMetrics } from '../telemetry/service-metrics.js';
+import type {
+  FeedbackArm,
+  FeedbackOutcome,
+  ServiceMetrics,
+  ShadowOpponent,
+} from '../telemetry/service-metrics.js';
 
 /** Early arrivals are negative delays; below this floor a value is a unit or sign error (docs/api.md). */
 export const ACTUAL_DELAY_FLOOR = -60;
@@ -46,11 +52,13 @@ export interface FeedbackServiceOptions {
    * served longer ago than this (a retired version, a replay of old trips) goes to the reports only.
    */
   liveHorizonMs?: number;
+  /** The lateness threshold of the business counters, and the cost per minute exported beside them. */
+  business?: BusinessSettings;
   now?: () => number;
 }
 
 /**
- * Actual delays, one per booking. The first value of a booking is scored into the error counters (per arm:
+ * Actual delays, one per booking. The first value of a booking is scored into the error and business counters (per arm:
  * the source that served it, and the heuristic's shadow answer for ML-served bookings) when its prediction is
  * within the live horizon, else counted as late; a repeat changes nothing; a correction replaces the stored
  * value, which the reports use, and is counted as a correction, so each booking weighs once in the counters.
@@ -61,9 +69,13 @@ export function createFeedbackService({
   metrics,
   logger,
   liveHorizonMs = DEFAULT_LIVE_HORIZON_MS,
+  business = DEFAULT_BUSINESS_SETTINGS,
   now = Date.now,
 }: FeedbackServiceOptions) {
   const log = logger.child({ component: 'feedback' });
+  // Exported only when set: the cost recording rule multiplies by it, so no price means no cost series.
+  if (business.costPerDelayMinute !== undefined)
+    metrics.businessCostPerDelayMinute.record(business.costPerDelayMinute);
 
   function score(
     arm: FeedbackArm,
@@ -90,6 +102,14 @@ export function createFeedbackService({
     metrics.feedbackSquaredError.add(error * error, labels);
     metrics.feedbackActualAboveFloor.add(actual - ACTUAL_DELAY_FLOOR, labels);
     metrics.feedbackActualSquared.add(actual * actual, labels);
+    // What the answer meant for dispatch: flagged late, and the ETA buffer it would have reserved.
+    const outcome = bookingOutcome(predicted, actual, business.lateThresholdMinutes);
+    if (outcome.late) metrics.businessLate.add(1, labels);
+    if (outcome.flagged) metrics.businessFlagged.add(1, labels);
+    if (outcome.late && outcome.flagged) metrics.businessAnticipated.add(1, labels);
+    if (outcome.flagged && !outcome.late) metrics.businessFalseAlarms.add(1, labels);
+    metrics.businessBufferUnused.add(outcome.bufferUnused, labels);
+    metrics.businessBufferShortfall.add(outcome.bufferShortfall, labels);
   }
 
   interface Served {
@@ -100,7 +120,30 @@ export function createFeedbackService({
     low: number;
     high: number;
     shadow: number;
+    shadowModelVersion: string | null;
+    shadowModelDelay: number | null;
     features: number[];
+  }
+
+  /**
+   * A shadow challenger's answer against the rules' and, where a model served, the serving model's, on the same
+   * booking: the paired statistics the rollback judges, gathered before the challenger serves anyone.
+   */
+  function scoreShadow(prediction: Served, actual: number) {
+    const { shadowModelVersion: model_version, shadowModelDelay: delay } = prediction;
+    if (model_version === null || delay === null) return;
+    const challengerError = Math.abs(delay - actual);
+    const opponents: [ShadowOpponent, number][] = [['rules', prediction.shadow]];
+    if (prediction.source === 'ml' && prediction.modelVersion !== model_version)
+      opponents.push(['served_model', prediction.delay]);
+    for (const [against, opponent] of opponents) {
+      const opponentError = Math.abs(opponent - actual);
+      metrics.shadowPairs.add(1, { model_version, against });
+      metrics.shadowAbsError.add(challengerError, { model_version, against, answer: 'challenger' });
+      metrics.shadowAbsError.add(opponentError, { model_version, against, answer: 'opponent' });
+      const paired = challengerError - opponentError;
+      metrics.shadowPairedDifferenceSquared.add(paired * paired, { model_version, against });
+    }
   }
 
   /** A first value of a booking: into the live counters, or counted as late. */
@@ -120,6 +163,7 @@ export function createFeedbackService({
       const paired = Math.abs(prediction.delay - actual) - Math.abs(prediction.shadow - actual);
       metrics.feedbackPairedDifferenceSquared.add(paired * paired, { model_version });
     }
+    scoreShadow(prediction, actual);
   }
 
   /**
@@ -141,6 +185,8 @@ export function createFeedbackService({
         low: predictions.intervalLow,
         high: predictions.intervalHigh,
         shadow: predictions.shadowHeuristicDelay,
+        shadowModelVersion: predictions.shadowModelVersion,
+        shadowModelDelay: predictions.shadowModelDelay,
         features: predictions.features,
       })
       .from(predictions)

@@ -31,12 +31,32 @@ export interface FlagStatus {
   split: { variant: string; weight: number }[] | null;
   last_changed_at: string | null;
   last_error: { at: string; message: string } | null;
+  /** The rollback latch beside the flag (service/rollout/rollback-latch.ts), where the service keeps one. */
+  rollback_latch?: RollbackLatchStatus;
+}
+
+/** While `held`, no booking goes to ML whatever the flag's split says; only a person's `rollout enable` lifts it. */
+export interface RollbackLatchStatus {
+  held: boolean;
+  /** shared: read from flag_changes by every replica (Postgres); process: this process only, lost on restart. */
+  scope: 'shared' | 'process';
+  since: string | null;
+  actor: string | null;
+  alert: string | null;
+  reason: string | null;
+  /** What the flag asks for while the latch holds it back; null when it asks for no ML. */
+  refused: { ml_percentage: number | null; split: { variant: string; weight: number }[] | null } | null;
+  /** The last read of the latch (shared), or of this process's state. */
+  checked_at: string | null;
+  last_error: { at: string; message: string } | null;
 }
 
 export interface VariantAssignment {
   variant: string;
   /** Set when the flag could not be evaluated and the heuristic was used by default. */
   error?: string;
+  /** Set when the flag named a model and the rollback latch held the booking on the heuristic. */
+  latched?: boolean;
 }
 
 /** What the prediction path needs from flags. Implementations never throw from evaluations. */

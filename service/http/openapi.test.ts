@@ -214,11 +214,37 @@ describe('the OpenAPI document', () => {
 
   it('would refuse an answer it does not describe', () => {
     const arm = { n: 1, mae: 1, rmse: 1, r2: null };
+    const figures = {
+      n: 1,
+      late: 1,
+      flagged: 1,
+      anticipated: 1,
+      false_alarms: 0,
+      buffer_unused_minutes: 0,
+      buffer_shortfall_minutes: 2,
+      anticipated_ratio: 1,
+      false_alarm_ratio: 0,
+      buffer_unused_minutes_mean: 0,
+      buffer_shortfall_minutes_mean: 2,
+      cost: null,
+    };
     const report = {
       window_days: 30,
       arms: { ml: arm, heuristic: arm, heuristic_shadow_on_ml: arm },
       ml_by_model_version: { 'gbt-v2': arm },
       paired: { n: 1, mean_difference: 0, ci95: [0, 0], verdict: 'not_yet_known', pairs_needed: 30 },
+      business: {
+        late_threshold_minutes: 10,
+        cost_per_delay_minute: null,
+        ml: figures,
+        heuristic: figures,
+        heuristic_shadow_on_ml: figures,
+        ml_against_rules: {
+          buffer_unused_change: null,
+          buffer_shortfall_change: 0,
+          buffer_minutes_change: 0,
+        },
+      },
     };
     const schema = schemaOf('get', '/v1/ab-report', 200, 'application/json');
     expect(schema.safeParse(report).success).toBe(true);
@@ -229,6 +255,12 @@ describe('the OpenAPI document', () => {
     expect(schema.safeParse({ ...report, paired: { ...report.paired, verdict: 'maybe' } }).success).toBe(
       false,
     );
+    const shareOf = (anticipated_ratio: number | null) => ({
+      ...report,
+      business: { ...report.business, ml: { ...figures, anticipated_ratio } },
+    });
+    expect(schema.safeParse(shareOf(null)).success).toBe(true);
+    expect(schema.safeParse(shareOf(1.5)).success).toBe(false);
     const latest = schemaOf('get', '/v1/monitoring/predictions', 200, 'application/json');
     const row = {
       booking_id: 'b',

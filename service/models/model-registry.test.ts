@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { eventually, silentLogger, testMetrics } from '../test-support/harness.js';
+import { VersionNotRegisteredError } from './model-errors.js';
 import { createModelRegistry, type ModelPredictor } from './model-registry.js';
 import { loadOnnxModel } from './onnx-model.js';
 
@@ -9,8 +10,7 @@ describe('model registry', () => {
   it('preloads the versions the flag names, once each', async () => {
     const loads: string[] = [];
     const registry = createModelRegistry({
-      dir: 'models',
-      load: async (_dir, version) => {
+      load: async (version) => {
         loads.push(version);
         return fakeModel(version);
       },
@@ -28,8 +28,7 @@ describe('model registry', () => {
 
   it('loads the real ONNX model from models/', async () => {
     const registry = createModelRegistry({
-      dir: 'models',
-      load: loadOnnxModel,
+      load: (version) => loadOnnxModel('models', version),
       logger: silentLogger,
       metrics: testMetrics().metrics,
     });
@@ -41,8 +40,7 @@ describe('model registry', () => {
     const m = testMetrics();
     let fail = true;
     const registry = createModelRegistry({
-      dir: 'models',
-      load: async (_dir, version) => {
+      load: async (version) => {
         if (fail) throw new Error('truncated protobuf');
         return fakeModel(version);
       },
@@ -56,7 +54,9 @@ describe('model registry', () => {
       reason: 'model_unavailable',
       detail: 'model gbt-v4 failed to load: truncated protobuf',
     });
-    expect(await m.value('delay.models.load_errors', { model_version: 'gbt-v4' })).toBe(1);
+    expect(
+      await m.value('delay.models.load_errors', { model_version: 'gbt-v4', reason: 'invalid_artifact' }),
+    ).toBe(1);
     fail = false;
     await new Promise((r) => setTimeout(r, 60));
     const found = await eventually(
@@ -66,14 +66,33 @@ describe('model registry', () => {
     expect(found.ok).toBe(true);
   });
 
+  it('counts a refusal under its reason: a version the registry does not hold is not_registered', async () => {
+    const m = testMetrics();
+    const registry = createModelRegistry({
+      load: async (version) => {
+        throw new VersionNotRegisteredError(version, 'the model registry (test)');
+      },
+      logger: silentLogger,
+      metrics: m.metrics,
+    });
+    await registry.preload(['gbt-v7']);
+    expect(registry.lookup('gbt-v7')).toMatchObject({
+      ok: false,
+      detail: expect.stringContaining('it is not registered in the model registry (test)'),
+    });
+    expect(
+      await m.value('delay.models.load_errors', { model_version: 'gbt-v7', reason: 'not_registered' }),
+    ).toBe(1);
+    expect(await m.value('delay.models.load_errors', { reason: 'invalid_artifact' })).toBe(0);
+  });
+
   it('starts loading a version first met in a request, without blocking it', async () => {
     let release = () => {};
     const gate = new Promise<void>((r) => {
       release = r;
     });
     const registry = createModelRegistry({
-      dir: 'models',
-      load: async (_dir, version) => {
+      load: async (version) => {
         await gate;
         return fakeModel(version);
       },

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { type ContributingFactor, floorFactor, type PointEstimate } from '../domain/estimate.js';
 import { FEATURE_NAMES, FEATURE_SCHEMA } from '../features/booking-features.js';
 import { SHADOW_BASIS } from '../features/moments.js';
+import { CardMismatchError, FeatureSchemaError, InvalidArtifactError } from './model-errors.js';
 import type { ModelPredictor } from './model-registry.js';
 
 /** What the service reads of a model card; the rest (metrics, drift bins) is for people and Prometheus. */
@@ -123,26 +124,91 @@ export interface OnnxModelOptions {
   timeoutMs?: number;
 }
 
-export async function loadOnnxModel(
-  dir: string,
-  version: string,
-  { inferenceRows, timeoutMs = Number.POSITIVE_INFINITY }: OnnxModelOptions = {},
-): Promise<OnnxModel> {
-  const cardPath = join(dir, `${version}.json`);
-  const card = ModelCardSchema.parse(JSON.parse(await readFile(cardPath, 'utf8')));
-  if (card.version !== version) throw new Error(`${cardPath} describes ${card.version}, not ${version}`);
+/**
+ * The card of `version`, as the service reads it: a card of that version whose graph is `<version>.onnx`, over the
+ * features this service computes (names, order and units of FEATURE_SCHEMA). Throws a ModelVersionError.
+ */
+export function parseModelCard(version: string, raw: unknown): ModelCard {
+  const parsed = ModelCardSchema.safeParse(raw);
+  if (!parsed.success)
+    throw new InvalidArtifactError(
+      version,
+      `the card is not one the service reads: ${z.prettifyError(parsed.error).replaceAll('\n', '; ')}`,
+    );
+  const card = parsed.data;
+  if (card.version !== version) throw new CardMismatchError(version, `describes ${card.version}`);
+  if (card.onnx.file !== `${version}.onnx`)
+    throw new CardMismatchError(version, `names its graph ${card.onnx.file}, not ${version}.onnx`);
   const names = card.feature_schema.map((f) => f.name);
   if (names.join(',') !== FEATURE_NAMES.join(',')) {
-    throw new Error(
+    throw new FeatureSchemaError(
+      version,
       `${version} expects features [${names.join(', ')}]; this service computes [${FEATURE_NAMES.join(', ')}]`,
     );
   }
-  const session = await InferenceSession.create(join(dir, card.onnx.file), {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-  });
+  const unit = card.feature_schema.findIndex((f, i) => f.unit !== FEATURE_SCHEMA[i]?.unit);
+  if (unit >= 0) {
+    throw new FeatureSchemaError(
+      version,
+      `${version} expects ${names[unit]} in ${card.feature_schema[unit]?.unit}; this service computes it in ${FEATURE_SCHEMA[unit]?.unit}`,
+    );
+  }
+  return card;
+}
+
+/** What the service feeds the graph and reads of it. */
+const GRAPH_INPUT = 'features';
+const GRAPH_OUTPUTS = ['delay', 'low', 'high', 'contributions'] as const;
+
+/**
+ * One ONNX Runtime session on `graph`, with a single intra-op thread; a graph ONNX Runtime cannot load, or
+ * without the input and outputs the service uses, throws InvalidArtifactError.
+ */
+export async function createModelSession(version: string, graph: Uint8Array): Promise<InferenceSession> {
+  let session: InferenceSession;
+  try {
+    session = await InferenceSession.create(graph, {
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    });
+  } catch (err) {
+    throw new InvalidArtifactError(version, `ONNX Runtime cannot load the graph: ${(err as Error).message}`);
+  }
+  const missing = [GRAPH_INPUT].filter((name) => !session.inputNames.includes(name));
+  missing.push(...GRAPH_OUTPUTS.filter((name) => !session.outputNames.includes(name)));
+  if (missing.length > 0) {
+    await session.release();
+    throw new InvalidArtifactError(
+      version,
+      `the graph lacks ${missing.join(', ')}: the service feeds ${GRAPH_INPUT} and reads ${GRAPH_OUTPUTS.join(', ')}`,
+    );
+  }
+  return session;
+}
+
+/** A model version from its files in `dir`: `<version>.json` and the graph it names. */
+export async function loadOnnxModel(dir: string, version: string, options: OnnxModelOptions = {}) {
+  const raw: unknown = JSON.parse(await readFile(join(dir, `${version}.json`), 'utf8'));
+  const card = parseModelCard(version, raw);
+  return onnxModel({ version, card, graph: await readFile(join(dir, card.onnx.file)) }, options);
+}
+
+/** A model version from the registry: its card as stored, its graph's bytes and their digest. */
+export async function onnxModelFromArtifact(
+  artifact: { version: string; digest: string; card: unknown; onnx: Uint8Array },
+  options: OnnxModelOptions = {},
+) {
+  const { version, digest, onnx } = artifact;
+  return onnxModel({ version, digest, card: parseModelCard(version, artifact.card), graph: onnx }, options);
+}
+
+async function onnxModel(
+  { version, digest, card, graph }: { version: string; digest?: string; card: ModelCard; graph: Uint8Array },
+  { inferenceRows, timeoutMs = Number.POSITIVE_INFINITY }: OnnxModelOptions,
+): Promise<OnnxModel> {
+  const session = await createModelSession(version, graph);
   const width = FEATURE_NAMES.length;
 
   const attributes = { model_version: version };
@@ -159,8 +225,8 @@ export async function loadOnnxModel(
     setImmediate(() => {
       began = process.threadCpuUsage();
     });
-    const out = await session.run({ features: new Tensor('float32', rows, [n, width]) });
-    const [delay, low, high, contributions] = (['delay', 'low', 'high', 'contributions'] as const).map(
+    const out = await session.run({ [GRAPH_INPUT]: new Tensor('float32', rows, [n, width]) });
+    const [delay, low, high, contributions] = GRAPH_OUTPUTS.map(
       (name) => (out[name] as Tensor).data as Float32Array,
     ) as [Float32Array, Float32Array, Float32Array, Float32Array];
     const scored: ScoredRow[] = [];
@@ -290,6 +356,7 @@ export async function loadOnnxModel(
 
   return {
     version,
+    ...(digest ? { digest } : {}),
     card,
     ...(card.drift ? { driftBaseline: { model_version: version, features: card.drift.features } } : {}),
     ...(card.shadow_baseline ? { shadowBaseline: card.shadow_baseline } : {}),

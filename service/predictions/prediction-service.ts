@@ -13,7 +13,7 @@ import { ModelTimeoutError } from '../models/onnx-model.js';
 import { heuristicEstimate } from '../predictors/heuristic.js';
 import { confidenceOf, riskLevelOf } from '../predictors/risk.js';
 import type { PredictionLog } from '../storage/prediction-log.js';
-import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import { PREDICTION_SOURCES, type ServiceMetrics } from '../telemetry/service-metrics.js';
 import { inSpan } from '../telemetry/spans.js';
 import type { Prediction } from './schemas.js';
 
@@ -40,6 +40,11 @@ export interface PredictionServiceDeps {
   weather: WeatherProvider;
   metrics: ServiceMetrics;
   logger: Logger;
+  /**
+   * A registered challenger scored on every booking beside the served answer and stored with it, never served:
+   * its feedback pairs it with the rules and the serving model before a canary (docs/adr/0016-shadow-scoring.md).
+   */
+  shadowVersion?: string;
 }
 
 export type Endpoint = 'single' | 'batch';
@@ -62,6 +67,7 @@ interface RecordContext {
   endpoint: Endpoint;
   vectors: number[][];
   heuristics: PointEstimate[];
+  challenger: PointEstimate[] | null;
   startedAt: number;
   traceId: string | null;
 }
@@ -75,6 +81,7 @@ export function createPredictionService({
   predictionLog,
   tracer,
   drift,
+  shadowVersion,
 }: PredictionServiceDeps) {
   const log = logger.child({ component: 'predictions' });
 
@@ -180,7 +187,11 @@ export function createPredictionService({
       estimate,
       source: 'heuristic',
       modelVersion: null,
-      fallbackReason: assignments[i]?.error ? 'flag_error' : null,
+      fallbackReason: assignments[i]?.error
+        ? 'flag_error'
+        : assignments[i]?.latched
+          ? 'rollback_latch'
+          : null,
     }));
     const byVersion = new Map<string, number[]>();
     assignments.forEach((a, i) => {
@@ -205,6 +216,35 @@ export function createPredictionService({
     return routed;
   }
 
+  /**
+   * Beside step 3: the shadow challenger's answers for every booking, or null. Never the request's answer, never
+   * its failure: a challenger missing, loading, failing or slow leaves its answers empty, counted by outcome.
+   */
+  async function shadowScore(vectors: number[][]): Promise<PointEstimate[] | null> {
+    if (!shadowVersion) return null;
+    const model_version = shadowVersion;
+    const found = models.lookup(shadowVersion);
+    if (!found.ok) {
+      metrics.shadowPredictions.add(vectors.length, { model_version, outcome: 'unavailable' });
+      return null;
+    }
+    try {
+      const scored = await inSpan(
+        tracer,
+        'model.inference shadow',
+        { 'delay.model_version': shadowVersion, 'delay.bookings': vectors.length },
+        () => found.model.predict(vectors),
+      );
+      metrics.shadowPredictions.add(vectors.length, { model_version, outcome: 'scored' });
+      return scored;
+    } catch (err) {
+      const outcome = err instanceof ModelTimeoutError ? 'model_timeout' : 'model_error';
+      metrics.shadowPredictions.add(vectors.length, { model_version, outcome });
+      log.debug({ model_version, err: (err as Error).message }, 'the shadow challenger did not score');
+      return null;
+    }
+  }
+
   /** Step 4: the API's answers, and one counter update per label set (a batch of 1,000 has a handful). */
   function answer(
     bookings: Booking[],
@@ -214,6 +254,7 @@ export function createPredictionService({
     endpoint: Endpoint,
   ): Prediction[] {
     const counts = new Map<string, { source: string; variant: string; n: number }>();
+    const highRisk = { ml: 0, heuristic: 0 };
     const answered = bookings.map((booking, i) => {
       const r = routed[i] as Routed;
       const variant = (assignments[i] as VariantAssignment).variant;
@@ -222,12 +263,14 @@ export function createPredictionService({
       if (count) count.n += 1;
       else counts.set(key, { source: r.source, variant, n: 1 });
       const { delay_minutes, interval, contributing_factors } = r.estimate;
+      const risk_level = riskLevelOf(delay_minutes, interval);
+      if (risk_level === 'high') highRisk[r.source] += 1;
       return {
         booking_id: booking.booking_id,
         delay_minutes: round3(delay_minutes),
         interval: { low: round3(interval.low), high: round3(interval.high), level: interval.level },
         confidence: confidenceOf(interval),
-        risk_level: riskLevelOf(delay_minutes, interval),
+        risk_level,
         contributing_factors,
         source: r.source,
         fallback_reason: r.fallbackReason,
@@ -238,13 +281,16 @@ export function createPredictionService({
     });
     for (const { source, variant, n } of counts.values())
       metrics.predictions.add(n, { source, variant, endpoint });
+    // Proactive reassignment candidates: the bookings a dispatcher is told are at high risk.
+    for (const source of PREDICTION_SOURCES)
+      if (highRisk[source] > 0) metrics.businessReassignmentCandidates.add(highRisk[source], { source });
     return answered;
   }
 
   /** Step 5: the answers as stored, with the vectors the model saw and the heuristic's shadow answer. */
   function record(
     answered: Prediction[],
-    { endpoint, vectors, heuristics, startedAt, traceId }: RecordContext,
+    { endpoint, vectors, heuristics, challenger, startedAt, traceId }: RecordContext,
   ) {
     if (!predictionLog) return;
     const predictedAt = new Date();
@@ -262,6 +308,8 @@ export function createPredictionService({
         intervalLow: p.interval.low,
         intervalHigh: p.interval.high,
         shadowHeuristicDelay: (heuristics[i] as PointEstimate).delay_minutes,
+        shadowModelVersion: challenger ? (shadowVersion ?? null) : null,
+        shadowModelDelay: challenger?.[i]?.delay_minutes ?? null,
         features: vectors[i] as number[],
         weatherSource: p.weather.source,
         latencyMs,
@@ -278,9 +326,12 @@ export function createPredictionService({
     const { features, vectors, weatherOf } = await enrich(bookings);
     // The heuristic answers every booking: as the fallback, and as the shadow an ML answer is compared with.
     const heuristics = features.map(heuristicEstimate);
-    const routed = await score(assignments, vectors, heuristics);
+    const [routed, challenger] = await Promise.all([
+      score(assignments, vectors, heuristics),
+      shadowScore(vectors),
+    ]);
     const answered = answer(bookings, assignments, routed, weatherOf, endpoint);
-    record(answered, { endpoint, vectors, heuristics, startedAt, traceId });
+    record(answered, { endpoint, vectors, heuristics, challenger, startedAt, traceId });
     return answered;
   }
 

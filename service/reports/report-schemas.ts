@@ -55,6 +55,81 @@ export const PairedComparisonSchema = z
   })
   .openapi('PairedComparison');
 
+const share = (description: string) =>
+  z
+    .number()
+    .min(0)
+    .max(1)
+    .nullable()
+    .openapi({ description: `${description}; null when there is none to share` });
+const perBooking = (description: string) =>
+  z
+    .number()
+    .min(0)
+    .nullable()
+    .openapi({ description: `${description}, minutes per scored booking; null when n is 0` });
+
+export const BusinessFiguresSchema = z
+  .object({
+    n: count('Scored bookings'),
+    late: count('Bookings whose actual delay reached the lateness threshold'),
+    flagged: count("Bookings whose predicted delay (the arm's point answer) reached the lateness threshold"),
+    anticipated: count('Bookings late and flagged'),
+    false_alarms: count('Bookings flagged and not late'),
+    buffer_unused_minutes: z.number().min(0).openapi({
+      description:
+        'If dispatch reserves the predicted delay (at least 0) as the ETA buffer: the minutes reserved and not used, summed',
+    }),
+    buffer_shortfall_minutes: z
+      .number()
+      .min(0)
+      .openapi({ description: 'The minutes the trips ran past that buffer, summed' }),
+    anticipated_ratio: share('Share of the late bookings that were flagged (the plan: 75% or more)'),
+    false_alarm_ratio: share('Share of the flagged bookings that were not late'),
+    buffer_unused_minutes_mean: perBooking('Buffer reserved and not used'),
+    buffer_shortfall_minutes_mean: perBooking('Minutes past the buffer'),
+    cost: z.number().min(0).nullable().openapi({
+      description:
+        '(buffer_unused_minutes + buffer_shortfall_minutes) x COST_PER_DELAY_MINUTE; null when that is unset',
+    }),
+  })
+  .openapi('BusinessFigures', { description: "What one arm's answers meant for dispatch" });
+
+const change = (description: string) =>
+  z
+    .number()
+    .nullable()
+    .openapi({
+      description: `${description}, ML against the rules on the same bookings: ML / rules - 1 (-0.15: 15% less); null when the rules' is 0`,
+    });
+
+export const BusinessOutcomeSchema = z
+  .object({
+    late_threshold_minutes: z
+      .number()
+      .openapi({ description: 'LATE_THRESHOLD_MINUTES: late and flagged mean at or above it' }),
+    cost_per_delay_minute: z
+      .number()
+      .nullable()
+      .openapi({ description: "COST_PER_DELAY_MINUTE, in the operator's currency; null when unset" }),
+    ml: BusinessFiguresSchema,
+    heuristic: BusinessFiguresSchema,
+    heuristic_shadow_on_ml: BusinessFiguresSchema.openapi({
+      description: "The heuristic's shadow answer on the bookings ML served",
+    }),
+    ml_against_rules: z.object({
+      buffer_unused_change: change('Buffer minutes reserved and not used (the plan: -15%)'),
+      buffer_shortfall_change: change('Minutes past the buffer'),
+      buffer_minutes_change: change(
+        'Buffer minutes unused and missing, what the cost is at any price (the plan: -10%)',
+      ),
+    }),
+  })
+  .openapi('BusinessOutcome', {
+    description:
+      'The business figures of the window per arm, and ML against the rules on the same ML-served bookings',
+  });
+
 export const AbReportSchema = z
   .object({
     window_days: z.number().int().min(1).openapi({
@@ -64,6 +139,7 @@ export const AbReportSchema = z
     arms: ArmsSchema,
     ml_by_model_version: z.record(z.string(), ArmMetricsSchema),
     paired: PairedComparisonSchema,
+    business: BusinessOutcomeSchema,
   })
   .openapi('AbReport');
 
@@ -126,6 +202,7 @@ export type ArmMetrics = z.infer<typeof ArmMetricsSchema>;
 export type Arms = z.infer<typeof ArmsSchema>;
 export type PairedComparison = z.infer<typeof PairedComparisonSchema>;
 export type AbReport = z.infer<typeof AbReportSchema>;
+export type BusinessOutcome = z.infer<typeof BusinessOutcomeSchema>;
 export type SummaryTotals = z.infer<typeof SummaryTotalsSchema>;
 export type MonitoringSummary = z.infer<typeof MonitoringSummarySchema>;
 export type DailyRow = z.infer<typeof DailyRowSchema>;

@@ -1,6 +1,15 @@
 import { type SQL, sql } from 'drizzle-orm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
+import {
+  addOutcome,
+  type BusinessSettings,
+  bookingOutcome,
+  businessFigures,
+  DEFAULT_BUSINESS_SETTINGS,
+  mlAgainstRules,
+  NO_BOOKINGS,
+} from '../domain/business.js';
 import type { Database } from '../storage/database.js';
 import type { PredictionRow } from '../storage/prediction-log.js';
 import {
@@ -70,7 +79,7 @@ interface Scored {
  * What the reports must answer, computed from the raw tables: each booking's first stored prediction, scored when
  * it has feedback and falls in the window; every prediction in the window counted.
  */
-async function expected(d: Database, hours: number) {
+async function expected(d: Database, hours: number, business: BusinessSettings = DEFAULT_BUSINESS_SETTINGS) {
   const scored = (
     await rows<Scored>(
       d,
@@ -106,6 +115,12 @@ async function expected(d: Database, hours: number) {
     heuristic_shadow_on_ml: plainArm(ml.map((r) => ({ predicted: r.shadow, actual: r.actual }))),
   };
   const diffs = ml.map((r) => Math.abs(r.predicted - r.actual) - Math.abs(r.shadow - r.actual));
+  const tally = (pairs: { predicted: number; actual: number }[]) =>
+    pairs.reduce(
+      (sums, p) => addOutcome(sums, bookingOutcome(p.predicted, p.actual, business.lateThresholdMinutes)),
+      NO_BOOKINGS,
+    );
+  const shadowSums = tally(ml.map((r) => ({ predicted: r.shadow, actual: r.actual })));
   const days = [...new Set(served.map((r) => r.day))].sort().reverse();
   const maeOf = (xs: Scored[]) =>
     xs.length === 0 ? null : round4(xs.reduce((s, r) => s + Math.abs(r.predicted - r.actual), 0) / xs.length);
@@ -115,6 +130,17 @@ async function expected(d: Database, hours: number) {
       versions.map((v) => [v, plainArm(ml.filter((r) => (r.model_version ?? 'none') === v))]),
     ),
     diffs,
+    business: {
+      late_threshold_minutes: business.lateThresholdMinutes,
+      cost_per_delay_minute: business.costPerDelayMinute ?? null,
+      ml: businessFigures(tally(ml), business.costPerDelayMinute),
+      heuristic: businessFigures(
+        tally(scored.filter((r) => r.source === 'heuristic')),
+        business.costPerDelayMinute,
+      ),
+      heuristic_shadow_on_ml: businessFigures(shadowSums, business.costPerDelayMinute),
+      ml_against_rules: mlAgainstRules(tally(ml), shadowSums),
+    },
     daily: days.map((day) => {
       const ofDay = served.filter((r) => r.day === day);
       const scoredOfDay = scored.filter((r) => r.predicted_at === day);
@@ -160,6 +186,7 @@ async function expectReportsToMatch(d: Database, reports: Reports, days: number)
   expectClose(ab.arms, want.arms, `ab(${days}).arms`);
   expectClose(ab.ml_by_model_version, want.ml_by_model_version, `ab(${days}).ml_by_model_version`);
   expectClose(ab.paired, pairedComparison(want.diffs), `ab(${days}).paired`);
+  expectClose(ab.business, want.business, `ab(${days}).business`);
   if (days <= 90) expectClose(await reports.daily(days), want.daily, `daily(${days})`);
   return want;
 }
@@ -257,6 +284,7 @@ describe.each(engines)('reports on %s', (_name, fresh, available) => {
       const ab = await reports.abReport({ days: 30 });
       expectClose(ab.arms, within8.arms);
       expectClose(ab.paired, pairedComparison(within8.diffs));
+      expectClose(ab.business, within8.business);
       expectClose(await reports.daily(30), within8.daily);
     },
     60_000,
@@ -305,6 +333,99 @@ describe.each(engines)('reports on %s', (_name, fresh, available) => {
       .values(['x', 'y', 'z'].map((id) => ({ bookingId: id, actualDelayMinutes: 0.1 })));
     expect((await reports.abReport({ days: 1 })).arms.heuristic).toMatchObject({ n: 3, r2: null });
   });
+
+  it.skipIf(!available)(
+    'gives the business figures per arm and paired, at the configured threshold and cost, and no share without its bookings',
+    async () => {
+      const d = await fresh();
+      open.push(d);
+      const reports = createReports(d.db, { business: { lateThresholdMinutes: 10, costPerDelayMinute: 2 } });
+      open.push(reports);
+      const ml = { source: 'ml', variant: 'gbt-v2', modelVersion: 'gbt-v2' } as const;
+      const twoDaysAgo = new Date(Date.now() - 2 * DAY);
+      await d.db.insert(predictions).values([
+        // Late trips, two days ago: ML 12 catches 15 (3 min short), its shadow 6 misses by 9; the rules served 6
+        // and missed 12 by 6.
+        row('caught', { ...ml, predictedAt: twoDaysAgo, delayMinutes: 12, shadowHeuristicDelay: 6 }),
+        row('missed', { predictedAt: twoDaysAgo, delayMinutes: 6 }),
+        // On time, today: both flag the trip 4 min late (7 and 6.5 minutes for nothing); the early trip uses none
+        // of its buffer (ML reserved none, the rules 3).
+        row('alarm', { ...ml, delayMinutes: 11, shadowHeuristicDelay: 10.5 }),
+        row('early', { ...ml, delayMinutes: -2, shadowHeuristicDelay: 3 }),
+      ]);
+      await d.db.insert(feedback).values([
+        { bookingId: 'caught', actualDelayMinutes: 15 },
+        { bookingId: 'missed', actualDelayMinutes: 12 },
+        { bookingId: 'alarm', actualDelayMinutes: 4 },
+        { bookingId: 'early', actualDelayMinutes: -5 },
+      ]);
+
+      expect((await reports.abReport({ days: 7 })).business).toEqual({
+        late_threshold_minutes: 10,
+        cost_per_delay_minute: 2,
+        ml: {
+          n: 3,
+          late: 1,
+          flagged: 2,
+          anticipated: 1,
+          false_alarms: 1,
+          buffer_unused_minutes: 7,
+          buffer_shortfall_minutes: 3,
+          anticipated_ratio: 1,
+          false_alarm_ratio: 0.5,
+          buffer_unused_minutes_mean: 2.3333,
+          buffer_shortfall_minutes_mean: 1,
+          cost: 20,
+        },
+        heuristic: {
+          n: 1,
+          late: 1,
+          flagged: 0,
+          anticipated: 0,
+          false_alarms: 0,
+          buffer_unused_minutes: 0,
+          buffer_shortfall_minutes: 6,
+          anticipated_ratio: 0,
+          false_alarm_ratio: null,
+          buffer_unused_minutes_mean: 0,
+          buffer_shortfall_minutes_mean: 6,
+          cost: 12,
+        },
+        heuristic_shadow_on_ml: {
+          n: 3,
+          late: 1,
+          flagged: 1,
+          anticipated: 0,
+          false_alarms: 1,
+          buffer_unused_minutes: 9.5,
+          buffer_shortfall_minutes: 9,
+          anticipated_ratio: 0,
+          false_alarm_ratio: 1,
+          buffer_unused_minutes_mean: 3.1667,
+          buffer_shortfall_minutes_mean: 3,
+          cost: 37,
+        },
+        // 7 / 9.5 - 1, 3 / 9 - 1, 10 / 18.5 - 1.
+        ml_against_rules: {
+          buffer_unused_change: -0.2632,
+          buffer_shortfall_change: -0.6667,
+          buffer_minutes_change: -0.4595,
+        },
+      });
+
+      // The last day holds no late trip: no anticipated share, not 0%; the rules served nothing in it.
+      const day = (await reports.abReport({ days: 1 })).business;
+      expect(day.ml).toMatchObject({ n: 2, late: 0, anticipated_ratio: null, false_alarm_ratio: 1 });
+      expect(day.heuristic_shadow_on_ml).toMatchObject({ n: 2, late: 0, anticipated_ratio: null });
+      expect(day.heuristic).toMatchObject({
+        n: 0,
+        anticipated_ratio: null,
+        false_alarm_ratio: null,
+        buffer_unused_minutes_mean: null,
+        cost: 0,
+      });
+    },
+  );
 });
 
 describe.skipIf(!hasPostgres)('the A/B report at volume (Postgres)', () => {

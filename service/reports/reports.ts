@@ -3,6 +3,14 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { type SQL, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import {
+  type BusinessSettings,
+  type BusinessSums,
+  businessFigures,
+  DEFAULT_BUSINESS_SETTINGS,
+  mlAgainstRules,
+  NO_BOOKINGS,
+} from '../domain/business.js';
 import type { Db } from '../storage/database.js';
 import {
   BOOTSTRAP_MAX_PAIRS,
@@ -16,6 +24,7 @@ import type {
   Anomaly,
   ArmMetrics,
   Arms,
+  BusinessOutcome,
   DailyRow,
   MonitoringSummary,
   PairedComparison,
@@ -160,6 +169,51 @@ async function scoredSums(db: Runner, window: Window) {
   return { arms, ml_by_model_version: Object.fromEntries(versions), ml };
 }
 
+/** The arms of the business figures: the served sources, and the rules' shadow answer on ML-served bookings. */
+type BusinessArm = 'ml' | 'heuristic' | 'heuristic_shadow_on_ml';
+
+/**
+ * The business figures of a window, per arm, from the scored bookings themselves (scored_predictions): the lateness
+ * threshold is a setting, so no rollup can hold its counts. The terms are service/domain/business.ts's
+ * bookingOutcome in SQL; a 90-day window at 50,000 predictions a day reads some 560,000 rows through the table's
+ * time index.
+ */
+async function businessOutcome(
+  db: Runner,
+  { start }: Window,
+  { lateThresholdMinutes: t, costPerDelayMinute }: BusinessSettings,
+): Promise<BusinessOutcome> {
+  const found = await rows<BusinessSums & { arm: BusinessArm }>(
+    db,
+    sql`select arm, count(*)::int as n,
+               count(*) filter (where actual >= ${t})::int as late,
+               count(*) filter (where predicted >= ${t})::int as flagged,
+               count(*) filter (where predicted >= ${t} and actual >= ${t})::int as anticipated,
+               count(*) filter (where predicted >= ${t} and actual < ${t})::int as false_alarms,
+               sum(greatest(greatest(predicted, 0) - greatest(actual, 0), 0))::float8 as buffer_unused_minutes,
+               sum(greatest(greatest(actual, 0) - greatest(predicted, 0), 0))::float8 as buffer_shortfall_minutes
+        from (
+          select source as arm, delay_minutes as predicted, actual_delay_minutes as actual
+          from scored_predictions where predicted_at > ${start}
+          union all
+          select 'heuristic_shadow_on_ml', shadow_heuristic_delay, actual_delay_minutes
+          from scored_predictions where source = 'ml' and predicted_at > ${start}
+        ) r
+        group by arm`,
+  );
+  const byArm = new Map(found.map(({ arm, ...sums }) => [arm, sums]));
+  const sums = (arm: BusinessArm): BusinessSums => byArm.get(arm) ?? NO_BOOKINGS;
+  const figures = (arm: BusinessArm) => businessFigures(sums(arm), costPerDelayMinute);
+  return {
+    late_threshold_minutes: t,
+    cost_per_delay_minute: costPerDelayMinute ?? null,
+    ml: figures('ml'),
+    heuristic: figures('heuristic'),
+    heuristic_shadow_on_ml: figures('heuristic_shadow_on_ml'),
+    ml_against_rules: mlAgainstRules(sums('ml'), sums('heuristic_shadow_on_ml')),
+  };
+}
+
 /**
  * One worker thread runs the bootstraps, one job at a time: a report never holds the event loop that answers
  * predictions, and reports asked at once use one core between them. Started on the first job; held (ref) only
@@ -221,19 +275,27 @@ export function bootstrapThread(logger?: Logger) {
  * Reports over stored predictions and feedback. The first prediction served for a booking is the one scored,
  * as in the service's counters (ADR 0004): a later re-post of the same id is listed, never scored.
  */
-export function createReports(db: Db, { logger }: { logger?: Logger } = {}) {
+export function createReports(
+  db: Db,
+  { logger, business = DEFAULT_BUSINESS_SETTINGS }: { logger?: Logger; business?: BusinessSettings } = {},
+) {
   const bootstrap = bootstrapThread(logger);
   /** The reads of one report see one snapshot: the rollups, the partial hour and the pairs agree. */
   const snapshot = <T>(read: (tx: Runner) => Promise<T>) =>
     db.transaction(read, { isolationLevel: 'repeatable read', accessMode: 'read only' });
 
   return {
-    /** The last `days` (x 24 h) of scored bookings, all of them: ML against the heuristic, per arm and paired. */
+    /**
+     * The last `days` (x 24 h) of scored bookings, all of them: ML against the heuristic, per arm and paired, in
+     * accuracy and in the business figures.
+     */
     async abReport({ days = 30 }: { days?: number } = {}): Promise<AbReport> {
       const window = windowOf(days * 24);
-      const { scored, diffs } = await snapshot(async (tx) => {
+      const { scored, outcome, diffs } = await snapshot(async (tx) => {
         const scored = await scoredSums(tx, window);
-        if (scored.ml.n === 0 || scored.ml.n > BOOTSTRAP_MAX_PAIRS) return { scored, diffs: undefined };
+        const outcome = await businessOutcome(tx, window, business);
+        if (scored.ml.n === 0 || scored.ml.n > BOOTSTRAP_MAX_PAIRS)
+          return { scored, outcome, diffs: undefined };
         // In a stable order: the seeded bootstrap gives the same interval for the same data.
         const [pairs] = await rows<{ diffs: string }>(
           tx,
@@ -241,7 +303,7 @@ export function createReports(db: Db, { logger }: { logger?: Logger } = {}) {
               from scored_predictions s, scored_terms(s) t
               where s.source = 'ml' and s.predicted_at > ${window.start}`,
         );
-        return { scored, diffs: pairs?.diffs ?? '' };
+        return { scored, outcome, diffs: pairs?.diffs ?? '' };
       });
       const { ml } = scored;
       return {
@@ -252,6 +314,7 @@ export function createReports(db: Db, { logger }: { logger?: Logger } = {}) {
           diffs !== undefined
             ? await bootstrap.run(diffs)
             : pairedFromMoments(ml.n, ml.paired_mean ?? 0, ml.paired_deviations ?? 0),
+        business: outcome,
       };
     },
 

@@ -17,7 +17,7 @@ import {
   segmentRegressions,
   segmentsOfRow,
 } from './segment-figures.js';
-import { runTrainer } from './trainer-process.js';
+import { runTrainer, type TrainerRun } from './trainer-process.js';
 
 /** A booking as production saw it: the vector the model was given, and what really happened. */
 export interface ServedRow {
@@ -91,18 +91,21 @@ async function scoreOn(dir: string, version: string, rows: ServedRow[]) {
   return { version, mae: report.all.mae, coverage_80: report.all.coverage_80, report };
 }
 
-/** The next free version after the champion's: gbt-v2 -> gbt-v3 (-> gbt-v4 when gbt-v3 exists). */
-export function nextVersion(champion: string, modelsDir: string): string {
+/** The next free version after the champion's: gbt-v2 -> gbt-v3 (-> gbt-v4 when gbt-v3 is taken). */
+export function nextVersion(champion: string, taken: (version: string) => boolean): string {
   const match = /^(.*?)(\d+)$/.exec(champion);
   const stem = match ? (match[1] as string) : `${champion}-r`;
   let n = match ? Number(match[2]) + 1 : 1;
-  while (existsSync(join(modelsDir, `${stem}${n}.json`))) n += 1;
+  while (taken(`${stem}${n}`)) n += 1;
   return `${stem}${n}`;
 }
 
 export interface RetrainOptions {
   db: Db;
+  /** Where the champion's graph and card are read. */
   modelsDir: string;
+  /** Where a candidate is written (default: modelsDir); the job writes it to its work folder and registers it. */
+  outDir?: string;
   champion: string;
   version: string;
   window: { from: Date; to: Date };
@@ -118,7 +121,22 @@ export interface RetrainOptions {
   python?: string;
 }
 
+/** The run cannot be done as asked (no such champion, a version already taken): retrying cannot help (exit 2). */
 export class RetrainError extends Error {}
+
+/** Fewer bookings with feedback in the window than a challenger needs: nothing is trained (exit 3). */
+export class TooLittleFeedbackError extends RetrainError {}
+
+/** models/trainer.py could not be started or failed: a failure another run may not meet (exit 1). */
+export class TrainerError extends Error {}
+
+function trainerRun(run: TrainerRun) {
+  try {
+    return runTrainer(run);
+  } catch (err) {
+    throw new TrainerError((err as Error).message);
+  }
+}
 
 /** The trainer's bar for the 80% interval: coverage within 4 points of nominal. */
 const COVERAGE_BAR = [0.76, 0.84] as const;
@@ -133,15 +151,16 @@ const NOMINAL_COVERAGE = 0.8;
  */
 export async function retrain(options: RetrainOptions) {
   const { modelsDir, champion, version } = options;
+  const outDir = options.outDir ?? modelsDir;
   if (!existsSync(join(modelsDir, `${champion}.json`))) {
     throw new RetrainError(`no champion ${champion} in ${modelsDir}`);
   }
-  if (existsSync(join(modelsDir, `${version}.json`))) {
-    throw new RetrainError(`${version} already exists in ${modelsDir}; choose another --version`);
-  }
+  for (const dir of new Set([modelsDir, outDir]))
+    if (existsSync(join(dir, `${version}.json`)))
+      throw new RetrainError(`${version} already exists in ${dir}; choose another --version`);
   const { rows, skippedOtherSchema } = await exportServedRows(options.db, options.window, options.maxRows);
   if (rows.length < options.minRows) {
-    throw new RetrainError(
+    throw new TooLittleFeedbackError(
       `${rows.length} bookings with feedback between ${options.window.from.toISOString()} and ` +
         `${options.window.to.toISOString()}; at least ${options.minRows} are needed (widen --days)`,
     );
@@ -156,7 +175,7 @@ export async function retrain(options: RetrainOptions) {
     writeFileSync(join(work, 'train.csv'), trainCsv);
     writeFileSync(join(work, 'test.csv'), csvOf(holdout));
     const period = `${options.window.from.toISOString()}..${options.window.to.toISOString()}`;
-    const trainer = runTrainer({
+    const trainer = trainerRun({
       work,
       version,
       outDir: work,
@@ -167,7 +186,7 @@ export async function retrain(options: RetrainOptions) {
       stdio: 'pipe',
       ...(options.python ? { python: options.python } : {}),
     });
-    if (trainer.status !== 0) throw new RetrainError(`the trainer failed:\n${trainer.stderr.slice(-2000)}`);
+    if (trainer.status !== 0) throw new TrainerError(`the trainer failed:\n${trainer.stderr.slice(-2000)}`);
 
     const { report: championSegments, ...championScore } = await scoreOn(modelsDir, champion, holdout);
     const { report: challengerSegments, ...challengerScore } = await scoreOn(work, version, holdout);
@@ -231,9 +250,9 @@ export async function retrain(options: RetrainOptions) {
         },
       );
       writeFileSync(join(work, `${version}.json`), `${JSON.stringify({ ...card, retraining }, null, 2)}\n`);
-      for (const file of files) copyFileSync(join(work, file), join(modelsDir, file));
+      for (const file of files) copyFileSync(join(work, file), join(outDir, file));
     }
-    return { ...retraining, files: candidate ? files.map((f) => join(modelsDir, f)) : [] };
+    return { ...retraining, files: candidate ? files.map((f) => join(outDir, f)) : [] };
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

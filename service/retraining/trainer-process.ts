@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { FEATURE_SCHEMA, WEATHER_FEATURES } from '../features/booking-features.js';
 
 export interface TrainerRun {
@@ -21,6 +22,9 @@ export interface TrainerRun {
 /** Debian's Python has python3-sklearn and python3-onnx; the first python3 on PATH may not. */
 export const defaultPython = () => (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 
+/** Beside the module, not the working folder: the checkout and the trainer image both hold models/ two levels up. */
+const TRAINER = fileURLToPath(new URL('../../models/trainer.py', import.meta.url));
+
 /** Runs models/trainer.py: fit, export ONNX, evaluate on test.csv, write the card and the parity fixture. */
 export function runTrainer(run: TrainerRun) {
   const python = run.python ?? defaultPython();
@@ -31,7 +35,7 @@ export function runTrainer(run: TrainerRun) {
   const result = spawnSync(
     python,
     [
-      resolve('models/trainer.py'),
+      TRAINER,
       ...['--train', join(run.work, 'train.csv'), '--test', join(run.work, 'test.csv')],
       ...['--schema', join(run.work, 'schema.json'), '--version', run.version, '--out-dir', run.outDir],
       ...['--data-hash', run.dataHash, '--seed', String(run.seed), '--estimators', String(run.estimators)],

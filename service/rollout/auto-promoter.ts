@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
-import { THRESHOLDS } from '../domain/rollback-policy.js';
+import { PROMOTION } from '../domain/rollback-policy.js';
 import type { FlagStatus } from '../flags/flag-service.js';
 import { type JudgedRollout, nextStep, RolloutChangedError } from '../flags/flag-writer.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
 import type { Leadership } from './leadership.js';
+import { RollbackLatchHeldError } from './rollback-latch.js';
 import type { RolloutService } from './rollout-service.js';
 
 export interface AutoPromoterOptions {
@@ -15,6 +16,7 @@ export interface AutoPromoterOptions {
   logger: Logger;
   /** How long a step must have been in force before the next one (24 h by default). */
   soakMs: number;
+  /** Scored ML bookings each served version needs over PROMOTION.window (at least PROMOTION.minSamples). */
   minSamples: number;
   /** With several replicas only the leader acts; without, this process does. */
   leadership?: Pick<Leadership, 'isLeader'>;
@@ -23,40 +25,106 @@ export interface AutoPromoterOptions {
 }
 
 /**
- * The health a step must show over its soak to be promoted; the same thresholds as the alerts. `selector` (label
- * matchers) keeps the queries to this deployment's series: the rules keep `job` and `namespace`, and one
- * Prometheus may scrape several deployments.
+ * The queries a step is judged by, read from the recording rules the rollback alerts use. `selector` (label
+ * matchers) keeps them to this deployment's series and alerts: the rules keep `job` and `namespace`, and one
+ * Prometheus may scrape several deployments. The first three answer per model version.
  */
 export function promotionChecks(selector: string) {
   const and = selector ? `, ${selector}` : '';
+  const w = PROMOTION.window;
+  const h = PROMOTION.healthWindow;
+  const firing = PROMOTION.blockingAlerts.map((labels) => {
+    const [[name, value]] = Object.entries(labels) as [[string, string]];
+    return `ALERTS{alertstate="firing", ${name}="${value}"${and}}`;
+  });
   return {
-    samples: `sum(arm_model_version:delay_feedback_scored:increase24h{arm="ml"${and}})`,
-    mae: `max(arm_model_version:delay_feedback_mae_minutes:24h{arm="ml"${and}})`,
-    fallbackRatio: `max(max_over_time(:delay_ml_fallback:ratio_rate5m{${selector}}[1h]))`,
-    latencyP95: `max(max_over_time(endpoint:delay_prediction_duration_seconds:p95_5m{endpoint="single"${and}}[1h]))`,
+    pairedDifference: `max by (model_version) (model_version:delay_feedback_paired_difference_minutes:mean${w}{${selector}})`,
+    samples: `sum by (model_version) (arm_model_version:delay_feedback_scored:increase${w}{arm="ml"${and}})`,
+    mae: `max by (model_version) (arm_model_version:delay_feedback_mae_minutes:${w}{arm="ml"${and}})`,
+    fallbackRatio: `max(max_over_time(:delay_ml_fallback:ratio_rate5m{${selector}}[${h}]))`,
+    latencyP95: `max(max_over_time(endpoint:delay_prediction_duration_seconds:p95_5m{endpoint="single"${and}}[${h}]))`,
+    alerts: `count by (alertname) (${firing.join(' or ')})`,
   } as const;
 }
 export type PromotionCheck = keyof ReturnType<typeof promotionChecks>;
-/** A step is promoted only below every bar a rollback or a warning would judge it by. */
-export const LIMITS = {
-  mae: THRESHOLDS.maeTarget,
-  fallbackRatio: THRESHOLDS.fallbackRatio.long,
-  latencyP95: THRESHOLDS.latencyP95,
-} as const;
+
+type Sample = { labels: Record<string, string>; value: number };
 
 export type PromotionDecision =
-  | { action: 'promoted'; from: number; to: number }
+  | { action: 'promoted'; from: number; to: number; reason: string }
+  /** Every reason the step holds, `; `-separated (all of them, so one fix does not reveal the next). */
   | { action: 'held'; reason: string }
   /** Judged healthy, but the flag changed (or was rolled back) while the queries ran: the step holds. */
   | { action: 'voided'; reason: string };
 
+const minutes = (n: number) => `${n > 0 ? '+' : ''}${n.toFixed(2)} min`;
+// Down: increase() extrapolates, and 199.6 bookings are not the 200 a guard needs.
+const bookings = (n: number) => Math.floor(n).toLocaleString('en-US');
+
 /**
- * Optional (AUTO_PROMOTE): moves the rollout to its next step once the current one has soaked with healthy
- * MAE, fallback ratio and latency on enough samples. No data, too little data or a failing query holds the
- * step; it never promotes from 0% (a rollback, or a rollout no person started) and never waits in the way of
- * a rollback, which goes through the webhook. The promotion is a compare-and-set on the rollout it judged: a
- * rollback (or any lowering of the share) audited since the judgement, or a flag that no longer holds what was
- * judged when the write takes the store's lock, voids it. Each decision is counted by its action.
+ * Every reason the answers hold a step for (none: it may be promoted), and the evidence a promotion's audit row
+ * keeps. `versions` are the model versions the flag serves: each is judged on its own bookings.
+ */
+function weigh(
+  answers: Record<PromotionCheck, Sample[]>,
+  versions: string[],
+  minSamples: number,
+): { holds: string[]; evidence: string } {
+  const of = (name: PromotionCheck, version: string) =>
+    answers[name].find((s) => s.labels.model_version === version)?.value;
+  const w = PROMOTION.window;
+  const holds: string[] = [];
+  const judged: string[] = [];
+  if (versions.length === 0) holds.push('the flag serves no model version');
+  for (const version of versions) {
+    const samples = of('samples', version) ?? 0;
+    const paired = of('pairedDifference', version);
+    const mae = of('mae', version);
+    const maeNote = mae === undefined ? '' : `, MAE ${mae.toFixed(2)} min`;
+    if (samples < minSamples) {
+      holds.push(
+        `${version}: ${bookings(samples)} scored ML bookings over ${w}, ${bookings(minSamples)} needed`,
+      );
+    } else if (paired === undefined) {
+      holds.push(`${version}: no paired difference over ${w}`);
+    } else if (paired > PROMOTION.pairedMeanMinutes) {
+      holds.push(
+        `${version} losing to the rules: paired difference ${minutes(paired)} over ${bookings(samples)} bookings${maeNote}`,
+      );
+    } else {
+      judged.push(
+        `${version} paired difference ${minutes(paired)} over ${bookings(samples)} bookings${maeNote}`,
+      );
+    }
+  }
+  const bars = [
+    ['fallback ratio', 'fallbackRatio', PROMOTION.fallbackRatio, ''],
+    ['p95 latency', 'latencyP95', PROMOTION.latencyP95, ' s'],
+  ] as const;
+  const health: string[] = [];
+  for (const [label, name, limit, unit] of bars) {
+    const raw = answers[name][0]?.value;
+    const value = raw === undefined ? undefined : Number(raw.toPrecision(3));
+    if (value === undefined) holds.push(`no data for ${label} over ${PROMOTION.healthWindow}`);
+    else if (value > limit) holds.push(`${label} ${value}${unit} above ${limit}${unit}`);
+    else health.push(`${label} ${value}${unit}`);
+  }
+  for (const alert of answers.alerts) holds.push(`alert ${alert.labels.alertname ?? '(unnamed)'} firing`);
+  const evidence = `at least as good as the rules over ${w}: ${judged.join('; ')}; ${health.join(', ')}; no page or rollback alert firing`;
+  return { holds, evidence };
+}
+
+/**
+ * Optional (AUTO_PROMOTE): moves the rollout to its next step once the current one has soaked and is judged as a
+ * rollback would judge it (PROMOTION in service/domain/rollback-policy.ts): each served model version at least as
+ * good as the rules on the same bookings, on enough scored bookings; no page or rollback alert firing for the
+ * deployment; fallback ratio and latency under their bars. The absolute MAE is reported, never a bar: in a storm
+ * both arms miss, and a model that misses less than the rules is worth promoting. No data, too little data or a
+ * failing query holds the step; it never promotes from 0% (a rollback, or a rollout no person started) and never
+ * waits in the way of a rollback, which goes through the webhook. The promotion is a compare-and-set on the
+ * rollout it judged: a rollback (or any lowering of the share) audited since the judgement, or a flag that no
+ * longer holds what was judged when the write takes the store's lock, voids it. Each decision is counted by its
+ * action.
  */
 export function createAutoPromoter({
   prometheusUrl,
@@ -73,14 +141,19 @@ export function createAutoPromoter({
   const log = logger.child({ component: 'auto-promoter' });
   const checks = promotionChecks(selector);
 
-  async function scalar(expr: string): Promise<number | null> {
-    const res = await fetch(new URL(`/api/v1/query?query=${encodeURIComponent(expr)}`, prometheusUrl), {
-      signal: AbortSignal.timeout(5000),
-    });
-    const body = (await res.json()) as { status: string; data?: { result: { value: [number, string] }[] } };
-    const value = body.status === 'success' ? body.data?.result[0]?.value[1] : undefined;
-    const n = value === undefined ? Number.NaN : Number(value);
-    return Number.isFinite(n) ? n : null;
+  async function query(name: PromotionCheck): Promise<Sample[]> {
+    const url = new URL(`/api/v1/query?query=${encodeURIComponent(checks[name])}`, prometheusUrl);
+    const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+    const body = (await res.json()) as {
+      status: string;
+      error?: string;
+      data?: { result: { metric: Record<string, string>; value: [number, string] }[] };
+    };
+    if (body.status !== 'success') throw new Error(`${name}: ${body.error ?? `HTTP ${res.status}`}`);
+    // NaN (0/0 on a window without feedback) and infinities are no data.
+    return (body.data?.result ?? [])
+      .map((r) => ({ labels: r.metric, value: Number(r.value[1]) }))
+      .filter((r) => Number.isFinite(r.value));
   }
 
   async function judge(): Promise<PromotionDecision> {
@@ -109,27 +182,16 @@ export function createAutoPromoter({
       split: status.split,
     };
 
-    let values: Record<PromotionCheck, number | null>;
+    let answers: Record<PromotionCheck, Sample[]>;
     try {
-      const entries = await Promise.all(
-        Object.entries(checks).map(async ([name, expr]) => [name, await scalar(expr)] as const),
-      );
-      values = Object.fromEntries(entries) as typeof values;
+      const names = Object.keys(checks) as PromotionCheck[];
+      const results = await Promise.all(names.map(query));
+      answers = Object.fromEntries(names.map((name, i) => [name, results[i]])) as typeof answers;
     } catch (err) {
       return { action: 'held', reason: `Prometheus did not answer: ${(err as Error).message}` };
     }
-    const missing = Object.entries(values)
-      .filter(([, v]) => v === null)
-      .map(([name]) => name);
-    if (missing.length > 0) return { action: 'held', reason: `no data for ${missing.join(', ')}` };
-    if ((values.samples as number) < minSamples) {
-      return { action: 'held', reason: `${values.samples} scored ML bookings, ${minSamples} needed` };
-    }
-    for (const name of ['mae', 'fallbackRatio', 'latencyP95'] as const) {
-      if ((values[name] as number) > LIMITS[name]) {
-        return { action: 'held', reason: `${name} ${values[name]} above ${LIMITS[name]}` };
-      }
-    }
+    const { holds, evidence } = weigh(answers, status.model_versions, minSamples);
+    if (holds.length > 0) return { action: 'held', reason: holds.join('; ') };
     // The queries took time: a rollback meanwhile voids the judgement, even if ML is back at the same share.
     let lowered: Awaited<ReturnType<RolloutService['loweredSince']>>;
     try {
@@ -147,13 +209,15 @@ export function createAutoPromoter({
       await rollout.promote(judged, to, {
         actor: 'auto-promoter',
         action: 'promote',
-        reason: `healthy over the soak: MAE ${values.mae}, fallback ratio ${values.fallbackRatio}, p95 ${values.latencyP95} s, ${values.samples} bookings`,
+        reason: evidence,
       });
     } catch (err) {
       if (err instanceof RolloutChangedError) return { action: 'voided', reason: err.message };
+      // A rollback holds until a person lifts it: the machines never climb over it.
+      if (err instanceof RollbackLatchHeldError) return { action: 'held', reason: err.message };
       throw err;
     }
-    return { action: 'promoted', from: current, to };
+    return { action: 'promoted', from: current, to, reason: evidence };
   }
 
   /** One check, counted by what it decided (failed: it threw, the step holds). */

@@ -18,6 +18,7 @@ import {
 } from '../flags/flag-writer.js';
 import type { Db } from '../storage/database.js';
 import type { ServiceMetrics } from '../telemetry/service-metrics.js';
+import { type LatchKeeper, RollbackLatchHeldError } from './rollback-latch.js';
 
 export interface Actor {
   actor: string;
@@ -110,6 +111,8 @@ export function createRolloutService({
   logger,
   routing,
   audit: auditOptions = {},
+  servable,
+  latch,
   ...target
 }: ({ store: FlagStore } | { flagsFile: string }) & {
   db?: Db;
@@ -121,6 +124,16 @@ export function createRolloutService({
    */
   routing?: Pick<FlagService, 'acceptedText' | 'routeHere'>;
   audit?: AuditOptions;
+  /**
+   * Throws unless the model registry can serve `version` (service/models/model-store.ts `require`): canary and
+   * set-model name only registered versions.
+   */
+  servable?: (version: string) => Promise<void>;
+  /**
+   * The rollback latch (rollback-latch.ts): a rollback takes it, a person's enable lifts it (and is audited even
+   * when the flag already holds the share asked), and no promotion raises ML while it holds.
+   */
+  latch?: LatchKeeper;
 }) {
   const log = logger.child({ component: 'rollout' });
   const auditTimeoutMs = auditOptions.timeoutMs ?? 2000;
@@ -165,6 +178,11 @@ export function createRolloutService({
 
   async function audit(change: FlagChange, who: Actor): Promise<AuditOutcome> {
     const version = who.modelVersion ?? currentModelVersion(change.next);
+    // When the change was made, whenever the row lands: the latch orders rollbacks and lifts by it.
+    const at = new Date();
+    if (who.action === 'rollback')
+      latch?.taken({ since: at, actor: who.actor, alert: who.alertName ?? null, reason: who.reason ?? null });
+    if (who.action === 'enable') latch?.lifted(at);
     log.info(
       {
         actor: who.actor,
@@ -179,8 +197,7 @@ export function createRolloutService({
     if (who.action === 'rollback') metrics?.rollbacks.add(1, { alertname: who.alertName ?? 'unknown' });
     if (!db) return 'none';
     const row: AuditRow = {
-      // When the change was made, whenever the row lands.
-      at: new Date(),
+      at,
       actor: who.actor,
       action: who.action,
       flag: FLAG_KEYS.model,
@@ -212,8 +229,22 @@ export function createRolloutService({
   const apply = (who: Actor, edit: FlagEdit, fallback?: FallbackBase): Promise<AppliedChange> =>
     serialized(async () => {
       try {
+        if (who.action === 'promote') {
+          const held = await latch?.current();
+          if (held) throw new RollbackLatchHeldError(held);
+        }
         const change = await store.change(edit, fallback);
-        return { ...change, audit: change.changed ? await audit(change, who) : 'none' };
+        // A person's enable lifts the latch even when the flag already asks for that share (restored from Git);
+        // a latch that cannot be read is lifted all the same: an extra enable row lifts nothing else.
+        const lifts =
+          who.action === 'enable' &&
+          !change.changed &&
+          latch !== undefined &&
+          (await latch.current().then(
+            (held) => held !== null,
+            () => true,
+          ));
+        return { ...change, audit: change.changed || lifts ? await audit(change, who) : 'none' };
       } catch (err) {
         // Applied here but not written: audited as what this process did, and thrown, so the caller says so.
         if (err instanceof FlagNotWrittenError && err.change.changed) {
@@ -331,9 +362,14 @@ export function createRolloutService({
       }
       return { results, ml_percentage: percentage, audit: auditOutcome };
     },
-    setModel: async (version: string, who: Actor) => apply(who, modelVersionEdit(version)),
-    canary: async (version: string, percentage: number, who: Actor) =>
-      apply(who, canaryEdit(version, percentage)),
+    setModel: async (version: string, who: Actor) => {
+      await servable?.(version);
+      return apply(who, modelVersionEdit(version));
+    },
+    canary: async (version: string, percentage: number, who: Actor) => {
+      await servable?.(version);
+      return apply(who, canaryEdit(version, percentage));
+    },
     history: async (limit = 20): Promise<(typeof flagChanges.$inferSelect)[]> =>
       db
         ? db.select().from(flagChanges).orderBy(desc(flagChanges.at), desc(flagChanges.id)).limit(limit)

@@ -21,14 +21,40 @@ const FlagStatusSchema = z.object({
   model_versions: z.array(z.string()),
   model_variants: z.array(z.string()).nullable(),
   models_loaded: z.array(z.string()),
+  loaded_versions: z.array(z.object({ model_version: z.string(), digest: z.string().nullable() })).openapi({
+    description:
+      "The versions this instance has loaded from the model registry, each with its artifact's digest (sha256:...): the same digest on every replica is the same model",
+  }),
   split: z.array(z.object({ variant: z.string(), weight: z.number() })).nullable(),
   last_changed_at: z.string().nullable(),
   last_error: z.object({ at: z.string(), message: z.string() }).nullable(),
+  rollback_latch: z
+    .object({
+      held: z.boolean(),
+      scope: z.enum(['shared', 'process']),
+      since: z.string().nullable(),
+      actor: z.string().nullable(),
+      alert: z.string().nullable(),
+      reason: z.string().nullable(),
+      refused: z
+        .object({
+          ml_percentage: z.number().nullable(),
+          split: z.array(z.object({ variant: z.string(), weight: z.number() })).nullable(),
+        })
+        .nullable(),
+      checked_at: z.string().nullable(),
+      last_error: z.object({ at: z.string(), message: z.string() }).nullable(),
+    })
+    .optional()
+    .openapi({
+      description:
+        'The rollback latch: while held (since an automatic rollback, by its alert), no booking goes to ML whatever the split says, until a person runs rollout enable. `refused`: what the flag asks for meanwhile. `scope`: shared (read from flag_changes by every replica, every ROLLBACK_LATCH_POLL_INTERVAL_MS) or process (no DATABASE_URL: this process only, lost on restart)',
+    }),
 });
 
 export interface HealthRoutesOptions {
   flags: Pick<FlagService, 'ready' | 'status'>;
-  models: Pick<ModelRegistry, 'ready' | 'versions'>;
+  models: Pick<ModelRegistry, 'ready' | 'versions' | 'lookup'>;
   reject: Reject;
 }
 
@@ -98,7 +124,14 @@ export function healthRoutes({ flags, models, reject }: HealthRoutesOptions) {
         },
       },
     }),
-    (c) => c.json({ ...flags.status(), models_loaded: models.versions() }, 200),
+    (c) => {
+      const loaded = models.versions();
+      const loaded_versions = loaded.map((model_version) => {
+        const found = models.lookup(model_version);
+        return { model_version, digest: (found.ok && found.model.digest) || null };
+      });
+      return c.json({ ...flags.status(), models_loaded: loaded, loaded_versions }, 200);
+    },
   );
   return app;
 }

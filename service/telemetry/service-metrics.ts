@@ -48,13 +48,29 @@ export const FEEDBACK_OUTCOMES = ['recorded', 'unchanged', 'corrected'] as const
 export type FeedbackOutcome = (typeof FEEDBACK_OUTCOMES)[number];
 /** Where feedback scores a booking: the arm that served it, and the heuristic's shadow answer on ML bookings. */
 export const FEEDBACK_ARMS = ['ml', 'heuristic', 'heuristic_shadow'] as const;
+/** What answered a booking (a prediction's `source`). */
+export const PREDICTION_SOURCES = ['ml', 'heuristic'] as const;
+export type PredictionSource = (typeof PREDICTION_SOURCES)[number];
 /** Which side of its moment's baseline ML - shadow heuristic sat on (delay_prediction_shadow_departure_total). */
 export const SHADOW_DIRECTIONS = ['above', 'below'] as const;
 export type ShadowDirection = (typeof SHADOW_DIRECTIONS)[number];
 export type FeedbackArm = (typeof FEEDBACK_ARMS)[number];
-/** The fallbacks of an ML-assigned booking (a flag error never assigned it). */
-export const MODEL_FALLBACK_REASONS = FALLBACK_REASONS.filter((r) => r !== 'flag_error');
-export type ModelFallbackReason = Exclude<(typeof FALLBACK_REASONS)[number], 'flag_error'>;
+/** How a shadow challenger's scoring of a booking ended: scored, or not (its answer stays empty). */
+export const SHADOW_OUTCOMES = ['scored', 'unavailable', 'model_error', 'model_timeout'] as const;
+export type ShadowOutcome = (typeof SHADOW_OUTCOMES)[number];
+/** What a shadow challenger is paired with on the same bookings: the rules' answer, or the model that served. */
+export const SHADOW_OPPONENTS = ['rules', 'served_model'] as const;
+export type ShadowOpponent = (typeof SHADOW_OPPONENTS)[number];
+export const SHADOW_ANSWERS = ['challenger', 'opponent'] as const;
+export type ShadowAnswer = (typeof SHADOW_ANSWERS)[number];
+/** The fallbacks of an ML-assigned booking (a flag error never assigned it; the rollback latch held it back). */
+export const MODEL_FALLBACK_REASONS = FALLBACK_REASONS.filter(
+  (r) => r !== 'flag_error' && r !== 'rollback_latch',
+);
+export type ModelFallbackReason = Exclude<(typeof FALLBACK_REASONS)[number], 'flag_error' | 'rollback_latch'>;
+/** What failed of the rollback latch: reading it from flag_changes, or auditing a refused flag change. */
+export const LATCH_ERROR_OPERATIONS = ['read', 'audit'] as const;
+export type LatchErrorOperation = (typeof LATCH_ERROR_OPERATIONS)[number];
 export const WEATHER_LOOKUP_OUTCOMES = ['l1_hit', 'l2_hit', 'miss', 'stale', 'default'] as const;
 export type WeatherLookupOutcome = (typeof WEATHER_LOOKUP_OUTCOMES)[number];
 export const WEATHER_REFUSAL_REASONS = [
@@ -68,6 +84,28 @@ export const WEATHER_REFUSAL_REASONS = [
 export type WeatherRefusalReason = (typeof WEATHER_REFUSAL_REASONS)[number];
 export const WEATHER_CACHE_OPERATIONS = ['get', 'set', 'lock', 'budget'] as const;
 export type WeatherCacheOperation = (typeof WEATHER_CACHE_OPERATIONS)[number];
+/** Why a model version failed to load (delay_models_load_errors_total): service/models/model-errors.ts. */
+export const MODEL_LOAD_ERROR_REASONS = [
+  'not_registered',
+  'retired',
+  'digest_mismatch',
+  'card_mismatch',
+  'feature_schema',
+  'invalid_artifact',
+  'registry_unavailable',
+] as const;
+/** Why a model pair in MODELS_DIR was not registered at start (delay_models_seeds_refused_total). */
+export const MODEL_SEED_REFUSAL_REASONS = [
+  'version_conflict',
+  'retired',
+  'card_mismatch',
+  'feature_schema',
+  'invalid_artifact',
+  'registry_unavailable',
+] as const;
+export type ModelRefusalReason =
+  | (typeof MODEL_LOAD_ERROR_REASONS)[number]
+  | (typeof MODEL_SEED_REFUSAL_REASONS)[number];
 export const FLAG_SOURCE_KINDS = ['file', 'flagd'] as const;
 export type FlagSourceKind = (typeof FLAG_SOURCE_KINDS)[number];
 export type FlagKey = (typeof FLAG_KEYS)[keyof typeof FLAG_KEYS];
@@ -126,9 +164,24 @@ export function createServiceMetrics(meter: Meter) {
       description: 'Flag configurations refused (invalid file or sync payload); the last good one stays',
       unit: '{error}',
     }),
-    modelLoadErrors: meter.createCounter('delay.models.load_errors', {
-      description: 'Model versions that failed to load, by model_version; their bookings fall back',
-      unit: '{error}',
+    modelLoadErrors: meter.createCounter<{ reason: (typeof MODEL_LOAD_ERROR_REASONS)[number] } & ByModel>(
+      'delay.models.load_errors',
+      {
+        description: `Model versions that failed to load from the registry, by model_version and reason (${MODEL_LOAD_ERROR_REASONS.join(', ')}); their bookings fall back`,
+        unit: '{error}',
+      },
+    ),
+    modelSeedsRefused: meter.createCounter<{ reason: (typeof MODEL_SEED_REFUSAL_REASONS)[number] }>(
+      'delay.models.seeds_refused',
+      {
+        description: `Model pairs in MODELS_DIR not registered by the seeding, by reason (${MODEL_SEED_REFUSAL_REASONS.join(', ')})`,
+        unit: '{model}',
+      },
+    ),
+    modelsLoaded: meter.createObservableGauge('delay.models.loaded', {
+      description:
+        'Per model_version: 1 loaded on this replica, 0 named by the flag and not loaded; reported once the replica is ready',
+      unit: '1',
     }),
     inferenceRows: meter.createHistogram('delay.models.inference_rows', {
       description: 'Rows scored per ONNX Runtime call, by model_version: concurrent predictions share a call',
@@ -217,6 +270,31 @@ export function createServiceMetrics(meter: Meter) {
         "Sum of (|ML error| - |shadow heuristic error|)^2 over ML-served bookings, by model_version: the paired difference's variance",
       unit: 'min2',
     }),
+    shadowPredictions: meter.createCounter<ByModel & { outcome: ShadowOutcome }>('delay.shadow.predictions', {
+      description: `Bookings the shadow challenger (SHADOW_MODEL_VERSION) was asked to score, by model_version and outcome: ${SHADOW_OUTCOMES.join(', ')}`,
+      unit: '{booking}',
+    }),
+    shadowPairs: meter.createCounter<ByModel & { against: ShadowOpponent }>('delay.shadow.pairs', {
+      description:
+        'Bookings with feedback the shadow challenger scored, by model_version (the challenger) and against: rules (every such booking), served_model (those a model served)',
+      unit: '{booking}',
+    }),
+    shadowAbsError: meter.createCounter<ByModel & { against: ShadowOpponent; answer: ShadowAnswer }>(
+      'delay.shadow.absolute_error',
+      {
+        description:
+          "Sum of |predicted - actual| over the same pairs, by answer: challenger or opponent (the rules' or the served model's answer)",
+        unit: 'min',
+      },
+    ),
+    shadowPairedDifferenceSquared: meter.createCounter<ByModel & { against: ShadowOpponent }>(
+      'delay.shadow.paired_difference_squared',
+      {
+        description:
+          "Sum of (|challenger error| - |opponent error|)^2 over the same pairs: the paired difference's variance",
+        unit: 'min2',
+      },
+    ),
     feedbackActualAboveFloor: meter.createCounter<{ arm: FeedbackArm } & ByModel>(
       'delay.feedback.actual_above_floor',
       {
@@ -252,6 +330,50 @@ export function createServiceMetrics(meter: Meter) {
       description:
         'Share of bookings the delay-model flag sends to ML, as this instance reads its flags (0..100)',
       unit: '%',
+    }),
+    // The business figures (service/domain/business.ts), per arm as the error counters: late bookings are those
+    // whose actual delay reaches LATE_THRESHOLD_MINUTES, flagged those whose predicted delay does.
+    businessLate: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.business.late', {
+      description:
+        'Scored bookings whose actual delay reached LATE_THRESHOLD_MINUTES, by arm and model_version',
+      unit: '{booking}',
+    }),
+    businessFlagged: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.business.flagged', {
+      description:
+        "Scored bookings whose predicted delay reached LATE_THRESHOLD_MINUTES (the arm's answer), by arm and model_version",
+      unit: '{booking}',
+    }),
+    businessAnticipated: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.business.anticipated', {
+      description: 'Scored bookings late and flagged, by arm and model_version (anticipated share = this / late)',
+      unit: '{booking}',
+    }),
+    businessFalseAlarms: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.business.false_alarms', {
+      description: 'Scored bookings flagged and not late, by arm and model_version (false-alarm share = this / flagged)',
+      unit: '{booking}',
+    }),
+    businessBufferUnused: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.business.buffer_unused', {
+      description:
+        'Sum of max(max(predicted, 0) - max(actual, 0), 0): ETA buffer minutes reserved and not used, by arm and model_version',
+      unit: 'min',
+    }),
+    businessBufferShortfall: meter.createCounter<{ arm: FeedbackArm } & ByModel>(
+      'delay.business.buffer_shortfall',
+      {
+        description:
+          'Sum of max(max(actual, 0) - max(predicted, 0), 0): minutes the trip ran past its ETA buffer, by arm and model_version',
+        unit: 'min',
+      },
+    ),
+    businessReassignmentCandidates: meter.createCounter<{ source: PredictionSource }>(
+      'delay.business.reassignment_candidates',
+      {
+        description: 'Predictions answered with risk_level high (proactive reassignment candidates), by source',
+        unit: '{prediction}',
+      },
+    ),
+    businessCostPerDelayMinute: meter.createGauge('delay.business.cost_per_delay_minute', {
+      description: 'COST_PER_DELAY_MINUTE: what a minute of ETA buffer unused or missing costs; absent when unset',
+      unit: '1',
     }),
     feedbackIntervalHits: meter.createCounter<{ arm: FeedbackArm } & ByModel>(
       'delay.feedback.interval_hits',
@@ -300,6 +422,24 @@ export function createServiceMetrics(meter: Meter) {
       description: `Audit rows of rollout changes (flag_changes), by outcome: ${AUDIT_WRITE_OUTCOMES.join(', ')}`,
       unit: '{row}',
     }),
+    rolloutLatchHeld: meter.createObservableGauge('delay.rollout.latch_held', {
+      description:
+        '1 while an automatic rollback holds ML off on this instance until a person runs rollout enable, else 0',
+      unit: '1',
+    }),
+    rolloutLatchRefusals: meter.createCounter<{ source: FlagSourceKind }>('delay.rollout.latch_refusals', {
+      description:
+        'Flag changes that asked for ML while the rollback latch held, routed to the heuristic instead, by flag source (file|flagd), as this instance saw them',
+      unit: '{change}',
+    }),
+    rolloutLatchErrors: meter.createCounter<{ operation: LatchErrorOperation }>(
+      'delay.rollout.latch_errors',
+      {
+        description:
+          'Reads of the rollback latch from flag_changes (read) and audits of refused flag changes (audit) that failed; retried at the next read',
+        unit: '{error}',
+      },
+    ),
     promotionChecks: meter.createCounter<{ outcome: PromotionOutcome }>('delay.rollout.promotion_checks', {
       description: `Automatic promotion checks, by outcome: ${PROMOTION_OUTCOMES.join(', ')}`,
       unit: '{check}',
@@ -317,7 +457,16 @@ export type ServiceMetrics = ReturnType<typeof createServiceMetrics>;
  * Exports every counter with a known label set at 0 from the start, so rates and alerts see a series
  * (not "no data") before the first event, and a dashboard shows 0 rather than nothing.
  */
-export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
+export function initializeCounters(m: ServiceMetrics, modelVersions: string[], shadowVersion?: string) {
+  if (shadowVersion) {
+    const model_version = shadowVersion;
+    for (const outcome of SHADOW_OUTCOMES) m.shadowPredictions.add(0, { model_version, outcome });
+    for (const against of SHADOW_OPPONENTS) {
+      m.shadowPairs.add(0, { model_version, against });
+      m.shadowPairedDifferenceSquared.add(0, { model_version, against });
+      for (const answer of SHADOW_ANSWERS) m.shadowAbsError.add(0, { model_version, against, answer });
+    }
+  }
   for (const reason of REJECTION_REASONS) m.rejectedRequests.add(0, { reason });
   const feedbackCounters = [
     m.feedbackCount,
@@ -326,7 +475,14 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
     m.feedbackActualAboveFloor,
     m.feedbackActualSquared,
     m.feedbackIntervalHits,
+    m.businessLate,
+    m.businessFlagged,
+    m.businessAnticipated,
+    m.businessFalseAlarms,
+    m.businessBufferUnused,
+    m.businessBufferShortfall,
   ];
+  for (const source of PREDICTION_SOURCES) m.businessReassignmentCandidates.add(0, { source });
   for (const counter of feedbackCounters) counter.add(0, { arm: 'heuristic', model_version: 'none' });
   const segmentCounters = [
     m.feedbackSegmentScored,
@@ -344,7 +500,7 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
   for (const model_version of modelVersions) {
     m.feedbackLate.add(0, { model_version });
     for (const reason of MODEL_FALLBACK_REASONS) m.fallbacks.add(0, { reason, model_version });
-    m.modelLoadErrors.add(0, { model_version });
+    for (const reason of MODEL_LOAD_ERROR_REASONS) m.modelLoadErrors.add(0, { model_version, reason });
     // A counter's first sample must be 0 for increase() to count the first feedback of a model.
     for (const arm of FEEDBACK_ARMS.filter((a) => a !== 'heuristic')) {
       for (const counter of feedbackCounters) counter.add(0, { arm, model_version });
@@ -359,6 +515,7 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
       counter.add(0, { model_version });
     for (const direction of SHADOW_DIRECTIONS) m.shadowDeparture.add(0, { model_version, direction });
   }
+  for (const reason of MODEL_SEED_REFUSAL_REASONS) m.modelSeedsRefused.add(0, { reason });
   for (const source of FLAG_SOURCE_KINDS) m.flagConfigErrors.add(0, { source });
   for (const flag of Object.values(FLAG_KEYS)) m.flagEvaluationErrors.add(0, { flag });
   for (const reason of PREDICTION_DROP_REASONS) m.predictionLogDropped.add(0, { reason });
@@ -372,5 +529,7 @@ export function initializeCounters(m: ServiceMetrics, modelVersions: string[]) {
   for (const outcome of WEBHOOK_OUTCOMES) m.webhookAlerts.add(0, { outcome });
   for (const outcome of AUDIT_WRITE_OUTCOMES) m.auditWrites.add(0, { outcome });
   for (const outcome of PROMOTION_OUTCOMES) m.promotionChecks.add(0, { outcome });
+  for (const source of FLAG_SOURCE_KINDS) m.rolloutLatchRefusals.add(0, { source });
+  for (const operation of LATCH_ERROR_OPERATIONS) m.rolloutLatchErrors.add(0, { operation });
   for (const alertname of Object.keys(ROLLBACK_SIGNALS)) m.rollbacks.add(0, { alertname });
 }
