@@ -7,7 +7,14 @@ import { flagChanges, predictions } from '../db/schema.js';
 import { generateBookings, type RawBooking } from '../models/generator.js';
 import { freshPostgres, postgresAvailable } from './test-support/databases.js';
 import { booking, eventually, flagsDocument, tempDir, writeFlags } from './test-support/harness.js';
-import { type ServiceProcess, scrapeMetrics, startService, waitForReady } from './test-support/process.js';
+import {
+  alertmanagerPayload,
+  postTo,
+  type ServiceProcess,
+  scrapeMetrics,
+  startService,
+  waitForReady,
+} from './test-support/process.js';
 import { onnxEditorAvailable } from './test-support/shifted-model.js';
 
 /*
@@ -43,12 +50,7 @@ const cli = (name: string, env: Record<string, string>, ...args: string[]) =>
         resolve({ status: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
     );
   });
-const post = (service: ServiceProcess, path: string, body: unknown) =>
-  fetch(`http://127.0.0.1:${service.port}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify(body),
-  });
+const post = (service: ServiceProcess, path: string, body: unknown) => postTo(service, path, body, TOKEN);
 interface Answer {
   booking_id: string;
   source: string;
@@ -126,7 +128,7 @@ describe.skipIf(!ready)(
       // The retraining job's command: trains from the stored feedback, registers the challenger, serves nothing.
       const retrained = await cli('retrain', env, 'run', '--days', '1', '--register', '--estimators', '150');
       expect(retrained.status, retrained.stderr).toBe(0);
-    console.log(`retraining: ${retrained.stdout.trim().split('\n').slice(0, 8).join('\n')}`);
+      console.log(`retraining: ${retrained.stdout.trim().split('\n').slice(0, 8).join('\n')}`);
       expect(retrained.stdout).toMatch(/gbt-v3/);
       expect(readdirSync(imageModels).sort()).toEqual(['gbt-v2.json', 'gbt-v2.onnx']);
       const listed = await cli('models', env, 'show', 'gbt-v3');
@@ -189,19 +191,12 @@ describe.skipIf(!ready)(
       }
 
       // The machines roll it back (the webhook Alertmanager calls), and a flag file put back by a deploy changes nothing.
-      const alert = {
-        version: '4',
-        status: 'firing',
-        receiver: 'rollback-webhook',
-        alerts: [
-          {
-            status: 'firing',
-            labels: { alertname: 'DelayModelLosingToRulesFast', rollback: 'true', model_version: 'gbt-v3' },
-            annotations: { summary: 'gbt-v3 loses to the rules' },
-            fingerprint: 'lifecycle',
-          },
-        ],
-      };
+      const alert = alertmanagerPayload([
+        {
+          labels: { alertname: 'DelayModelLosingToRulesFast', rollback: 'true', model_version: 'gbt-v3' },
+          annotations: { summary: 'gbt-v3 loses to the rules' },
+        },
+      ]);
       expect((await post(first, '/v1/webhooks/alertmanager', alert)).status).toBe(200);
       writeFlags(flagsFile, flagsDocument({ mlWeight: 50 }));
       for (const replica of replicas) {

@@ -18,7 +18,14 @@ import {
   startPrometheus,
 } from './test-support/monitoring.js';
 import { redisServerAvailable, startPrivateRedis } from './test-support/private-redis.js';
-import { type ServiceProcess, scrapeMetrics, startService, waitForReady } from './test-support/process.js';
+import {
+  alertmanagerPayload,
+  postTo,
+  type ServiceProcess,
+  scrapeMetrics,
+  startService,
+  waitForReady,
+} from './test-support/process.js';
 
 /*
  * Several replicas behave as one service: three service processes on one Postgres, one Redis and one flag
@@ -38,12 +45,7 @@ afterAll(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-const post = (service: ServiceProcess, path: string, body: unknown) =>
-  fetch(`http://127.0.0.1:${service.port}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify(body),
-  });
+const post = (service: ServiceProcess, path: string, body: unknown) => postTo(service, path, body, TOKEN);
 
 async function startReplicas(count: number, env: Record<string, string>) {
   const replicas = await Promise.all(Array.from({ length: count }, () => startService(env)));
@@ -215,7 +217,6 @@ describe.skipIf(!ready)('three replicas on one Postgres, one Redis and one flag 
   it('makes one rollback of an alert sent to two replicas at once and through Alertmanager; all three serve the heuristic within the poll interval', async () => {
     const [a, b] = replicas as [ServiceProcess, ServiceProcess];
     const alert = {
-      status: 'firing',
       // As Prometheus sends it: the rules keep the job, and Alertmanager's rollback route matches it.
       labels: {
         alertname: 'DelayModelFarFromRules',
@@ -227,7 +228,7 @@ describe.skipIf(!ready)('three replicas on one Postgres, one Redis and one flag 
       annotations: { summary: 'replicas test' },
       fingerprint: 'replicas',
     };
-    const payload = { version: '4', status: 'firing', receiver: 'rollback-webhook', alerts: [alert] };
+    const payload = alertmanagerPayload([alert]);
     const [onA, onB] = await Promise.all([
       post(a, '/v1/webhooks/alertmanager', payload),
       post(b, '/v1/webhooks/alertmanager', payload),

@@ -10,7 +10,14 @@ import { freshPostgres, postgresAvailable } from '../test-support/databases.js';
 import { startFlagdStandIn } from '../test-support/flagd-stand-in.js';
 import { booking, eventually, flagsDocument, tempDir, writeFlags } from '../test-support/harness.js';
 import { startKubernetesApiStandIn } from '../test-support/kubernetes-api-stand-in.js';
-import { type ServiceProcess, scrapeMetrics, startService, waitForReady } from '../test-support/process.js';
+import {
+  alertmanagerPayload,
+  postTo,
+  type ServiceProcess,
+  scrapeMetrics,
+  startService,
+  waitForReady,
+} from '../test-support/process.js';
 
 /*
  * A rollback holds until a person lifts it, on real service processes and a real Postgres: two replicas on one
@@ -27,27 +34,16 @@ afterAll(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-const post = (service: ServiceProcess, path: string, body: unknown) =>
-  fetch(`http://127.0.0.1:${service.port}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify(body),
-  });
+const post = (service: ServiceProcess, path: string, body: unknown) => postTo(service, path, body, TOKEN);
 const flagStatus = async (service: ServiceProcess) =>
   (await fetch(`http://127.0.0.1:${service.port}/v1/flags/status`)).json();
-const rollbackAlert = {
-  version: '4',
-  status: 'firing',
-  receiver: 'rollback-webhook',
-  alerts: [
-    {
-      status: 'firing',
-      labels: { alertname: 'DelayMlErrorRatioHigh', rollback: 'true', signal: 'errors' },
-      annotations: { summary: 'ML falls back on 30% of its bookings' },
-      fingerprint: 'latch-process',
-    },
-  ],
-};
+const rollbackAlert = alertmanagerPayload([
+  {
+    labels: { alertname: 'DelayMlErrorRatioHigh', rollback: 'true', signal: 'errors' },
+    annotations: { summary: 'ML falls back on 30% of its bookings' },
+    fingerprint: 'latch-process',
+  },
+]);
 let batch = 0;
 /** 200 bookings answered by `service`: how many ML served, and how many the latch held on the heuristic. */
 async function predict(service: ServiceProcess) {

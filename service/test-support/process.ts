@@ -159,3 +159,27 @@ export async function scrapeMetrics(metricsPort: number): Promise<MetricReading>
       .reduce((sum, s) => sum + s.value, 0);
   };
 }
+
+/** A JSON post to a service process, with `token` as its bearer when given. */
+export function postTo(service: Pick<ServiceProcess, 'port'>, path: string, body: unknown, token?: string) {
+  return fetch(`http://127.0.0.1:${service.port}${path}`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: JSON.stringify(body),
+  });
+}
+
+/** What Alertmanager posts to the rollback webhook: `alerts` firing on the rollback receiver. */
+export function alertmanagerPayload(
+  alerts: { labels: Record<string, string>; annotations?: Record<string, string>; fingerprint?: string }[],
+) {
+  return {
+    version: '4',
+    status: 'firing',
+    receiver: 'rollback-webhook',
+    alerts: alerts.map((a, i) => ({ status: 'firing', annotations: {}, fingerprint: `alert-${i}`, ...a })),
+  };
+}
