@@ -51,6 +51,8 @@ describe.skipIf(!hasPrometheus || !hasRedis)('the service under a real Prometheu
       WEATHER_GRID_DEG: '0.01',
       // The shipped model in shadow beside itself: the shadow series exist, paired with the rules.
       SHADOW_MODEL_VERSION: 'gbt-v2',
+      // A cost per minute: the cost figure and its gauge exist.
+      COST_PER_DELAY_MINUTE: '0.5',
     });
     await waitForReady(service);
 
@@ -82,6 +84,11 @@ describe.skipIf(!hasPrometheus || !hasRedis)('the service under a real Prometheu
           actual_delay_minutes: p.delay_minutes + (i % 5) - 2,
         })),
       });
+      // Single predictions too: the latency SLO counts the single endpoint.
+      await post(
+        '/v1/predictions',
+        booking({ booking_id: `e2e-single-${round}`, scheduled_at: new Date().toISOString() }),
+      );
       await post('/v1/predictions', { booking_id: '' });
       await new Promise((r) => setTimeout(r, 600));
     }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flagChanges, predictions } from '../db/schema.js';
-import { dashboards, type Panel } from '../grafana/dashboard-queries.js';
+import { dashboards, interpolatePromQL, type Panel } from '../grafana/dashboard-queries.js';
 import { promotionChecks } from './rollout/auto-promoter.js';
 import { freshPostgres, postgresAvailable } from './test-support/databases.js';
 import { startFakeOpenWeatherMap } from './test-support/fake-openweathermap.js';
@@ -387,7 +387,7 @@ describe.skipIf(!ready)('two replicas in flagd-server mode (FLAGD_HOST), as comp
     const rollout = dashboards.find((d) => d.file === 'rollout.json');
     if (!rollout) throw new Error('grafana/dashboards/rollout.json is missing');
     const exprs = (rollout.json.panels as Panel[]).flatMap((p) =>
-      p.targets.flatMap((t) => (t.expr ? [t.expr] : [])),
+      p.targets.flatMap((t) => (t.expr ? [interpolatePromQL(t.expr, rollout.json)] : [])),
     );
     expect(exprs.length).toBeGreaterThan(5);
     for (const expr of exprs)

@@ -275,6 +275,24 @@ function overview(d: Deployment) {
         ),
       ],
     }),
+    row(31, 'Alerts'),
+    table({
+      id: 32,
+      title: 'Firing alerts',
+      description:
+        'Alerts firing now for this deployment, and DelayWatchdog, which always fires: its absence means Prometheus evaluates no rule.',
+      w: 24,
+      h: 7,
+      queries: [
+        prom('A', 'ALERTS{alertstate="firing"}', '', {
+          table: true,
+          alsoUnfiltered: 'ALERTS{alertname="DelayWatchdog", alertstate="firing"}',
+        }),
+      ],
+    }).withTransformation({
+      id: 'organize',
+      options: { excludeByName: { Time: true, Value: true, __name__: true, alertstate: true } },
+    }),
     row(19, 'Is the model accurate? (feedback)'),
     stat({
       id: 20,
@@ -318,24 +336,6 @@ function overview(d: Deployment) {
     }),
     row(24, 'Business outcome, 24 h: ML beside the rules on the same bookings'),
     ...businessStats(),
-    row(31, 'Alerts'),
-    table({
-      id: 32,
-      title: 'Firing alerts',
-      description:
-        'Alerts firing now for this deployment, and DelayWatchdog, which always fires: its absence means Prometheus evaluates no rule.',
-      w: 24,
-      h: 7,
-      queries: [
-        prom('A', 'ALERTS{alertstate="firing"}', '', {
-          table: true,
-          alsoUnfiltered: 'ALERTS{alertname="DelayWatchdog", alertstate="firing"}',
-        }),
-      ],
-    }).withTransformation({
-      id: 'organize',
-      options: { excludeByName: { Time: true, Value: true, __name__: true, alertstate: true } },
-    }),
   ]);
 }
 
