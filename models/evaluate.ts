@@ -34,8 +34,8 @@ if (!(args.world in WORLDS)) {
 const lateThresholdMinutes = Number(args['late-threshold']);
 const costPerDelayMinute =
   args['cost-per-minute'] === undefined ? undefined : Number(args['cost-per-minute']);
-if (!Number.isFinite(lateThresholdMinutes) || lateThresholdMinutes < 0) {
-  console.error(`--late-threshold must be a number of minutes, 0 or more (got ${args['late-threshold']})`);
+if (!Number.isFinite(lateThresholdMinutes) || lateThresholdMinutes <= 0) {
+  console.error(`--late-threshold must be a number of minutes above 0 (got ${args['late-threshold']})`);
   process.exit(2);
 }
 if (costPerDelayMinute !== undefined && !(Number.isFinite(costPerDelayMinute) && costPerDelayMinute >= 0)) {
@@ -56,12 +56,13 @@ if (args.business) {
   );
   if (args.json) console.log(JSON.stringify({ version: args.version, world, ...business }, null, 2));
   else printBusiness(business);
-  process.exit(0);
+} else {
+  const scores = await scoreHoldout(resolve(args.dir), String(args.version), rows);
+  if (args.json) console.log(JSON.stringify({ version: args.version, world, ...scores }, null, 2));
+  else printSegments(scores);
 }
-const scores = await scoreHoldout(resolve(args.dir), String(args.version), rows);
 
-if (args.json) console.log(JSON.stringify({ version: args.version, world, ...scores }, null, 2));
-else {
+function printSegments(scores: Awaited<ReturnType<typeof scoreHoldout>>) {
   const judged = (f: Figures) => (f.n >= SEGMENT_BAR.minBookings ? '' : ' (not judged)');
   const line = (name: string, f: Figures, o: Figures) =>
     `| ${name}${judged(f)} | ${f.n} | ${f.mae.toFixed(3)} | ${f.bias.toFixed(2)} | ${f.coverage_80.toFixed(3)} | ${f.below.toFixed(3)} | ${f.above.toFixed(3)} | ${o.mae.toFixed(3)} | ${o.bias.toFixed(2)} | ${o.coverage_80.toFixed(3)} |`;

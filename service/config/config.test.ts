@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_BUSINESS_SETTINGS } from '../domain/business.js';
 import { ConfigError, loadConfig } from './config.js';
 
 describe('loadConfig', () => {

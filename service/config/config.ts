@@ -69,8 +69,13 @@ const configSchema = z.object({
   DATA_DIR: z.string().min(1).default('data'),
   RETENTION_DAYS: positiveInt.max(3650).default(90),
   FEEDBACK_LIVE_HORIZON_HOURS: positiveInt.max(24 * 365).default(48),
-  LATE_THRESHOLD_MINUTES: z.coerce.number().positive().max(24 * 60).default(DEFAULT_LATE_THRESHOLD_MINUTES),
+  LATE_THRESHOLD_MINUTES: z.coerce
+    .number()
+    .positive()
+    .max(24 * 60)
+    .default(DEFAULT_LATE_THRESHOLD_MINUTES),
   COST_PER_DELAY_MINUTE: z.coerce.number().min(0).optional(),
+  REPORT_WEBHOOK_URL: optionalString.pipe(z.url({ protocol: /^https?$/ }).optional()),
   ALERTMANAGER_WEBHOOK_TOKEN: token,
   ALERTMANAGER_WEBHOOK_TOKEN_FILE: optionalString,
   FEEDBACK_TOKEN: token,
@@ -174,6 +179,8 @@ export interface Config {
   feedbackLiveHorizonMs: number;
   /** What a late booking is, and what a minute of buffer costs: the business figures (service/domain/business.ts). */
   business: BusinessSettings;
+  /** Where `npm run report -- daily` posts its Markdown (a chat's incoming webhook); unset: printed only. Never logged. */
+  reportWebhookUrl: string | undefined;
   weather: WeatherSettings & {
     /** Never logged. */
     apiKey: string | undefined;
@@ -350,6 +357,7 @@ export function loadConfig(
     },
     feedbackLiveHorizonMs: c.FEEDBACK_LIVE_HORIZON_HOURS * 3600_000,
     business: { lateThresholdMinutes: c.LATE_THRESHOLD_MINUTES, costPerDelayMinute: c.COST_PER_DELAY_MINUTE },
+    reportWebhookUrl: c.REPORT_WEBHOOK_URL,
     weather: {
       apiKey: c.OPENWEATHER_API_KEY,
       baseUrl: c.OPENWEATHER_BASE_URL,

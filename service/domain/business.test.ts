@@ -1,11 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  addOutcome,
-  bookingOutcome,
-  businessFigures,
-  mlAgainstRules,
-  NO_BOOKINGS,
-} from './business.js';
+import { addOutcome, bookingOutcome, businessFigures, mlAgainstRules, NO_BOOKINGS } from './business.js';
 
 describe('what a predicted delay means for dispatch', () => {
   it('is late and flagged at the threshold itself, on the point delay', () => {

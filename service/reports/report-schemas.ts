@@ -198,11 +198,53 @@ export const AnomalySchema = z
   })
   .openapi('Anomaly');
 
+export const FlagChangeSchema = z
+  .object({
+    at: timestamp,
+    actor: z.string(),
+    action: z
+      .string()
+      .openapi({ description: 'rollback, enable, disable, promote, set-model, canary, refused' }),
+    previous_weight: z.number().nullable(),
+    new_weight: z.number().nullable(),
+    model_version: z.string().nullable(),
+    reason: z.string().nullable(),
+    alert_name: z.string().nullable().openapi({ description: 'The alert a rollback answered' }),
+  })
+  .openapi('FlagChange');
+
+export const DailyReportSchema = z
+  .object({
+    window: z.literal('24h'),
+    generated_at: timestamp,
+    ...SummaryTotalsSchema.shape,
+    ml_share: z
+      .number()
+      .min(0)
+      .max(1)
+      .nullable()
+      .openapi({ description: 'ml / predictions; null without any' }),
+    accuracy: ArmsSchema,
+    business: BusinessOutcomeSchema,
+    reassignment_candidates: z.object({
+      ml: count('Predictions ML answered with risk_level high'),
+      heuristic: count('Predictions the rules answered with risk_level high'),
+    }),
+    anomalies: count('Scored bookings whose absolute error exceeds the manual critical MAE (5 min)'),
+    rollbacks: count('Automatic rollbacks among the flag changes'),
+    flag_changes: z
+      .array(FlagChangeSchema)
+      .openapi({ description: 'The audit rows of the window, oldest first' }),
+  })
+  .openapi('DailyReport');
+
 export type ArmMetrics = z.infer<typeof ArmMetricsSchema>;
 export type Arms = z.infer<typeof ArmsSchema>;
 export type PairedComparison = z.infer<typeof PairedComparisonSchema>;
 export type AbReport = z.infer<typeof AbReportSchema>;
 export type BusinessOutcome = z.infer<typeof BusinessOutcomeSchema>;
+export type DailyReport = z.infer<typeof DailyReportSchema>;
+export type FlagChange = z.infer<typeof FlagChangeSchema>;
 export type SummaryTotals = z.infer<typeof SummaryTotalsSchema>;
 export type MonitoringSummary = z.infer<typeof MonitoringSummarySchema>;
 export type DailyRow = z.infer<typeof DailyRowSchema>;

@@ -344,18 +344,23 @@ export function createServiceMetrics(meter: Meter) {
       unit: '{booking}',
     }),
     businessAnticipated: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.business.anticipated', {
-      description: 'Scored bookings late and flagged, by arm and model_version (anticipated share = this / late)',
+      description:
+        'Scored bookings late and flagged, by arm and model_version (anticipated share = this / late)',
       unit: '{booking}',
     }),
     businessFalseAlarms: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.business.false_alarms', {
-      description: 'Scored bookings flagged and not late, by arm and model_version (false-alarm share = this / flagged)',
+      description:
+        'Scored bookings flagged and not late, by arm and model_version (false-alarm share = this / flagged)',
       unit: '{booking}',
     }),
-    businessBufferUnused: meter.createCounter<{ arm: FeedbackArm } & ByModel>('delay.business.buffer_unused', {
-      description:
-        'Sum of max(max(predicted, 0) - max(actual, 0), 0): ETA buffer minutes reserved and not used, by arm and model_version',
-      unit: 'min',
-    }),
+    businessBufferUnused: meter.createCounter<{ arm: FeedbackArm } & ByModel>(
+      'delay.business.buffer_unused',
+      {
+        description:
+          'Sum of max(max(predicted, 0) - max(actual, 0), 0): ETA buffer minutes reserved and not used, by arm and model_version',
+        unit: 'min',
+      },
+    ),
     businessBufferShortfall: meter.createCounter<{ arm: FeedbackArm } & ByModel>(
       'delay.business.buffer_shortfall',
       {
@@ -367,12 +372,14 @@ export function createServiceMetrics(meter: Meter) {
     businessReassignmentCandidates: meter.createCounter<{ source: PredictionSource }>(
       'delay.business.reassignment_candidates',
       {
-        description: 'Predictions answered with risk_level high (proactive reassignment candidates), by source',
+        description:
+          'Predictions answered with risk_level high (proactive reassignment candidates), by source',
         unit: '{prediction}',
       },
     ),
     businessCostPerDelayMinute: meter.createGauge('delay.business.cost_per_delay_minute', {
-      description: 'COST_PER_DELAY_MINUTE: what a minute of ETA buffer unused or missing costs; absent when unset',
+      description:
+        'COST_PER_DELAY_MINUTE: what a minute of ETA buffer unused or missing costs; absent when unset',
       unit: '1',
     }),
     feedbackIntervalHits: meter.createCounter<{ arm: FeedbackArm } & ByModel>(
