@@ -82,7 +82,7 @@ const datasource = (type: string) => datasources.find((d) => d.type === type);
 const catalogue = readFileSync('docs/metrics.md', 'utf8');
 
 describe('docker-compose.yml', () => {
-  it('runs the whole stack, and the retraining job only when its profile is asked for', () => {
+  it('runs the whole stack, and the retraining job and the daily report only when their profiles are asked for', () => {
     expect(
       Object.entries(services)
         .filter(([, s]) => !s.profiles)
@@ -92,6 +92,7 @@ describe('docker-compose.yml', () => {
       ['alertmanager', 'flagd', 'grafana', 'jaeger', 'postgres', 'prometheus', 'redis', 'service'].sort(),
     );
     expect(services.retrain?.profiles).toEqual(['retrain']);
+    expect(services['daily-report']?.profiles).toEqual(['reports']);
   });
 
   it('pins every image to a version', () => {
@@ -113,7 +114,7 @@ describe('docker-compose.yml', () => {
 
   it('gives every service a healthcheck, except distroless flagd (watched through the service) and the one-shot retraining job', () => {
     for (const [name, s] of Object.entries(services)) {
-      if (name === 'flagd' || name === 'retrain') continue;
+      if (name === 'flagd' || name === 'retrain' || name === 'daily-report') continue;
       expect(s.healthcheck?.test, name).toBeDefined();
     }
   });
@@ -199,7 +200,7 @@ describe('docker-compose.yml', () => {
 
   it('restarts every service unless it was stopped, and never the one-shot retraining job', () => {
     for (const [name, s] of Object.entries(services))
-      expect(s.restart, name).toBe(name === 'retrain' ? 'no' : 'unless-stopped');
+      expect(s.restart, name).toBe(name === 'retrain' || name === 'daily-report' ? 'no' : 'unless-stopped');
   });
 
   it('publishes the admin UIs, flagd and the metrics port on loopback unless ADMIN_BIND_ADDRESS says otherwise', () => {

@@ -182,6 +182,10 @@ describe('the image, built as the Dockerfile says without a Docker engine', () =
       model_version: 'gbt-v2',
       ml_percentage: expect.any(Number),
     });
+    // The daily report, as its CronJob and compose service run it: an empty day is a report of zeros.
+    const daily = run('service/cli/reports-cli.js', 'daily', '--json');
+    expect(daily.status, daily.stderr).toBe(0);
+    expect(JSON.parse(daily.stdout)).toMatchObject({ ml_share: null, rollbacks: 0, flag_changes: [] });
     const usage = run('service/cli/weather-cli.js');
     expect(usage.status).toBe(2);
     expect(usage.stderr).toContain('usage:');
