@@ -82,7 +82,14 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
       // Array-literal metacharacters, quotes, backslash, tab, newline and non-ASCII: stored as given.
       const nastyId = 'col-3 "q" \\ {a,b} NULL é\t\n';
       const given = [
-        row('col-1', { predictedAt: at, traceId: 'ab'.repeat(16), modelVersion: 'gbt-v2', source: 'ml' }),
+        row('col-1', {
+          predictedAt: at,
+          traceId: 'ab'.repeat(16),
+          modelVersion: 'gbt-v2',
+          source: 'ml',
+          shadowModelVersion: 'gbt-v3',
+          shadowModelDelay: 7.25,
+        }),
         row('col-2', { predictedAt: at, features: [1.5, -2, 0, 1e-7, 12, 0, 0, 0, 0, 0, 0, 0, 10] }),
         row(nastyId, { predictedAt: at, delayMinutes: 0.1 + 0.2, fallbackReason: 'model_timeout' }),
       ];

@@ -58,6 +58,8 @@ export function predictionRow(bookingId: string, overrides: Partial<PredictionRo
     intervalLow: 3,
     intervalHigh: 8,
     shadowHeuristicDelay: 5,
+    shadowModelVersion: null,
+    shadowModelDelay: null,
     features: [8.5, 3, 0, 11, 4.2, 10, 1, 0, 12, 0, 0, 3, 10, 0],
     weatherSource: 'default',
     latencyMs: 1.2,
