@@ -23,6 +23,8 @@ COPY service/flags/flagd-sync.proto service/flags/
 COPY db/migrations db/migrations
 COPY models/*.onnx models/*.json models/
 COPY flagd flagd
+# The SLOs the daily report reads its budgets by (service/domain/slo.ts).
+COPY slo slo
 ENV NODE_ENV=production
 EXPOSE 8080 9464
 USER node

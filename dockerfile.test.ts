@@ -97,6 +97,8 @@ describe('the image, built as the Dockerfile says without a Docker engine', () =
         'package.json',
         'package-lock.json',
         'service/flags/flagd-sync.proto',
+        'slo/prediction-availability.yaml',
+        'slo/prediction-latency.yaml',
         ...readdirSync('db/migrations', { recursive: true, withFileTypes: true })
           .filter((e) => e.isFile())
           .map((e) => relative('.', join(e.parentPath, e.name))),

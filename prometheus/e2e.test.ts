@@ -5,10 +5,16 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { prometheusQueries } from '../grafana/dashboard-queries.js';
+import { sloBudgetLeft } from '../service/reports/slo-budget.js';
 import { startFakeOpenWeatherMap } from '../service/test-support/fake-openweathermap.js';
 import { booking, flagsDocument, tempDir, writeFlags } from '../service/test-support/harness.js';
 import { monitoringBinaries, promQuery, startPrometheus } from '../service/test-support/monitoring.js';
-import { type ServiceProcess, startService, waitForReady } from '../service/test-support/process.js';
+import {
+  freePort,
+  type ServiceProcess,
+  startService,
+  waitForReady,
+} from '../service/test-support/process.js';
 import { redisAvailable } from '../service/test-support/redis.js';
 
 /*
@@ -53,6 +59,8 @@ describe.skipIf(!hasPrometheus || !hasRedis)('the service under a real Prometheu
       SHADOW_MODEL_VERSION: 'gbt-v2',
       // A cost per minute: the cost figure and its gauge exist.
       COST_PER_DELAY_MINUTE: '0.5',
+      // Lateness from 3 min: this short, fair-weather traffic flags and misses some bookings, so every share exists.
+      LATE_THRESHOLD_MINUTES: '3',
     });
     await waitForReady(service);
 
@@ -116,6 +124,21 @@ describe.skipIf(!hasPrometheus || !hasRedis)('the service under a real Prometheu
       if ((await query(rule.record)).length === 0) empty.push(rule.record);
     }
     expect(empty).toEqual([]);
+  });
+
+  it("gives the daily report each SLO's budget left, and the reason when Prometheus does not answer", async () => {
+    const budgets = await sloBudgetLeft(promUrl);
+    expect(budgets.map((b) => b.slo).sort()).toEqual(['prediction-availability', 'prediction-latency']);
+    for (const b of budgets) {
+      expect(b.error, b.slo).toBeUndefined();
+      expect(b.deployment).toBe('delay-prediction');
+      expect(b.budget_left).toBeLessThanOrEqual(1);
+    }
+    // No 5xx in this traffic: the availability budget is untouched.
+    expect(budgets.find((b) => b.slo === 'prediction-availability')?.budget_left).toBe(1);
+    const closed = await freePort();
+    const unanswered = await sloBudgetLeft(`http://127.0.0.1:${closed}`);
+    expect(unanswered.every((b) => b.budget_left === null && typeof b.error === 'string')).toBe(true);
   });
 
   it('answers every dashboard panel query', async () => {

@@ -1,7 +1,7 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parse } from 'yaml';
-import { z } from 'zod';
+import { writeFileSync } from 'node:fs';
+import { budget, readSlos, SLO_DIR, SLO_PERIOD, type SloFile } from '../service/domain/slo.js';
+
+export { readSlos, SLO_DIR, SLO_PERIOD, type SloFile };
 
 /*
  * npm run slo:generate: renders the SLOs of slo/*.yaml (Sloth's prometheus/v1 spec) into prometheus/rules/slo.yml:
@@ -10,11 +10,9 @@ import { z } from 'zod';
  * committed file differs from what this renders now.
  */
 
-export const SLO_DIR = 'slo';
 export const SLO_RULES_FILE = 'prometheus/rules/slo.yml';
 
-/** The budget's window, and the burn rates of the SRE workbook (chapter 5, table 5-8): long and short window each. */
-export const SLO_PERIOD = '30d';
+/** The burn rates of the SRE workbook (chapter 5, table 5-8): long and short window each. */
 export const BURN_RATES = {
   page: [
     { factor: 14.4, long: '1h', short: '5m' },
@@ -27,46 +25,9 @@ export const BURN_RATES = {
 } as const;
 export const SLI_WINDOWS = ['5m', '30m', '1h', '2h', '6h', '1d', '3d'] as const;
 
-const sloFile = z.object({
-  version: z.literal('prometheus/v1'),
-  service: z.string(),
-  labels: z.record(z.string(), z.string()).default({}),
-  slos: z.array(
-    z.object({
-      name: z.string().regex(/^[a-z][a-z0-9-]*$/),
-      objective: z.number().gt(0).lt(100),
-      description: z.string(),
-      sli: z.object({
-        events: z.object({
-          error_query: z.string().includes('{{.window}}'),
-          total_query: z.string().includes('{{.window}}'),
-        }),
-      }),
-      alerting: z.object({
-        name: z.string(),
-        labels: z.record(z.string(), z.string()).default({}),
-        annotations: z.record(z.string(), z.string()),
-        page_alert: z.object({ labels: z.object({ severity: z.literal('page') }) }),
-        ticket_alert: z.object({ labels: z.object({ severity: z.literal('ticket') }) }),
-      }),
-    }),
-  ),
-});
-export type SloFile = z.infer<typeof sloFile>;
-
-export function readSlos(dir = SLO_DIR): SloFile[] {
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.yaml'))
-    .sort()
-    .map((f) => sloFile.parse(parse(readFileSync(join(dir, f), 'utf8'))));
-}
-
 /** The recording rule holding an SLO's error ratio over a window, `level:metric:operation` as the other rules. */
 export const errorRatio = (slo: string, window: string) =>
   `:delay_${slo.replace(/-/g, '_')}_errors:ratio_rate${window}`;
-
-/** The budget as a ratio of events, printed without float noise (99.9 -> 0.001). */
-const budget = (objective: number) => Number((1 - objective / 100).toPrecision(6));
 
 const quote = (value: string) => JSON.stringify(value);
 const indent = (text: string, spaces: number) =>

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { RULE_FILES } from '../../prometheus/rule-conventions.js';
-import { BURN_RATES, readSlos, SLO_PERIOD } from '../../prometheus/slo-generate.js';
+import { BURN_RATES } from '../../prometheus/slo-generate.js';
 import { PLAN_TARGETS } from '../../service/domain/business.js';
 import { THRESHOLDS } from '../../service/domain/rollback-policy.js';
+import { budget, errorRatioOver, readSlos, SLO_PERIOD } from '../../service/domain/slo.js';
 
 /*
  * What the boards take from the rest of the repository rather than copy: datasource uids from Grafana's
@@ -62,17 +63,11 @@ export function alertBound(alert: string, series: string): number {
 
 /** Each SLO of slo/*.yaml: its objective as a ratio of events and its SLI over the budget's period. */
 export const SLOS = readSlos().flatMap((file) =>
-  file.slos.map((slo) => {
-    const at = (q: string) => q.replaceAll('{{.window}}', SLO_PERIOD);
-    const { error_query, total_query } = slo.sli.events;
-    return {
-      name: slo.name,
-      objective: slo.objective,
-      description: slo.description,
-      /** The share of events allowed to fail (99.9 -> 0.001), printed without float noise. */
-      budget: Number((1 - slo.objective / 100).toPrecision(6)),
-      /** Errors over total for the whole period, 0 where nothing failed (as prometheus/rules/slo.yml writes it). */
-      periodErrorRatio: `((${at(error_query)}) or 0 * (${at(total_query)})) / (${at(total_query)})`,
-    };
-  }),
+  file.slos.map((slo) => ({
+    name: slo.name,
+    objective: slo.objective,
+    description: slo.description,
+    budget: budget(slo.objective),
+    periodErrorRatio: errorRatioOver(slo, SLO_PERIOD),
+  })),
 );

@@ -1,5 +1,6 @@
 import { dailyMarkdown, postToWebhook } from '../reports/daily-report.js';
 import { createReports } from '../reports/reports.js';
+import { sloBudgetLeft } from '../reports/slo-budget.js';
 import { fail, openToolDatabase, startCli } from './cli.js';
 
 /*
@@ -25,7 +26,10 @@ const database = await openToolDatabase(config);
 const reports = createReports(database.db, { business: config.business });
 try {
   if (command === 'daily') {
-    const report = await reports.dailyReport();
+    const report = {
+      ...(await reports.dailyReport()),
+      slo_budget: config.prometheusUrl ? await sloBudgetLeft(config.prometheusUrl) : null,
+    };
     const markdown = dailyMarkdown(report);
     console.log(values.json ? JSON.stringify(report, null, 2) : markdown);
     if (config.reportWebhookUrl) {

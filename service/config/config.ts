@@ -159,6 +159,8 @@ export interface Config {
   mlTimeoutMs: number;
   /** A challenger scored in shadow on every booking, stored beside the answer, never served. */
   shadowModelVersion: string | undefined;
+  /** The Prometheus scraping this deployment: the promoter's judge, the daily report's SLO budget. */
+  prometheusUrl: string | undefined;
   /** Optional automatic promotion along 10, 25, 50, 100 (off by default). */
   autoPromote: {
     prometheusUrl: string;
@@ -334,6 +336,7 @@ export function loadConfig(
     modelsDir: c.MODELS_DIR,
     mlTimeoutMs: c.ML_TIMEOUT_MS,
     shadowModelVersion: c.SHADOW_MODEL_VERSION,
+    prometheusUrl: c.PROMETHEUS_URL,
     autoPromote:
       c.AUTO_PROMOTE === 'true' && c.PROMETHEUS_URL
         ? {

@@ -5,6 +5,21 @@ const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}
 const num = (x: number | null, digits = 3) => (x === null ? 'n/a' : x.toFixed(digits));
 const signed = (x: number | null) => (x === null ? 'n/a' : `${x > 0 ? '+' : ''}${(x * 100).toFixed(1)}%`);
 
+/** Each SLO's budget left, or why there is no figure. */
+function sloLine(budgets: DailyReport['slo_budget']): string {
+  if (budgets === null) return 'not queried (PROMETHEUS_URL is not set)';
+  return budgets
+    .map((b) => {
+      const figure = b.error
+        ? `no figure (${b.error})`
+        : b.budget_left === null
+          ? 'no traffic'
+          : pct(b.budget_left);
+      return `${b.slo}${b.deployment ? ` (${b.deployment})` : ''} ${figure} of ${b.period} at ${b.objective}%`;
+    })
+    .join('; ');
+}
+
 /** The daily report as Markdown: what a chat channel or a person reads in a minute. */
 export function dailyMarkdown(r: DailyReport): string {
   const arms: [string, ArmMetrics][] = [
@@ -25,6 +40,7 @@ export function dailyMarkdown(r: DailyReport): string {
     `- Predictions: ${r.predictions}, ML ${r.ml} (${pct(r.ml_share)}), fallbacks ${r.fallbacks}, mean latency ${num(r.mean_latency_ms)} ms`,
     `- Rollbacks: ${r.rollbacks}; flag changes: ${r.flag_changes.length}`,
     `- Anomalies (|error| above 5 min): ${r.anomalies}`,
+    `- SLO budget left: ${sloLine(r.slo_budget)}`,
     `- Reassignment candidates (high risk): ML ${r.reassignment_candidates.ml}, rules ${r.reassignment_candidates.heuristic} (the plan: about ${PLAN_TARGETS.reassignmentsPerDay} a day)`,
     '',
     '## Accuracy',

@@ -213,6 +213,21 @@ export const FlagChangeSchema = z
   })
   .openapi('FlagChange');
 
+/** One SLO's budget over its period for one deployment (slo/*.yaml, prometheus/rules/slo.yml). */
+export const SloBudgetSchema = z.object({
+  slo: z.string(),
+  objective: z.number().openapi({ description: 'Percent of good events the SLO promises' }),
+  period: z.string(),
+  deployment: z.string().nullable().openapi({ description: 'namespace/job of the series, when labelled' }),
+  budget_left: z
+    .number()
+    .nullable()
+    .openapi({
+      description: 'Share of the budget not spent: 1 untouched, below 0 missed; null without traffic',
+    }),
+  error: z.string().optional().openapi({ description: 'Why Prometheus gave no figure' }),
+});
+
 export const DailyReportSchema = z
   .object({
     window: z.literal('24h'),
@@ -232,6 +247,10 @@ export const DailyReportSchema = z
     }),
     anomalies: count('Scored bookings whose absolute error exceeds the manual critical MAE (5 min)'),
     rollbacks: count('Automatic rollbacks among the flag changes'),
+    slo_budget: z
+      .array(SloBudgetSchema)
+      .nullable()
+      .openapi({ description: "Each SLO's budget left, from PROMETHEUS_URL; null when it is not set" }),
     flag_changes: z
       .array(FlagChangeSchema)
       .openapi({ description: 'The audit rows of the window, oldest first' }),
@@ -244,6 +263,7 @@ export type PairedComparison = z.infer<typeof PairedComparisonSchema>;
 export type AbReport = z.infer<typeof AbReportSchema>;
 export type BusinessOutcome = z.infer<typeof BusinessOutcomeSchema>;
 export type DailyReport = z.infer<typeof DailyReportSchema>;
+export type SloBudget = z.infer<typeof SloBudgetSchema>;
 export type FlagChange = z.infer<typeof FlagChangeSchema>;
 export type SummaryTotals = z.infer<typeof SummaryTotalsSchema>;
 export type MonitoringSummary = z.infer<typeof MonitoringSummarySchema>;

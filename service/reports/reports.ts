@@ -392,6 +392,8 @@ export function createReports(
           reassignment_candidates: candidates ?? { ml: 0, heuristic: 0 },
           anomalies: anomalies?.n ?? 0,
           rollbacks: changes.filter((c) => c.action === 'rollback').length,
+          // From Prometheus, not the database: the CLI adds it when PROMETHEUS_URL is set.
+          slo_budget: null,
           flag_changes: changes,
         };
       });
