@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { feedback, flagChanges, predictions } from '../../db/schema.js';
 import { openDatabase } from '../storage/database.js';
-import { tempDir } from '../test-support/harness.js';
+import { migratedDataDir } from '../test-support/process.js';
 
 const env = (dataDir: string, extra: Record<string, string> = {}) => ({
   PATH: process.env.PATH ?? '',
@@ -45,7 +45,7 @@ const base = {
 
 describe('npm run report', () => {
   it('prints the A/B report and purges old rows from the configured database', async () => {
-    const dataDir = tempDir('delay-report-');
+    const dataDir = await migratedDataDir();
     const database = await openDatabase({ dataDir });
     await database.db.insert(predictions).values([
       { ...base, bookingId: 'a', predictedAt: new Date(), delayMinutes: 4 },
@@ -70,10 +70,10 @@ describe('npm run report', () => {
     });
     expect(run(['purge', '--days', 'soon'], dataDir).status).toBe(2);
     expect(run(['nothing'], dataDir).status).toBe(2);
-  }, 60_000);
+  });
 
   it('prints the last 24 h, posts its Markdown to REPORT_WEBHOOK_URL, and says so when the webhook refuses it', async () => {
-    const dataDir = tempDir('delay-daily-');
+    const dataDir = await migratedDataDir();
     const database = await openDatabase({ dataDir });
     const ml = { ...base, source: 'ml', variant: 'gbt-v2', modelVersion: 'gbt-v2' };
     await database.db.insert(predictions).values([
@@ -148,5 +148,5 @@ describe('npm run report', () => {
     } finally {
       server.close();
     }
-  }, 60_000);
+  });
 });
