@@ -58,7 +58,7 @@ async function start(env: Record<string, string>) {
   onTestFinished(async () => {
     await service.stop('SIGKILL');
   });
-  await waitForReady(service, 30_000);
+  await waitForReady(service);
   return service;
 }
 
