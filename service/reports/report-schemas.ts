@@ -219,12 +219,9 @@ export const SloBudgetSchema = z.object({
   objective: z.number().openapi({ description: 'Percent of good events the SLO promises' }),
   period: z.string(),
   deployment: z.string().nullable().openapi({ description: 'namespace/job of the series, when labelled' }),
-  budget_left: z
-    .number()
-    .nullable()
-    .openapi({
-      description: 'Share of the budget not spent: 1 untouched, below 0 missed; null without traffic',
-    }),
+  budget_left: z.number().nullable().openapi({
+    description: 'Share of the budget not spent: 1 untouched, below 0 missed; null without traffic',
+  }),
   error: z.string().optional().openapi({ description: 'Why Prometheus gave no figure' }),
 });
 
