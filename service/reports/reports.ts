@@ -138,6 +138,20 @@ const NOTHING_SCORED: ScoredSums = {
   paired_deviations: null,
 };
 
+/** Predictions, ML, fallbacks, default weather and mean latency over the window: one row, also over none. */
+async function totalsOver(db: Runner, window: Window): Promise<SummaryTotals> {
+  const [totals] = await rows<SummaryTotals>(
+    db,
+    sql`select coalesce(sum(predictions), 0)::int as predictions,
+               coalesce(sum(predictions) filter (where source = 'ml'), 0)::int as ml,
+               coalesce(sum(fallbacks), 0)::int as fallbacks,
+               coalesce(sum(weather_default), 0)::int as weather_default,
+               round(sum(latency_ms) / nullif(sum(predictions), 0), 3)::float8 as mean_latency_ms
+        from (${predictionTerms(window)}) c`,
+  );
+  return totals as SummaryTotals;
+}
+
 async function scoredSums(db: Runner, window: Window) {
   const sums = await rows<ScoredSums>(
     db,
@@ -325,18 +339,9 @@ export function createReports(
     async summary(): Promise<MonitoringSummary> {
       const window = windowOf(24);
       return snapshot(async (tx) => {
-        const [totals] = await rows<SummaryTotals>(
-          tx,
-          sql`select coalesce(sum(predictions), 0)::int as predictions,
-                     coalesce(sum(predictions) filter (where source = 'ml'), 0)::int as ml,
-                     coalesce(sum(fallbacks), 0)::int as fallbacks,
-                     coalesce(sum(weather_default), 0)::int as weather_default,
-                     round(sum(latency_ms) / nullif(sum(predictions), 0), 3)::float8 as mean_latency_ms
-              from (${predictionTerms(window)}) c`,
-        );
+        const totals = await totalsOver(tx, window);
         const { arms } = await scoredSums(tx, window);
-        // An aggregate without a group by answers one row, also over no predictions.
-        return { window: '24h', ...(totals as SummaryTotals), accuracy: arms };
+        return { window: '24h', ...totals, accuracy: arms };
       });
     },
 
@@ -348,16 +353,8 @@ export function createReports(
       const window = windowOf(24);
       const { high } = RISK_RULES;
       return snapshot(async (tx) => {
-        const [totals] = await rows<SummaryTotals>(
-          tx,
-          sql`select coalesce(sum(predictions), 0)::int as predictions,
-                     coalesce(sum(predictions) filter (where source = 'ml'), 0)::int as ml,
-                     coalesce(sum(fallbacks), 0)::int as fallbacks,
-                     coalesce(sum(weather_default), 0)::int as weather_default,
-                     round(sum(latency_ms) / nullif(sum(predictions), 0), 3)::float8 as mean_latency_ms
-              from (${predictionTerms(window)}) c`,
-        );
-        const { predictions, ml } = totals as SummaryTotals;
+        const totals = await totalsOver(tx, window);
+        const { predictions, ml } = totals;
         const { arms } = await scoredSums(tx, window);
         // risk_level high as service/predictors/risk.ts gives it, from the stored answer (re-posts counted, as in
         // delay_business_reassignment_candidates_total).
@@ -385,7 +382,7 @@ export function createReports(
         return {
           window: '24h',
           generated_at: new Date().toISOString(),
-          ...(totals as SummaryTotals),
+          ...totals,
           ml_share: predictions > 0 ? round4(ml / predictions) : null,
           accuracy: arms,
           business: await businessOutcome(tx, window, business),
