@@ -45,8 +45,8 @@ describe('the image, built as the Dockerfile says without a Docker engine', () =
       return entry.isDirectory() ? files(root, path) : [relative(root, path)];
     });
 
-  beforeAll(() => {
-    stages = buildStages('.');
+  beforeAll(async () => {
+    stages = await buildStages('.');
     image = stages.at(-1) as Stage;
   }, 180_000);
   afterAll(() => {

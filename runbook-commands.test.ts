@@ -368,7 +368,7 @@ describe.skipIf(!presentOrSkip(hasPostgres ? null : 'Postgres at 127.0.0.1:5432'
     let env: Record<string, string> = {};
 
     beforeAll(async () => {
-      stages = buildStages('.');
+      stages = await buildStages('.');
       image = stages.at(-1) as Stage;
       database = await freshPostgres();
       weatherApi = await startFakeOpenWeatherMap();

@@ -84,10 +84,10 @@ const shuffled: Scenario[] =
 
 const started = performance.now();
 const options = { baseline, predictionsPerSecond: Number(args.rate) };
-const timedResults = simulateDriftAlert({ ...options, trafficSeed, scenarios: timed });
+const timedResults = await simulateDriftAlert({ ...options, trafficSeed, scenarios: timed });
 const shuffledResults =
   shuffled.length > 0
-    ? simulateDriftAlert({ ...options, seed: Number(args['shuffled-seed']), scenarios: shuffled })
+    ? await simulateDriftAlert({ ...options, seed: Number(args['shuffled-seed']), scenarios: shuffled })
     : [];
 
 const maxOf = (psi: Record<string, number>) => {

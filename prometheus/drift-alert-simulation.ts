@@ -201,7 +201,7 @@ function counterSeries(options: SimulationOptions, scenario: Scenario, seedOffse
   };
 }
 
-export function simulateDriftAlert(options: SimulationOptions): ScenarioResult[] {
+export async function simulateDriftAlert(options: SimulationOptions): Promise<ScenarioResult[]> {
   const { scrapeSeconds = 15, promtool = 'promtool' } = options;
   const observations: number[] = [];
   const tests = options.scenarios.map((scenario, i) => {
@@ -234,7 +234,7 @@ export function simulateDriftAlert(options: SimulationOptions): ScenarioResult[]
       ],
     };
   });
-  const samples = evaluateRules(tests, { evaluationInterval: `${scrapeSeconds}s`, promtool });
+  const samples = await evaluateRules(tests, { evaluationInterval: `${scrapeSeconds}s`, promtool });
   return options.scenarios.map((scenario, i) => {
     const of = (kind: string) =>
       samples.filter((s) => s.labels.scenario === String(i) && s.labels.query === kind);

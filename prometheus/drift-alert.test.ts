@@ -30,10 +30,10 @@ const alertFor = (() => {
 })();
 
 describe.skipIf(!hasPromtool)('the drift alert on generator traffic at 10 predictions/s (promtool)', () => {
-  it('stays quiet through a wet winter morning rush and fires within 5 minutes + its `for` of longer trips', () => {
+  it('stays quiet through a wet winter morning rush and fires within 5 minutes + its `for` of longer trips', async () => {
     const wetThursday = findDay(daysOf({ seed: 1 }), { month: 1, weekdays: [4], wet: true });
     const history = 40;
-    const [rush, trips, shuffled] = simulateDriftAlert({
+    const [rush, trips, shuffled] = await simulateDriftAlert({
       baseline,
       trafficSeed: 1,
       seed: 77,

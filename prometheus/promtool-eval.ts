@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -48,10 +48,22 @@ function parseGot(output: string): Sample[] {
   );
 }
 
-export function evaluateRules(
+/** Runs promtool without blocking the event loop; its exit code is not an error (failed tests print what they got). */
+function runPromtool(promtool: string, args: string[]) {
+  return new Promise<{ error: Error | null; output: string }>((resolve) => {
+    execFile(promtool, args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) =>
+      resolve({
+        error: err && typeof (err as { code?: unknown }).code !== 'number' ? err : null,
+        output: `${stdout}${stderr}`,
+      }),
+    );
+  });
+}
+
+export async function evaluateRules(
   tests: PromtoolTest[],
   { evaluationInterval, promtool = 'promtool' }: { evaluationInterval: string; promtool?: string },
-): Sample[] {
+): Promise<Sample[]> {
   const work = mkdtempSync(join(tmpdir(), 'promtool-eval-'));
   try {
     const file = join(work, 'replay.test.yml');
@@ -71,12 +83,9 @@ export function evaluateRules(
         { lineWidth: 0 },
       ),
     );
-    const run = spawnSync(promtool, ['test', 'rules', file], {
-      encoding: 'utf8',
-      maxBuffer: 256 * 1024 * 1024,
-    });
+    const run = await runPromtool(promtool, ['test', 'rules', file]);
     if (run.error) throw new Error(`cannot run ${promtool}: ${run.error.message} (apt install prometheus)`);
-    const output = `${run.stdout}${run.stderr}`;
+    const { output } = run;
     if (!output.includes('Unit Testing:'))
       throw new Error(`promtool did not run the rules:\n${output.slice(0, 2000)}`);
     return parseGot(output);

@@ -538,7 +538,7 @@ export async function replayRollback(
       { length: Math.ceil(healthyEnd / 60) },
       (_, h) => [h * 60, Math.min((h + 1) * 60, healthyEnd)] as const,
     );
-    const samples: Sample[] = evaluateRules(
+    const samples: Sample[] = await evaluateRules(
       [
         {
           name: scenario.name,

@@ -221,7 +221,7 @@ describe.skipIf(!hasTrainer || !presentOrSkip(hasPostgres ? null : 'Postgres at 
           .replace(/\\\n/g, ' ')
           .replace(/^RUN apt-get .*\n/m, ''),
       );
-      stages = buildStages('.', withoutApt);
+      stages = await buildStages('.', withoutApt);
       image = stages.at(-1) as Stage;
       database = await freshPostgres();
       // A season the committed model never saw (rush hour 2 h later, trips x1.5), served over the last three

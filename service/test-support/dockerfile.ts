@@ -1,4 +1,4 @@
-import { execSync } from 'node:child_process';
+import { exec } from 'node:child_process';
 import {
   cpSync,
   existsSync,
@@ -13,6 +13,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
+import { promisify } from 'node:util';
 
 /*
  * The Dockerfile's stages built into temp folders, without a Docker engine: every instruction is carried out as
@@ -97,8 +98,14 @@ function expand(context: string, source: string): string[] {
     .map((name) => join(dir, name));
 }
 
-/** Builds every stage of `dockerfile` from `context`; the last stage is the image. */
-export function buildStages(context: string, dockerfile = join(context, 'Dockerfile')): Stage[] {
+/**
+ * Builds every stage of `dockerfile` from `context`; the last stage is the image. RUN lines run asynchronously: a
+ * compile of a minute must not stall the test worker's event loop (Vitest gives up on a worker silent for 60 s).
+ */
+export async function buildStages(
+  context: string,
+  dockerfile = join(context, 'Dockerfile'),
+): Promise<Stage[]> {
   const args: Record<string, string> = {};
   const substitute = (text: string) => text.replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a, b) => args[a ?? b] ?? '');
   const stages: Stage[] = [];
@@ -115,7 +122,7 @@ export function buildStages(context: string, dockerfile = join(context, 'Dockerf
     return join(of.root, relative(of.workdir, absolute));
   };
   try {
-    for (const instruction of instructions(readFileSync(dockerfile, 'utf8'))) carryOut(instruction);
+    for (const instruction of instructions(readFileSync(dockerfile, 'utf8'))) await carryOut(instruction);
   } catch (err) {
     // Nothing is left behind by a build that fails (the links into node_modules are removed, not followed).
     for (const built of stages) rmSync(built.root, { recursive: true, force: true });
@@ -123,7 +130,7 @@ export function buildStages(context: string, dockerfile = join(context, 'Dockerf
   }
   return stages;
 
-  function carryOut({ keyword, args: raw }: Instruction) {
+  async function carryOut({ keyword, args: raw }: Instruction) {
     const line = substitute(raw);
     if (keyword === 'ARG') {
       const [name, value] = raw.split('=');
@@ -174,7 +181,11 @@ export function buildStages(context: string, dockerfile = join(context, 'Dockerf
         install(context, s.root, production);
         s.installs.push(production ? 'production' : 'all');
       } else {
-        execSync(line, { cwd: s.root, stdio: 'pipe', env: { ...process.env, ...s.env } });
+        await promisify(exec)(line, {
+          cwd: s.root,
+          env: { ...process.env, ...s.env },
+          maxBuffer: 64 * 1024 * 1024,
+        });
       }
     } else if (keyword === 'ENV') {
       const [name = '', value = ''] = line.split('=');
