@@ -370,6 +370,8 @@ describe('faults under load, on the real process', () => {
     const m0 = await scrape(service);
 
     fake.setMode({ kind: 'slow', delayMs: 5000 });
+    // Calls made before the switch may still answer (a booking of their cell waits on them): a second apart.
+    await load.phase('switching', { minMs: 1000 });
     await load.phase('slow', { minMs: 3000 });
     const m1 = await scrape(service);
 
