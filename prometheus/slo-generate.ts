@@ -1,5 +1,5 @@
 import { writeFileSync } from 'node:fs';
-import { budget, readSlos, SLO_DIR, SLO_PERIOD, type SloFile } from '../service/domain/slo.js';
+import { budget, readSlos, SLO_DIR, SLO_PERIOD, type SloFile } from '../service/reports/slo-files.js';
 
 export { readSlos, SLO_DIR, SLO_PERIOD, type SloFile };
 

@@ -4,7 +4,7 @@ import { RULE_FILES } from '../../prometheus/rule-conventions.js';
 import { BURN_RATES } from '../../prometheus/slo-generate.js';
 import { PLAN_TARGETS } from '../../service/domain/business.js';
 import { THRESHOLDS } from '../../service/domain/rollback-policy.js';
-import { budget, errorRatioOver, readSlos, SLO_PERIOD } from '../../service/domain/slo.js';
+import { budget, errorRatioOver, readSlos, SLO_PERIOD } from '../../service/reports/slo-files.js';
 
 /*
  * What the boards take from the rest of the repository rather than copy: datasource uids from Grafana's

@@ -1,5 +1,5 @@
-import { budgetLeftQuery, readSlos, SLO_PERIOD, type SloFile } from '../domain/slo.js';
 import type { SloBudget } from './report-schemas.js';
+import { budgetLeftQuery, readSlos, SLO_PERIOD, type SloFile } from './slo-files.js';
 
 /** How long Prometheus may take to answer the daily report's budget queries. */
 export const SLO_QUERY_TIMEOUT_MS = 10_000;
