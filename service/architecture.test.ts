@@ -10,6 +10,7 @@ const LAYERS: Record<string, number> = {
   domain: 0,
   async: 0,
   config: 1,
+  privacy: 1,
   telemetry: 2,
   cache: 3,
   features: 3,

@@ -13,6 +13,7 @@ import { createModelRegistry, MODEL_RETRY_MS, type ModelPredictor } from './mode
 import { createModelSeeder } from './models/model-seeds.js';
 import { createModelStore } from './models/model-store.js';
 import { onnxModelFromArtifact } from './models/onnx-model.js';
+import { bookingRefs, randomBookingRefKey } from './privacy/booking-ref.js';
 import { createReports, scheduleRetention } from './reports/reports.js';
 import { createAutoPromoter } from './rollout/auto-promoter.js';
 import { advisoryLockLeadership, soleLeadership } from './rollout/leadership.js';
@@ -58,6 +59,11 @@ export async function composeService(config: Config, options: ComposeOptions) {
   const { telemetry } = options;
   const logger = options.logger ?? createLogger(config.logLevel);
   const metrics = createServiceMetrics(telemetry.meter);
+  if (!config.bookingRefKey)
+    logger.warn(
+      'BOOKING_REF_KEY unset: booking pseudonyms in traces, logs and the prediction log differ per process; set it (or _FILE) so they match across replicas and restarts',
+    );
+  const bookingRef = bookingRefs(config.bookingRefKey ?? randomBookingRefKey());
   const closers: (() => Promise<unknown> | unknown)[] = [];
 
   let database: Database;
@@ -262,6 +268,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
     predictionLog,
     rollout,
     latch,
+    bookingRef,
     /** Writes the queued predictions (up to `drainMs`), then closes every part, the last built first. */
     async close(drainMs: number) {
       await predictionLog.drain(drainMs);

@@ -82,6 +82,10 @@ const configSchema = z.object({
   FEEDBACK_TOKEN_FILE: optionalString,
   PREDICTIONS_TOKEN: token,
   PREDICTIONS_TOKEN_FILE: optionalString,
+  REPORTS_TOKEN: token,
+  REPORTS_TOKEN_FILE: optionalString,
+  BOOKING_REF_KEY: optionalString.pipe(z.string().min(16, 'at least 16 characters').optional()),
+  BOOKING_REF_KEY_FILE: optionalString,
   AUTO_PROMOTE: z.enum(['true', 'false']).default('false'),
   PROMETHEUS_URL: optionalString.pipe(z.url().optional()),
   AUTO_PROMOTE_SOAK_S: positiveInt.default(86_400),
@@ -175,6 +179,10 @@ export interface Config {
   /** The bearer token of the feedback endpoints; unset: they are open (warned at start). Never logged. */
   feedbackToken: string | undefined;
   predictionsToken: string | undefined;
+  /** The bearer token of the report and monitoring endpoints; unset: they are open (warned at start). Never logged. */
+  reportsToken: string | undefined;
+  /** The key of booking pseudonyms (service/privacy/booking-ref.ts); unset: a random key per process. Never logged. */
+  bookingRefKey: string | undefined;
   redisUrl: string | undefined;
   database: { url: string | undefined; dataDir: string; retentionDays: number };
   /** Feedback for a prediction served longer ago goes to the reports, not to the live error counters. */
@@ -352,6 +360,8 @@ export function loadConfig(
       readToken('ALERTMANAGER_WEBHOOK_TOKEN_FILE', c.ALERTMANAGER_WEBHOOK_TOKEN_FILE),
     feedbackToken: c.FEEDBACK_TOKEN ?? readToken('FEEDBACK_TOKEN_FILE', c.FEEDBACK_TOKEN_FILE),
     predictionsToken: c.PREDICTIONS_TOKEN ?? readToken('PREDICTIONS_TOKEN_FILE', c.PREDICTIONS_TOKEN_FILE),
+    reportsToken: c.REPORTS_TOKEN ?? readToken('REPORTS_TOKEN_FILE', c.REPORTS_TOKEN_FILE),
+    bookingRefKey: c.BOOKING_REF_KEY ?? readSecret('BOOKING_REF_KEY_FILE', c.BOOKING_REF_KEY_FILE),
     redisUrl: c.REDIS_URL,
     database: {
       url: databaseUrl(c.DATABASE_URL, c.DATABASE_PASSWORD_FILE),
