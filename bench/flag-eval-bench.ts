@@ -6,7 +6,8 @@ import { type FlagEvaluationOptions, OpenFeature } from '@openfeature/server-sdk
 import { context, TraceFlags, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { evaluationOptions, evaluationSpanEvents } from '../service/flags/evaluation-span-events.js';
+import { evaluationSpanEvents } from '../service/flags/evaluation-span-events.js';
+import { bookingRefs, randomBookingRefKey } from '../service/privacy/booking-ref.js';
 import { median } from './load.js';
 import { microsPerUnit } from './timing.js';
 
@@ -28,8 +29,9 @@ core.setConfigurations(readFileSync(file, 'utf8'));
 const provider = new FlagdProvider({ resolverType: 'in-process', offlineFlagSourcePath: file }, silent);
 await OpenFeature.setProviderAndWait('flag-eval-bench', provider);
 const client = OpenFeature.getClient('flag-eval-bench');
+const spanEvents = evaluationSpanEvents(bookingRefs(randomBookingRefKey()));
 const hooked = OpenFeature.getClient('flag-eval-bench');
-hooked.addHooks(evaluationSpanEvents);
+hooked.addHooks(spanEvents.hook);
 // A hook that does nothing: what OpenFeature's hook stages cost by themselves.
 const emptyHooked = OpenFeature.getClient('flag-eval-bench');
 emptyHooked.addHooks({});
@@ -87,10 +89,10 @@ const variants: [string, (key: string) => unknown][] = [
   ['recording_span', inRecordingSpan(client)],
   ['recording_span_with_hook', inRecordingSpan(hooked)],
   ['recording_span_with_empty_hook', inRecordingSpan(emptyHooked)],
-  ['recording_span_as_the_service', inRecordingSpan(client, evaluationOptions)],
+  ['recording_span_as_the_service', inRecordingSpan(client, spanEvents.options)],
   ['unsampled_span', inUnsampledSpan(client)],
   ['unsampled_span_with_hook', inUnsampledSpan(hooked)],
-  ['unsampled_span_as_the_service', inUnsampledSpan(client, evaluationOptions)],
+  ['unsampled_span_as_the_service', inUnsampledSpan(client, spanEvents.options)],
 ];
 for (let round = 0; round < ROUNDS; round++) {
   // Every other round the other way round: neither variant always runs second.

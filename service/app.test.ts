@@ -683,9 +683,13 @@ describe('health, readiness, flag status, OpenAPI', () => {
     expect(security('/v1/predictions')).toEqual([{}, { predictionsToken: [] }]);
     expect(security('/v1/feedback')).toEqual([{}, { feedbackToken: [] }]);
     expect(security('/v1/webhooks/alertmanager')).toEqual([{ webhookToken: [] }]);
+    for (const path of Object.keys(doc.paths).filter((p) => /^\/v1\/(ab-report|monitoring\/)/.test(p)))
+      expect(doc.paths[path].get.security, path).toEqual([{}, { reportsToken: [] }]);
+    expect(doc.paths['/v1/flags/status'].get.security).toEqual([]);
     expect(Object.keys(doc.components.securitySchemes).sort()).toEqual([
       'feedbackToken',
       'predictionsToken',
+      'reportsToken',
       'webhookToken',
     ]);
     expect(doc.components.schemas.Booking.required).toEqual([

@@ -41,6 +41,8 @@ export interface AppDeps {
   feedbackToken?: string;
   /** Bearer token the prediction endpoints require; absent, they are open (only the first prediction is scored). */
   predictionsToken?: string;
+  /** Bearer token the report and monitoring endpoints require; absent, they are open (warned at start). */
+  reportsToken?: string;
   /** The rollback webhook; absent (no token configured) the route does not exist. */
   rollback?: { token: string; rollout: RolloutService };
   /** SHADOW_MODEL_VERSION: a challenger scored beside every answer, never served. */
@@ -109,7 +111,7 @@ export function createApp(deps: AppDeps) {
   if (deps.storage) {
     const { feedback, reports } = deps.storage;
     app.route('/', feedbackRoutes({ feedback, reject, batchMaxBookings, token: deps.feedbackToken }));
-    app.route('/', reportRoutes({ reports, reject }));
+    app.route('/', reportRoutes({ reports, reject, token: deps.reportsToken }));
   }
   if (deps.rollback) {
     app.route(

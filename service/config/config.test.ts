@@ -61,6 +61,40 @@ describe('feedback token', () => {
   });
 });
 
+describe('reports token and booking ref key', () => {
+  it('come from the variable or from a file, and must be long enough', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tempDir } = await import('../test-support/harness.js');
+    expect(loadConfig({})).toMatchObject({ reportsToken: undefined, bookingRefKey: undefined });
+    expect(loadConfig({ REPORTS_TOKEN: 'reports-secret-0123' }).reportsToken).toBe('reports-secret-0123');
+    expect(loadConfig({ BOOKING_REF_KEY: 'booking-ref-key-0123' }).bookingRefKey).toBe(
+      'booking-ref-key-0123',
+    );
+    const dir = tempDir();
+    const token = join(dir, 'reports-token');
+    writeFileSync(token, 'reports-secret-file-123\n');
+    expect(loadConfig({ REPORTS_TOKEN_FILE: token }).reportsToken).toBe('reports-secret-file-123');
+    const key = join(dir, 'booking-ref-key');
+    writeFileSync(key, 'a key with spaces and été, 0123\n');
+    // A key is no header: any character, trimmed.
+    expect(loadConfig({ BOOKING_REF_KEY_FILE: key }).bookingRefKey).toBe('a key with spaces and été, 0123');
+    expect(() => loadConfig({ REPORTS_TOKEN: 'short' })).toThrow(/REPORTS_TOKEN: at least 16 characters/);
+    expect(() => loadConfig({ BOOKING_REF_KEY: 'short' })).toThrow(/BOOKING_REF_KEY: at least 16 characters/);
+    const short = join(dir, 'short');
+    writeFileSync(short, 'short\n');
+    expect(() => loadConfig({ REPORTS_TOKEN_FILE: short })).toThrow(
+      /REPORTS_TOKEN_FILE: .* holds fewer than 16 characters/,
+    );
+    expect(() => loadConfig({ BOOKING_REF_KEY_FILE: short })).toThrow(
+      /BOOKING_REF_KEY_FILE: .* holds fewer than 16 characters/,
+    );
+    expect(() => loadConfig({ BOOKING_REF_KEY_FILE: join(dir, 'missing') })).toThrow(
+      /BOOKING_REF_KEY_FILE: cannot read .*: ENOENT/,
+    );
+  });
+});
+
 describe('webhook token', () => {
   it('comes from the variable or from a file, and must be long enough', async () => {
     const { writeFileSync } = await import('node:fs');
@@ -199,7 +233,12 @@ describe('ports', () => {
 });
 
 describe('token characters', () => {
-  const variables = ['ALERTMANAGER_WEBHOOK_TOKEN', 'FEEDBACK_TOKEN', 'PREDICTIONS_TOKEN'] as const;
+  const variables = [
+    'ALERTMANAGER_WEBHOOK_TOKEN',
+    'FEEDBACK_TOKEN',
+    'PREDICTIONS_TOKEN',
+    'REPORTS_TOKEN',
+  ] as const;
 
   it('refuses a token a request header could never carry, naming the variable', () => {
     for (const variable of variables) {

@@ -6,7 +6,7 @@ import { PROMOTION } from '../domain/rollback-policy.js';
 
 /**
  * The one place that reads the environment. Precedence: typed defaults < environment < explicit options.
- * Every variable here is listed in the README's configuration table.
+ * Every variable here is listed in docs/configuration.md (readme.test.ts checks it).
  */
 
 const port = z.coerce.number().int().min(0).max(65_535);
@@ -122,7 +122,7 @@ const configSchema = z.object({
 
 export type EnvName = keyof z.input<typeof configSchema>;
 
-/** The weather service's tunables (README: WEATHER_*). */
+/** The weather service's tunables (docs/configuration.md: WEATHER_*). */
 export interface WeatherSettings {
   gridDeg: number;
   currentTtlMs: number;

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { feedback, predictions } from '../../db/schema.js';
 import { type BusinessSettings, bookingOutcome, DEFAULT_BUSINESS_SETTINGS } from '../domain/business.js';
 import { type SegmentName, segmentsOf } from '../features/segments.js';
+import { type BookingRef, bookingRefs, randomBookingRefKey } from '../privacy/booking-ref.js';
 import type { Db } from '../storage/database.js';
 import type {
   FeedbackArm,
@@ -54,6 +55,8 @@ export interface FeedbackServiceOptions {
   liveHorizonMs?: number;
   /** The lateness threshold of the business counters, and the cost per minute exported beside them. */
   business?: BusinessSettings;
+  /** A booking's pseudonym in the log (docs/privacy.md); by default a key of this service's own. */
+  bookingRef?: BookingRef;
   now?: () => number;
 }
 
@@ -70,6 +73,7 @@ export function createFeedbackService({
   logger,
   liveHorizonMs = DEFAULT_LIVE_HORIZON_MS,
   business = DEFAULT_BUSINESS_SETTINGS,
+  bookingRef = bookingRefs(randomBookingRefKey()),
   now = Date.now,
 }: FeedbackServiceOptions) {
   const log = logger.child({ component: 'feedback' });
@@ -287,10 +291,10 @@ export function createFeedbackService({
       }
       const { results, recorded } = applied;
       for (const { prediction, actual } of recorded) scoreRecorded(prediction, actual);
-      for (const { outcome } of results) {
+      for (const { booking_id, outcome } of results) {
         if (outcome === 'unknown_booking') continue;
         metrics.feedbackEvents.add(1, { outcome });
-        if (outcome === 'corrected') log.info({ booking_count: 1 }, 'feedback corrected');
+        if (outcome === 'corrected') log.info({ booking_ref: bookingRef(booking_id) }, 'feedback corrected');
       }
       return results;
     },

@@ -9,11 +9,13 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import fc from 'fast-check';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { bookingRefs } from '../privacy/booking-ref.js';
 import { startFlagdStandIn } from '../test-support/flagd-stand-in.js';
 import {
   eventually,
   flagServiceOn,
   flagsDocument,
+  flagsFile,
   quotedWeightsDocument,
   silentLogger,
   tempDir,
@@ -88,7 +90,14 @@ describe('evaluations in a trace', () => {
   });
 
   it('add one feature_flag.evaluation event per booking to the active span, none to a span that does not record', async () => {
-    const { flags } = await started({ mlWeight: 100 });
+    const bookingRef = bookingRefs('flag-service-test-key-0123');
+    const flags = await startFlagService({
+      flags: { kind: 'file', file: flagsFile({ mlWeight: 100 }), pollIntervalMs: 50 },
+      logger: silentLogger,
+      metrics: testMetrics().metrics,
+      bookingRef,
+    });
+    open.push(flags);
     const exporter = new InMemorySpanExporter();
     const tracer = new BasicTracerProvider({
       spanProcessors: [new SimpleSpanProcessor(exporter)],
@@ -113,7 +122,8 @@ describe('evaluations in a trace', () => {
       'feature_flag.key': 'delay-model',
       'feature_flag.result.variant': 'gbt-v2',
       'feature_flag.provider.name': 'flagd',
-      'feature_flag.context.id': 'bk-1',
+      // The booking's pseudonym (docs/privacy.md); the split is still the id's (fractional routing, above).
+      'feature_flag.context.id': bookingRef('bk-1'),
     });
     expect(assign?.events[0]?.attributes?.['error.type']).toBeUndefined();
   });

@@ -11,8 +11,9 @@ import {
 import type { Logger } from 'pino';
 import type { Config } from '../config/config.js';
 import { FLAG_KEYS, HEURISTIC_VARIANT } from '../domain/flags.js';
+import { type BookingRef, bookingRefs, randomBookingRefKey } from '../privacy/booking-ref.js';
 import type { FlagKey, ServiceMetrics } from '../telemetry/service-metrics.js';
-import { evaluationOptions } from './evaluation-span-events.js';
+import { evaluationSpanEvents } from './evaluation-span-events.js';
 import { parseFlagConfig, type RolloutState } from './flag-config.js';
 import { watchFlagdConfiguration } from './flagd-sync.js';
 import { FlagFileError, startValidatedFileSource } from './validated-file-source.js';
@@ -83,6 +84,11 @@ interface Options {
   flags: Config['flags'];
   logger: Logger;
   metrics: ServiceMetrics;
+  /**
+   * The pseudonym a traced evaluation's `feature_flag.context.id` carries in place of the booking id; by default
+   * a key of this service's own, as in a process without BOOKING_REF_KEY.
+   */
+  bookingRef?: BookingRef;
 }
 
 /**
@@ -90,8 +96,14 @@ interface Options {
  * the copy a validated file source keeps, so the service can report the rollout it serves and count refused
  * files; the provider keeps the last configuration it could parse.
  */
-export async function startFlagService({ flags, logger, metrics }: Options): Promise<FlagService> {
+export async function startFlagService({
+  flags,
+  logger,
+  metrics,
+  bookingRef = bookingRefs(randomBookingRefKey()),
+}: Options): Promise<FlagService> {
   const log = logger.child({ component: 'flags' });
+  const traced = evaluationSpanEvents(bookingRef);
   const domain = `delay-service-${randomUUID()}`;
   const listeners: (() => void)[] = [];
   const countRefusal = (message: string) => {
@@ -221,7 +233,7 @@ export async function startFlagService({ flags, logger, metrics }: Options): Pro
         FLAG_KEYS.model,
         HEURISTIC_VARIANT,
         { ...context, targetingKey: bookingId },
-        evaluationOptions(),
+        traced.options(),
       );
       if (details.errorCode) {
         const message = `${details.errorCode}: ${details.errorMessage ?? ''}`.trim();

@@ -54,6 +54,7 @@ export const getResponses = (schema: z.ZodType, description: string) => ({
 export const SECURITY_SCHEMES = {
   predictionsToken: { type: 'http', scheme: 'bearer', description: 'PREDICTIONS_TOKEN, when set' },
   feedbackToken: { type: 'http', scheme: 'bearer', description: 'FEEDBACK_TOKEN, when set' },
+  reportsToken: { type: 'http', scheme: 'bearer', description: 'REPORTS_TOKEN, when set' },
   webhookToken: { type: 'http', scheme: 'bearer', description: 'ALERTMANAGER_WEBHOOK_TOKEN' },
 } as const;
 

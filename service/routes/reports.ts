@@ -1,5 +1,5 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { getResponses, PUBLIC, type Reject, routeApp } from '../http/openapi.js';
+import { getResponses, guarded, optionalBearer, type Reject, routeApp } from '../http/openapi.js';
 import {
   AbReportSchema,
   AnomalySchema,
@@ -37,9 +37,23 @@ function queryNumber(name: string, bounded: (n: z.ZodCoercedNumber<unknown>) => 
   );
 }
 
+export interface ReportRoutesOptions {
+  reports: Reports;
+  reject: Reject;
+  /** Bearer token the reports require (they list booking ids); absent, they are open (warned at start). */
+  token?: string | undefined;
+}
+
 /** GET /v1/ab-report and /v1/monitoring/*: reads of the stored predictions and feedback. */
-export function reportRoutes({ reports, reject }: { reports: Reports; reject: Reject }) {
+export function reportRoutes({ reports, reject, token }: ReportRoutesOptions) {
   const app = routeApp(reject);
+  // Every monitoring path, those added later included.
+  const unauthorized = guarded(app, ['/v1/ab-report', '/v1/monitoring/*'], token, 'REPORTS_TOKEN');
+  const security = optionalBearer('reportsToken');
+  const answers = (schema: Parameters<typeof getResponses>[0], description: string) => ({
+    ...getResponses(schema, description),
+    ...unauthorized,
+  });
 
   app.openapi(
     createRoute({
@@ -47,7 +61,7 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       path: '/v1/ab-report',
       operationId: 'getAbReport',
       tags: ['reports'],
-      security: PUBLIC,
+      security,
       summary:
         'ML vs heuristic per arm (n, MAE, RMSE, R²) and paired on the same bookings, with a 95% interval',
       request: {
@@ -57,7 +71,7 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
             .openapi({ description: 'Window: the last days x 24 hours' }),
         }),
       },
-      responses: getResponses(AbReportSchema, 'The comparison and its verdict'),
+      responses: answers(AbReportSchema, 'The comparison and its verdict'),
     }),
     async (c) => c.json(await reports.abReport({ days: c.req.valid('query').days }), 200),
   );
@@ -68,9 +82,9 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       path: '/v1/monitoring/summary',
       operationId: 'getMonitoringSummary',
       tags: ['reports'],
-      security: PUBLIC,
+      security,
       summary: 'Last 24 hours: volumes, ML share, fallbacks, weather defaults, accuracy per arm',
-      responses: getResponses(MonitoringSummarySchema, 'Summary'),
+      responses: answers(MonitoringSummarySchema, 'Summary'),
     }),
     async (c) => c.json(await reports.summary(), 200),
   );
@@ -81,7 +95,7 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       path: '/v1/monitoring/daily',
       operationId: 'getMonitoringDaily',
       tags: ['reports'],
-      security: PUBLIC,
+      security,
       summary: 'Per UTC day: predictions, ML share, feedback, MAE per source',
       request: {
         query: z.object({
@@ -90,7 +104,7 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
             .openapi({ description: 'Days back' }),
         }),
       },
-      responses: getResponses(z.object({ days: z.array(DailyRowSchema) }), 'Newest day first'),
+      responses: answers(z.object({ days: z.array(DailyRowSchema) }), 'Newest day first'),
     }),
     async (c) => c.json({ days: await reports.daily(c.req.valid('query').days) }, 200),
   );
@@ -101,7 +115,7 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       path: '/v1/monitoring/predictions',
       operationId: 'getLatestPredictions',
       tags: ['reports'],
-      security: PUBLIC,
+      security,
       summary: 'The latest stored predictions, with their actual delay when known',
       request: {
         query: z.object({
@@ -110,7 +124,7 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
             .openapi({ description: 'At most' }),
         }),
       },
-      responses: getResponses(z.object({ predictions: z.array(StoredPredictionSchema) }), 'Newest first'),
+      responses: answers(z.object({ predictions: z.array(StoredPredictionSchema) }), 'Newest first'),
     }),
     async (c) => c.json({ predictions: await reports.latest(c.req.valid('query').limit) }, 200),
   );
@@ -121,7 +135,7 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
       path: '/v1/monitoring/anomalies',
       operationId: 'getAnomalies',
       tags: ['reports'],
-      security: PUBLIC,
+      security,
       summary: 'Predictions of the last 7 days whose absolute error exceeds threshold_mae minutes',
       request: {
         query: z.object({
@@ -130,7 +144,7 @@ export function reportRoutes({ reports, reject }: { reports: Reports; reject: Re
             .openapi({ description: 'Absolute error above which a prediction is listed, minutes' }),
         }),
       },
-      responses: getResponses(z.object({ anomalies: z.array(AnomalySchema) }), 'Newest first, 100 at most'),
+      responses: answers(z.object({ anomalies: z.array(AnomalySchema) }), 'Newest first, 100 at most'),
     }),
     async (c) => c.json({ anomalies: await reports.anomalies(c.req.valid('query').threshold_mae) }, 200),
   );

@@ -9,7 +9,7 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fetchInstrumentation, redactedUrl } from './otel.js';
+import { fetchInstrumentation, incomingQueryAttributes, redactedUrl } from './otel.js';
 
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 propagation.setGlobalPropagator(new W3CTraceContextPropagator());
@@ -93,5 +93,17 @@ describe('redactedUrl', () => {
       full: 'http://k8s.local/apis/x',
       query: '',
     });
+  });
+});
+
+describe('incomingQueryAttributes', () => {
+  it("gives a served request's url.query its keys and no value (a booking id a caller put there)", () => {
+    expect(incomingQueryAttributes('/v1/monitoring/predictions?limit=5&booking_id=B-1')).toEqual({
+      'url.query': 'limit=REDACTED&booking_id=REDACTED',
+    });
+    expect(incomingQueryAttributes('/v1/predictions')).toEqual({});
+    expect(incomingQueryAttributes('/v1/predictions?')).toEqual({});
+    // Not a URL the parser takes whole: the query is still read as one.
+    expect(incomingQueryAttributes('http://[::1/x?id=B-2')).toEqual({ 'url.query': 'id=REDACTED' });
   });
 });

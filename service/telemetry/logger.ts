@@ -1,6 +1,7 @@
 import { trace } from '@opentelemetry/api';
 import pino, { type Logger } from 'pino';
 import type { Config } from '../config/config.js';
+import { redactedError } from './redacted-error.js';
 
 export function createLogger(level: Config['logLevel'], destination?: pino.DestinationStream): Logger {
   return pino(
@@ -14,6 +15,8 @@ export function createLogger(level: Config['logLevel'], destination?: pino.Desti
         return span ? { trace_id: span.traceId, span_id: span.spanId } : {};
       },
       redact: { paths: ['*.authorization', '*.apiKey', '*.api_key', '*.token'], censor: '[redacted]' },
+      // A failed query's values (booking ids) stay out of the line: docs/privacy.md.
+      serializers: { err: (err: unknown) => pino.stdSerializers.err(redactedError(err) as Error) },
     },
     destination,
   );

@@ -48,6 +48,19 @@ export function redactedUrl(url: URL) {
 }
 
 /**
+ * The query of a request the service answers, as its server span may show it: every value redacted as above. The
+ * API takes no booking id in a URL, but a caller may put one there (or anything else); the span keeps the keys.
+ */
+export function incomingQueryAttributes(requestUrl = '/') {
+  const at = requestUrl.indexOf('?');
+  if (at < 0) return {};
+  // Parsed as a query alone: any request line, however malformed, has its values redacted.
+  const url = new URL('http://service/');
+  url.search = requestUrl.slice(at + 1);
+  return url.search ? { [ATTR_URL_QUERY]: redactedUrl(url).query } : {};
+}
+
+/**
  * Client spans for `fetch` (OpenWeatherMap, Prometheus for the promoter), with the `traceparent` the callee
  * continues. The SDK's span processor exports with tracing suppressed, so the OTLP export makes no span.
  */
@@ -127,6 +140,7 @@ export async function startTelemetry({
     instrumentations: [
       new HttpInstrumentation({
         ignoreIncomingRequestHook: (req) => QUIET_PATHS.has((req.url ?? '').split('?')[0] ?? ''),
+        startIncomingSpanHook: (req) => incomingQueryAttributes(req.url),
       }),
       new IORedisInstrumentation(),
       fetchInstrumentation(),

@@ -6,6 +6,7 @@ import {
   type Tracer,
   trace,
 } from '@opentelemetry/api';
+import { redactedError } from './redacted-error.js';
 
 /**
  * Runs `work` inside an active child span; errors mark the span and go on up. Under an unsampled parent (a
@@ -27,8 +28,10 @@ export async function inSpan<T>(
     try {
       return await work();
     } catch (err) {
-      span.recordException(err as Error);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+      // As a log line shows it: without a failed query's values (booking ids).
+      const shown = redactedError(err as Error);
+      span.recordException(shown);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: shown.message });
       throw err;
     } finally {
       span.end();

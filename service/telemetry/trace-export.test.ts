@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { BOOKING_REF_PATTERN } from '../privacy/booking-ref.js';
 import { booking, flagsDocument, flagsFile, tempDir } from '../test-support/harness.js';
 import { startKubernetesApiStandIn } from '../test-support/kubernetes-api-stand-in.js';
 import { startOtlpSink } from '../test-support/otlp-sink.js';
@@ -21,8 +22,8 @@ async function serviceTracingTo(traceSampleRatio?: string) {
     await service.stop('SIGKILL');
   });
   await waitForReady(service);
-  const predict = (id: string, headers: Record<string, string> = {}) =>
-    fetch(`http://127.0.0.1:${service.port}/v1/predictions`, {
+  const predict = (id: string, headers: Record<string, string> = {}, query = '') =>
+    fetch(`http://127.0.0.1:${service.port}/v1/predictions${query}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...headers },
       body: JSON.stringify(booking({ booking_id: id })),
@@ -45,8 +46,10 @@ const traceparent = (traceId: string, sampled: boolean) =>
 describe('trace export', () => {
   it('at the default ratio (1), exports every prediction trace with its spans', async () => {
     const { predict, scrape, spansAfterStop, sinkUrl } = await serviceTracingTo();
-    for (let i = 0; i < 5; i++) {
-      expect(await predict(`t-${i}`)).toBe(200);
+    const ids = Array.from({ length: 5 }, (_, i) => `trace-export-booking-${i}`);
+    for (const [i, id] of ids.entries()) {
+      // The last one also names its booking in the query, as a careless caller might.
+      expect(await predict(id, {}, i === 4 ? `?booking_id=${id}` : '')).toBe(200);
       await scrape();
     }
 
@@ -66,6 +69,9 @@ describe('trace export', () => {
         'http.route': '/v1/predictions',
         'http.request.method': 'POST',
       });
+    expect(servers.map((s) => s.attributes['url.query']).filter(Boolean)).toEqual(['booking_id=REDACTED']);
+    // No booking id in clear anywhere (docs/privacy.md): the evaluation events carry its pseudonym.
+    expect(JSON.stringify(spans)).not.toContain('trace-export-booking-');
     // Neither the export to the sink nor the scrapes of /metrics made a span: no loop feeding itself.
     const port = new URL(sinkUrl).port;
     expect(
@@ -83,6 +89,7 @@ describe('trace export', () => {
           'feature_flag.key': 'delay-model',
           'feature_flag.provider.name': 'flagd',
           'feature_flag.result.variant': 'gbt-v2',
+          'feature_flag.context.id': expect.stringMatching(BOOKING_REF_PATTERN),
         }),
       },
     ]);
