@@ -17,6 +17,7 @@ import {
   timestamp,
   unique,
 } from 'drizzle-orm/pg-core';
+import { BOOKING_REF_PATTERN } from '../service/privacy/booking-ref.js';
 
 /** Every prediction served, with what it was made from: the feature vector exactly as the model saw it. */
 export const predictions = pgTable(
@@ -42,9 +43,15 @@ export const predictions = pgTable(
     weatherSource: text('weather_source').notNull(),
     latencyMs: real('latency_ms').notNull(),
     traceId: text('trace_id'),
+    /**
+     * The booking's pseudonym (service/privacy/booking-ref.ts) as traces, logs and dashboards show it: what leads
+     * from them to this row. Null on rows stored before migration 0004 (the key is not the database's to know).
+     */
+    bookingRef: text('booking_ref'),
   },
   (t) => [
     index('predictions_booking_idx').on(t.bookingId, t.predictedAt),
+    index('predictions_booking_ref_idx').on(t.bookingRef),
     index('predictions_time_idx').on(t.predictedAt),
     index('predictions_source_time_idx').on(t.source, t.predictedAt),
   ],
@@ -141,6 +148,30 @@ export const flagChanges = pgTable(
     labels: jsonb('labels').$type<Record<string, string>>(),
   },
   (t) => [index('flag_changes_at_idx').on(t.at), index('flag_changes_fingerprint_idx').on(t.fingerprint)],
+);
+
+/**
+ * The audit of erasures (`npm run report -- erase`, docs/privacy.md): one row per request, the booking named by its
+ * pseudonym only, with what was deleted. A request for a booking with nothing stored is recorded too, with zeros.
+ */
+export const erasures = pgTable(
+  'erasures',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: timestamp('at', { withTimezone: true, mode: 'date' }).notNull().default(sql`now()`),
+    /** Who asked for it: `cli:<user>`. */
+    actor: text('actor').notNull(),
+    bookingRef: text('booking_ref').notNull(),
+    predictions: integer('predictions').notNull(),
+    feedback: integer('feedback').notNull(),
+    /** The scored row (scored_predictions) its feedback made, taken out of the report rollups. */
+    scored: integer('scored').notNull(),
+  },
+  (t) => [
+    index('erasures_booking_ref_idx').on(t.bookingRef),
+    // Never a booking id in clear: only what bookingRefs gives.
+    check('erasures_booking_ref', sql`${t.bookingRef} ~ ${sql.raw(`'${BOOKING_REF_PATTERN.source}'`)}`),
+  ],
 );
 
 /** Bytes as Postgres stores them (bytea): a Buffer from postgres-js, a Uint8Array from PGlite. */

@@ -166,7 +166,7 @@ const PLAN_QUESTIONS: { question: string; panel: string; reads: string[]; says: 
   {
     question: 'Anomalies',
     panel: 'Anomalies: predictions off by more than 5 minutes',
-    reads: ['abs(p.delay_minutes - f.actual_delay_minutes) > 5'],
+    reads: ['abs(delay_minutes - actual_delay_minutes) > 5'],
     says: 'anomalies',
   },
   {

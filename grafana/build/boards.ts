@@ -268,10 +268,9 @@ function overview(d: Deployment) {
       queries: [
         sql(
           'A',
-          `select count(*) filter (where abs(p.delay_minutes - f.actual_delay_minutes) > ${ANOMALY_MINUTES}) as anomalies,
+          `select count(*) filter (where abs(delay_minutes - actual_delay_minutes) > ${ANOMALY_MINUTES}) as anomalies,
              count(*) as with_feedback
-           from predictions p join feedback f on f.booking_id = p.booking_id
-           where $__timeFilter(p.predicted_at)`,
+           from scored_predictions where $__timeFilter(predicted_at)`,
         ),
       ],
     }),
@@ -904,57 +903,61 @@ function weather(d: Deployment) {
   ]);
 }
 
+/** A trace id opens its trace; the booking shows as its pseudonym, which the trace carries too. */
+const traceLink = [
+  {
+    id: 'links',
+    value: [
+      {
+        title: `Trace in ${JAEGER.name}`,
+        url: '',
+        internal: {
+          datasourceUid: JAEGER.uid,
+          datasourceName: JAEGER.name,
+          query: { query: variable('__value.raw') },
+        },
+      },
+    ],
+  },
+];
+
 function predictions(d: Deployment) {
   return board(d, 'predictions', { tags: ['postgres'], from: 'now-7d', postgres: true, annotated: false }, [
     table({
       id: 1,
       title: 'Latest predictions',
-      description: 'The prediction log of this deployment’s database; a trace id opens the request’s trace.',
+      description:
+        'The prediction log of this deployment’s database. Bookings show as their pseudonym (booking_ref, docs/privacy.md), never their id; the actual delay is on the prediction its feedback scores, the booking’s first; a trace id opens the request’s trace.',
       w: 24,
       h: 12,
       queries: [
         sql(
           'A',
-          `select p.predicted_at as time, p.booking_id, p.source, p.variant, p.model_version, p.fallback_reason,
+          `select p.predicted_at as time, p.booking_ref, p.source, p.variant, p.model_version, p.fallback_reason,
              p.delay_minutes, p.interval_low, p.interval_high, p.weather_source, p.latency_ms,
-             f.actual_delay_minutes, p.trace_id
-           from predictions p left join feedback f on f.booking_id = p.booking_id
+             s.actual_delay_minutes, p.trace_id
+           from predictions p left join scored_predictions s on s.prediction_id = p.id
            where $__timeFilter(p.predicted_at) order by p.predicted_at desc limit 50`,
         ),
       ],
-    }).overrideByName('trace_id', [
-      {
-        id: 'links',
-        value: [
-          {
-            title: `Trace in ${JAEGER.name}`,
-            url: '',
-            internal: {
-              datasourceUid: JAEGER.uid,
-              datasourceName: JAEGER.name,
-              query: { query: variable('__value.raw') },
-            },
-          },
-        ],
-      },
-    ]),
+    }).overrideByName('trace_id', traceLink),
     table({
       id: 2,
       title: `Anomalies: absolute error above ${ANOMALY_MINUTES} minutes`,
-      description: `Predictions whose absolute error, once feedback came, is above ${ANOMALY_MINUTES} minutes (the manual's critical MAE).`,
+      description: `Scored predictions (a booking's first) whose absolute error, once feedback came, is above ${ANOMALY_MINUTES} minutes (the manual's critical MAE); bookings by their pseudonym.`,
       w: 24,
       h: 12,
       queries: [
         sql(
           'A',
-          `select p.predicted_at as time, p.booking_id, p.source, p.model_version, p.delay_minutes,
-             f.actual_delay_minutes, abs(p.delay_minutes - f.actual_delay_minutes) as absolute_error
-           from predictions p join feedback f on f.booking_id = p.booking_id
-           where $__timeFilter(p.predicted_at) and abs(p.delay_minutes - f.actual_delay_minutes) > ${ANOMALY_MINUTES}
-           order by p.predicted_at desc limit 100`,
+          `select s.predicted_at as time, p.booking_ref, s.source, s.model_version, s.delay_minutes,
+             s.actual_delay_minutes, abs(s.delay_minutes - s.actual_delay_minutes) as absolute_error, p.trace_id
+           from scored_predictions s join predictions p on p.id = s.prediction_id
+           where $__timeFilter(s.predicted_at) and abs(s.delay_minutes - s.actual_delay_minutes) > ${ANOMALY_MINUTES}
+           order by s.predicted_at desc limit 100`,
         ),
       ],
-    }),
+    }).overrideByName('trace_id', traceLink),
   ]);
 }
 

@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from '../config/config.js';
 
@@ -5,6 +6,15 @@ import { type Config, ConfigError, loadConfig } from '../config/config.js';
 export function fail(message: string): never {
   console.error(message);
   process.exit(2);
+}
+
+/** Who runs a tool, as audit rows name it: the user, or the uid where the container's user has no name. */
+export function cliActor(): string {
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return `cli:uid-${process.getuid?.() ?? 'unknown'}`;
+  }
 }
 
 /** parseArgs' own refusals (an unknown option, an option without its value): usage errors, not crashes. */

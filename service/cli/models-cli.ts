@@ -1,6 +1,5 @@
-import { userInfo } from 'node:os';
 import { resolve } from 'node:path';
-import { fail, startCli } from './cli.js';
+import { cliActor, fail, startCli } from './cli.js';
 
 /*
  * npm run models -- push VERSION [--dir DIR] | list | show VERSION   [--json]
@@ -25,15 +24,6 @@ const [{ DataDirInUseError, openDatabase }, { createModelStore, readModelFiles }
   import('../models/model-store.js'),
 ]);
 
-/** Who registers: the user, or the uid where the container's user has no name. */
-function actor() {
-  try {
-    return `cli:${userInfo().username}`;
-  } catch {
-    return `cli:uid-${process.getuid?.() ?? 'unknown'}`;
-  }
-}
-
 /** One line on stderr and exit 1: a refusal (the registry said no) or a failure (it could not be reached). */
 function refuse(message: string): never {
   console.error(message.replaceAll('\n', ' '));
@@ -53,7 +43,7 @@ async function run(): Promise<{ json: unknown; text: string }> {
   if (command === 'push') {
     const dir = resolve(values.dir ?? config.modelsDir);
     const { card, onnx } = await readModelFiles(dir, version);
-    const pushed = await store.push({ version, card, onnx, by: actor() });
+    const pushed = await store.push({ version, card, onnx, by: cliActor() });
     return {
       json: pushed,
       text:

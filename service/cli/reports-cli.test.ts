@@ -1,8 +1,10 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import { feedback, flagChanges, predictions } from '../../db/schema.js';
+import { erasures, feedback, flagChanges, predictions } from '../../db/schema.js';
+import { bookingRefs } from '../privacy/booking-ref.js';
 import { openDatabase } from '../storage/database.js';
 import { migratedDataDir } from '../test-support/process.js';
 
@@ -70,6 +72,82 @@ describe('npm run report', () => {
     });
     expect(run(['purge', '--days', 'soon'], dataDir).status).toBe(2);
     expect(run(['nothing'], dataDir).status).toBe(2);
+  });
+
+  it('erases a booking: its rows deleted, one audit row under its pseudonym, one line that never names it', async () => {
+    const dataDir = await migratedDataDir();
+    const key = 'reports-cli-test-booking-ref-key';
+    const ref = bookingRefs(key);
+    const database = await openDatabase({ dataDir });
+    await database.db.insert(predictions).values([
+      {
+        ...base,
+        bookingId: 'erase-me',
+        predictedAt: new Date(),
+        delayMinutes: 4,
+        bookingRef: ref('erase-me'),
+      },
+      {
+        ...base,
+        bookingId: 'erase-me',
+        predictedAt: new Date(),
+        delayMinutes: 9,
+        bookingRef: ref('erase-me'),
+      },
+      { ...base, bookingId: 'kept', predictedAt: new Date(), delayMinutes: 4 },
+    ]);
+    await database.db.insert(feedback).values({ bookingId: 'erase-me', actualDelayMinutes: 6 });
+    await database.close();
+
+    const withKey = { BOOKING_REF_KEY: key };
+    const erased = run(['erase', '--booking-id', 'erase-me'], dataDir, withKey);
+    expect(erased.status, erased.stderr).toBe(0);
+    expect(erased.stdout).toBe(
+      `erased booking ${ref('erase-me')}: 2 predictions, 1 feedback, 1 scored; recorded as erasure 1\n`,
+    );
+    const again = run(['erase', '--booking-id', 'erase-me'], dataDir, withKey);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stdout).toBe(
+      `nothing stored for booking ${ref('erase-me')}; the request is recorded as erasure 2\n`,
+    );
+    for (const out of [erased, again]) expect(out.stdout + out.stderr).not.toContain('erase-me');
+
+    // Usage errors: no id, an empty one, options of other commands, an id for another command; and no key, with
+    // which the audit's pseudonym could never be matched again.
+    const refused = [
+      run(['erase'], dataDir, withKey),
+      run(['erase', '--booking-id='], dataDir, withKey),
+      run(['erase', '--booking-id', 'kept', '--days', '3'], dataDir, withKey),
+      run(['ab', '--booking-id', 'kept'], dataDir, withKey),
+      run(['erase', '--booking-id', 'kept'], dataDir),
+    ];
+    expect(refused.map((r) => r.status)).toEqual([2, 2, 2, 2, 2]);
+    expect(refused[0]?.stderr).toContain('erase needs --booking-id ID');
+    expect(refused[4]?.stderr).toContain('set BOOKING_REF_KEY (or BOOKING_REF_KEY_FILE)');
+
+    const after = await openDatabase({ dataDir });
+    try {
+      const left = await after.db.select({ id: predictions.bookingId }).from(predictions);
+      expect(left).toEqual([{ id: 'kept' }]);
+      expect(await after.db.select().from(feedback)).toEqual([]);
+      const audit = await after.db.select().from(erasures).orderBy(erasures.id);
+      expect(audit.map((a) => [a.actor, a.bookingRef, a.predictions, a.feedback, a.scored])).toEqual([
+        [expect.stringMatching(/^cli:/), ref('erase-me'), 2, 1, 1],
+        [expect.stringMatching(/^cli:/), ref('erase-me'), 0, 0, 0],
+      ]);
+      // A database that refuses the delete: the failed query's message would name the booking.
+      await after.db.execute(sql`create function refuse_delete() returns trigger language plpgsql as $$
+        begin raise exception 'deletes refused here'; end $$`);
+      await after.db.execute(
+        sql`create trigger refuse_delete before delete on predictions for each row execute function refuse_delete()`,
+      );
+    } finally {
+      await after.close();
+    }
+    const failed = run(['erase', '--booking-id', 'kept'], dataDir, withKey);
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toMatch(/^erase failed, all or nothing .*deletes refused here\n$/);
+    expect(failed.stderr).not.toContain('kept');
   });
 
   it('prints the last 24 h, posts its Markdown to REPORT_WEBHOOK_URL, and says so when the webhook refuses it', async () => {

@@ -8,6 +8,8 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
 import type { predictions } from '../../db/schema.js';
+import type { BookingRef } from '../privacy/booking-ref.js';
+import { redactedError } from '../telemetry/redacted-error.js';
 import type { PredictionDropReason, ServiceMetrics } from '../telemetry/service-metrics.js';
 import { inSpan } from '../telemetry/spans.js';
 
@@ -21,6 +23,11 @@ export interface PredictionLogOptions {
    * deadline); it must then settle promptly, so that no row is both written and counted as dropped.
    */
   insert: (rows: PredictionRow[], signal: AbortSignal) => Promise<void>;
+  /**
+   * The pseudonym each row is stored with (booking_ref), the one traces, logs and dashboards show: computed by the
+   * writer, off the request's path.
+   */
+  bookingRef: BookingRef;
   /**
    * postgres-js and PGlite have no OpenTelemetry instrumentation: each batch write gets its own database client
    * span (semantic conventions for database spans).
@@ -58,8 +65,9 @@ function refusesRows(err: unknown): boolean {
     (err as { cause?: { code?: unknown } }).cause?.code;
   return typeof code === 'string' && /^2[23]/.test(code);
 }
+/** Without the failed query's values: booking ids (docs/privacy.md). */
 const errorMessage = (err: unknown) => {
-  const e = err as Error & { cause?: Error };
+  const e = redactedError(err) as Error & { cause?: Error };
   return e.cause?.message ? `${e.message}: ${e.cause.message}` : e.message;
 };
 
@@ -70,6 +78,7 @@ const errorMessage = (err: unknown) => {
  */
 export function createPredictionLog({
   insert,
+  bookingRef,
   tracer,
   metrics,
   logger,
@@ -117,7 +126,7 @@ export function createPredictionLog({
   }
 
   async function writeBatch(): Promise<boolean> {
-    const batch = queue.slice(0, batchSize);
+    const batch = queue.slice(0, batchSize).map((row) => ({ ...row, bookingRef: bookingRef(row.bookingId) }));
     if (batch.length === 0) return true;
     settled = 0;
     try {

@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { feedback, predictions } from '../../db/schema.js';
 import { FEATURE_NAMES } from '../features/booking-features.js';
 import { createFeedbackService } from '../feedback/feedback-service.js';
+import { bookingRefs } from '../privacy/booking-ref.js';
 import { createReports, pairedComparison } from '../reports/reports.js';
 import { exportServedRows } from '../retraining/retraining.js';
 import {
@@ -33,6 +34,8 @@ import { freePort } from '../test-support/process.js';
 import { testService } from '../test-support/service.js';
 import { type Database, DataDirInUseError, openDatabase } from './database.js';
 import { createPredictionLog } from './prediction-log.js';
+
+const bookingRef = bookingRefs('storage-test-booking-ref-key');
 
 const hasPostgres = await postgresAvailable();
 const open: { close(): Promise<void> }[] = [];
@@ -89,6 +92,7 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
           source: 'ml',
           shadowModelVersion: 'gbt-v3',
           shadowModelDelay: 7.25,
+          bookingRef: bookingRef('col-1'),
         }),
         row('col-2', { predictedAt: at, features: [1.5, -2, 0, 1e-7, 12, 0, 0, 0, 0, 0, 0, 0, 10] }),
         row(nastyId, { predictedAt: at, delayMinutes: 0.1 + 0.2, fallbackReason: 'model_timeout' }),
@@ -110,6 +114,7 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
       );
       const log = createPredictionLog({
         insert: d.insertPredictions,
+        bookingRef,
         tracer,
         metrics: m.metrics,
         logger: silentLogger,
@@ -125,6 +130,11 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
       expect(await m.value('delay.prediction_log.written')).toBe(1200);
       const [stored] = await d.db.select().from(predictions).limit(1);
       expect(stored?.features).toHaveLength(FEATURE_NAMES.length);
+      // Each row stored with the pseudonym traces and dashboards show for it.
+      const refs = await d.db
+        .select({ id: predictions.bookingId, ref: predictions.bookingRef })
+        .from(predictions);
+      expect(refs.filter((r) => r.ref !== bookingRef(r.id))).toEqual([]);
       const inserts = spans.getFinishedSpans().filter((s) => s.name === 'INSERT predictions');
       expect(inserts.reduce((n, s) => n + Number(s.attributes['delay.bookings']), 0)).toBe(1200);
       // A client span with the database conventions' attributes (postgres-js has no instrumentation).
@@ -147,6 +157,7 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
       const lines: string[] = [];
       const log = createPredictionLog({
         insert: d.insertPredictions,
+        bookingRef,
         metrics: m.metrics,
         logger: pino({ level: 'error' }, { write: (line: string) => lines.push(line) }),
         batchSize: 50,
@@ -199,6 +210,7 @@ describe.each(engines)('storage on %s', (name, fresh, available) => {
     const m = testMetrics();
     const log = createPredictionLog({
       insert: d.insertPredictions,
+      bookingRef,
       metrics: m.metrics,
       logger: silentLogger,
       capacity: 10,
@@ -446,6 +458,7 @@ describe.skipIf(!hasPostgres)('Postgres outage', () => {
     const m = testMetrics();
     const log = createPredictionLog({
       insert: d.insertPredictions,
+      bookingRef,
       metrics: m.metrics,
       logger: silentLogger,
       flushIntervalMs: 20,
@@ -620,6 +633,7 @@ describe.skipIf(!hasPostgres)('Postgres table locked by another session', () => 
     const lines: string[] = [];
     const log = createPredictionLog({
       insert: timed.insertPredictions,
+      bookingRef,
       metrics: m.metrics,
       logger: pino({ level: 'error' }, { write: (line: string) => lines.push(line) }),
       flushIntervalMs: 20,
@@ -650,6 +664,7 @@ describe.skipIf(!hasPostgres)('Postgres table locked by another session', () => 
     const lines: string[] = [];
     const log = createPredictionLog({
       insert: d.insertPredictions,
+      bookingRef,
       metrics: m.metrics,
       logger: pino({ level: 'error' }, { write: (line: string) => lines.push(line) }),
       batchSize: 100,

@@ -64,6 +64,7 @@ export function predictionRow(bookingId: string, overrides: Partial<PredictionRo
     weatherSource: 'default',
     latencyMs: 1.2,
     traceId: null,
+    bookingRef: null,
     ...overrides,
   };
 }
