@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { runChild } from './deploy/run-child.js';
 import { loadConfig } from './service/config/config.js';
 import { tempDir } from './service/test-support/harness.js';
 import { monitoringBinaries } from './service/test-support/monitoring.js';
@@ -82,14 +83,24 @@ const datasource = (type: string) => datasources.find((d) => d.type === type);
 const catalogue = readFileSync('docs/metrics.md', 'utf8');
 
 describe('docker-compose.yml', () => {
-  it('runs the whole stack, and the retraining job and the daily report only when their profiles are asked for', () => {
+  it('runs the whole stack with its backups, and the retraining job and the daily report only when their profiles are asked for', () => {
     expect(
       Object.entries(services)
         .filter(([, s]) => !s.profiles)
         .map(([name]) => name)
         .sort(),
     ).toEqual(
-      ['alertmanager', 'flagd', 'grafana', 'jaeger', 'postgres', 'prometheus', 'redis', 'service'].sort(),
+      [
+        'alertmanager',
+        'backup',
+        'flagd',
+        'grafana',
+        'jaeger',
+        'postgres',
+        'prometheus',
+        'redis',
+        'service',
+      ].sort(),
     );
     expect(services.retrain?.profiles).toEqual(['retrain']);
     expect(services['daily-report']?.profiles).toEqual(['reports']);
@@ -234,10 +245,11 @@ describe('docker-compose.yml', () => {
     ]);
   });
 
-  it('keeps the data of Postgres, Prometheus, Alertmanager and Grafana in named volumes', () => {
+  it('keeps the data of Postgres, Prometheus, Alertmanager and Grafana, and the backups, in named volumes', () => {
     expect(Object.keys(compose.volumes).sort()).toEqual(
-      ['alertmanager-data', 'grafana-data', 'pgdata', 'prometheus-data'].sort(),
+      ['alertmanager-data', 'backups', 'grafana-data', 'pgdata', 'prometheus-data'].sort(),
     );
+    expect(services.backup?.volumes).toContain('backups:/backups');
     expect(services.postgres?.volumes).toContain('pgdata:/var/lib/postgresql/data');
     expect(services.prometheus?.volumes).toContain('prometheus-data:/prometheus');
     expect(services.prometheus?.command).toContain('--storage.tsdb.path=/prometheus');
@@ -256,6 +268,9 @@ describe('docker-compose.yml', () => {
       grafana_admin_password: { environment: 'GRAFANA_ADMIN_PASSWORD' },
       webhook_token: { environment: 'ALERTMANAGER_WEBHOOK_TOKEN' },
       feedback_token: { environment: 'FEEDBACK_TOKEN' },
+      reports_token: { environment: 'REPORTS_TOKEN' },
+      booking_ref_key: { environment: 'BOOKING_REF_KEY' },
+      grafana_db_password: { environment: 'GRAFANA_DB_PASSWORD' },
     });
     const secretVariables = Object.values(compose.secrets).map((s) => s.environment as string);
     for (const [name, s] of Object.entries(services)) {
@@ -281,11 +296,24 @@ describe('docker-compose.yml', () => {
       '/run/secrets/grafana_admin_password',
     );
     expect(services.service?.environment?.DATABASE_PASSWORD_FILE).toBe('/run/secrets/postgres_password');
-    // Grafana's Postgres datasource reads the file Postgres was initialised from, mounted in Grafana.
-    expect(datasource('grafana-postgresql-datasource')?.secureJsonData?.password).toBe(
-      '$__file{/run/secrets/postgres_password}',
+    // Grafana's Postgres datasource logs in as its read-only role, whose password the init script sets from the
+    // same secret, mounted in Postgres; Grafana holds no password of the schema's owner.
+    const postgresSource = datasource('grafana-postgresql-datasource') as (typeof datasources)[number] & {
+      user?: string;
+    };
+    expect(postgresSource.user).toBe('delay_grafana');
+    expect(postgresSource.secureJsonData?.password).toBe('$__file{/run/secrets/grafana_db_password}');
+    expect(services.grafana?.secrets?.map((x) => x.source).sort()).toEqual([
+      'grafana_admin_password',
+      'grafana_db_password',
+    ]);
+    expect(services.postgres?.secrets?.map((x) => x.source)).toContain('grafana_db_password');
+    expect(services.postgres?.volumes).toContain(
+      './deploy/compose/postgres-init:/docker-entrypoint-initdb.d:ro',
     );
-    expect(services.grafana?.secrets?.map((x) => x.source)).toContain('postgres_password');
+    const init = readFileSync('deploy/compose/postgres-init/10-grafana-role.sh', 'utf8');
+    expect(init).toContain('/run/secrets/grafana_db_password');
+    expect(init).toContain('role delay_grafana');
   });
 
   it('gives the service an environment its config accepts, the secrets read from their files', async () => {
@@ -295,6 +323,8 @@ describe('docker-compose.yml', () => {
       postgres_password: 'a password/with:odd@characters',
       webhook_token: 'webhook-token-of-compose-1',
       feedback_token: 'feedback-token-of-compose-1',
+      reports_token: 'reports-token-of-compose-1',
+      booking_ref_key: 'booking-ref-key-of-compose-1',
     };
     const environment = Object.entries(stack().services.service?.environment ?? {}).map(([key, value]) => {
       const secret = /^\/run\/secrets\/(.+)$/.exec(value)?.[1];
@@ -305,6 +335,8 @@ describe('docker-compose.yml', () => {
     const config = loadConfig(Object.fromEntries(environment));
     expect(config.webhookToken).toBe(values.webhook_token);
     expect(config.feedbackToken).toBe(values.feedback_token);
+    expect(config.reportsToken).toBe(values.reports_token);
+    expect(config.bookingRefKey).toBe(values.booking_ref_key);
     expect(config.flags).toMatchObject({ kind: 'flagd', host: 'flagd', port: 8015 });
     expect(config.otlpEndpoint).toBe('http://jaeger:4318');
     const sql = postgres(config.database.url as string);
@@ -357,6 +389,55 @@ describe('docker-compose.yml', () => {
       for (const metric of query.match(/\b[a-z_]+(?=\{)/g) ?? [])
         expect(catalogue, `${name}: ${metric}`).toContain(metric.replace(/_(bucket|count|sum)$/, ''));
     }
+  });
+
+  it('backs Postgres up weekly with deploy/backup/backup.sh, pruning at the age the service purges rows at', () => {
+    const backup = services.backup as Service & { init?: boolean; read_only?: boolean; cap_drop?: string[] };
+    // pg_dump of the server's own version.
+    expect(backup.image).toBe(services.postgres?.image);
+    expect(backup.depends_on).toEqual({ postgres: { condition: 'service_healthy' } });
+    expect(backup.volumes).toContain('./deploy/backup:/backup:ro');
+    // Weekly; an hour after a failure.
+    expect(backup.command).toEqual([
+      'sh',
+      '-c',
+      'while :; do if sh /backup/backup.sh; then sleep 604800; else sleep 3600; fi; done',
+    ]);
+    expect(backup.secrets?.map((x) => x.source)).toEqual(['postgres_password']);
+    const env = stack().services.backup?.environment;
+    expect(env).toEqual({
+      DATABASE_URL: services.service?.environment?.DATABASE_URL,
+      DATABASE_PASSWORD_FILE: '/run/secrets/postgres_password',
+      BACKUP_DIR: '/backups',
+      RETENTION_DAYS: String(loadConfig({}).database.retentionDays),
+    });
+    // One retention for the rows and the dumps: RETENTION_DAYS on the host sets both.
+    const shorter = stack({ RETENTION_DAYS: '30' }).services;
+    expect(shorter.backup?.environment?.RETENTION_DAYS).toBe('30');
+    expect(shorter.service?.environment?.RETENTION_DAYS).toBe('30');
+    expect(backup.init).toBe(true);
+    expect(backup.read_only).toBe(true);
+    expect(backup.cap_drop).toEqual(['ALL']);
+  });
+
+  it('reports the backup unhealthy without a dump of the last 8 days', async () => {
+    const [kind, command] = (services.backup?.healthcheck?.test ?? []) as [string, string];
+    expect(kind).toBe('CMD-SHELL');
+    const dir = tempDir();
+    const healthy = async () =>
+      (await runChild('sh', ['-c', command.replaceAll('/backups', dir)])).code === 0;
+    const file = (name: string, days: number) => {
+      writeFileSync(join(dir, name), 'x');
+      const then = new Date(Date.now() - days * 24 * 3_600_000);
+      utimesSync(join(dir, name), then, then);
+    };
+    expect(await healthy()).toBe(false);
+    file('delay-prediction-20240101T020000Z.dump', 9);
+    file('.delay-prediction-20240108T020000Z.dump.partial', 0);
+    file('notes.txt', 0);
+    expect(await healthy()).toBe(false);
+    file('delay-prediction-20240108T020000Z.dump', 7.5);
+    expect(await healthy()).toBe(true);
   });
 
   it.skipIf(!monitoringBinaries('promtool'))('links a span to queries Prometheus parses (promtool)', () => {

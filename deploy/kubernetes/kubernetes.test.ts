@@ -12,7 +12,7 @@ import { CronJob } from 'kubernetes-models/batch/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
-import { ConfigMap, Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
+import { ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
@@ -50,6 +50,7 @@ const MODELS: Record<string, new (o: any) => { validate(): void }> = {
   'v1/ServiceAccount': ServiceAccount,
   'v1/Service': Service,
   'v1/ConfigMap': ConfigMap,
+  'v1/PersistentVolumeClaim': PersistentVolumeClaim,
   'apps/v1/Deployment': Deployment,
   'batch/v1/CronJob': CronJob,
   'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
@@ -130,6 +131,34 @@ describe('deploy/kubernetes', () => {
   describe.skipIf(!hasKubectl)('rendered (kubectl kustomize)', () => {
     const objects = hasKubectl ? render('deploy/kubernetes') : [];
     const one = (kind: string) => objects.find((o) => o.kind === kind) as K8sObject;
+    const named = (kind: string, name: string) =>
+      objects.find((o) => o.kind === kind && o.metadata.name === name) as K8sObject;
+    type Container = {
+      name: string;
+      image: string;
+      command?: string[];
+      env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: SecretRef } }[];
+      volumeMounts?: { name: string; mountPath: string }[];
+    };
+    type SecretRef = { name: string; key: string; optional?: boolean };
+    type Pod = {
+      containers: Container[];
+      volumes?: {
+        name: string;
+        secret?: { secretName: string; items: { key: string; path: string }[] };
+        configMap?: { name: string };
+        persistentVolumeClaim?: { claimName: string };
+      }[];
+    } & Record<string, unknown>;
+    /** Every pod template of the package, by the object that holds it. */
+    const pods = (): [string, Pod][] =>
+      objects.flatMap((o): [string, Pod][] =>
+        o.kind === 'Deployment'
+          ? [[o.metadata.name, o.spec.template.spec]]
+          : o.kind === 'CronJob'
+            ? [[o.metadata.name, o.spec.jobTemplate.spec.template.spec]]
+            : [],
+      );
 
     it('validates every object against its schema, in one namespace', () => {
       const openFeature = objects.filter((o) => o.apiVersion === 'core.openfeature.dev/v1beta1');
@@ -181,11 +210,136 @@ describe('deploy/kubernetes', () => {
         'ALERTMANAGER_WEBHOOK_TOKEN_FILE',
         'FEEDBACK_TOKEN_FILE',
         'PREDICTIONS_TOKEN_FILE',
+        'REPORTS_TOKEN_FILE',
+        'BOOKING_REF_KEY_FILE',
       ])
         expect(env[secret]).toMatch(/^\/run\/secrets\//);
       const ports = one('Service').spec.ports.map((p: { name: string }) => p.name);
       expect(ports.sort()).toEqual(['http', 'metrics']);
       expect(one('ServiceMonitor').spec.endpoints[0].port).toBe('metrics');
+    });
+
+    it('reads these keys of the Secret delay-prediction, the tokens and keys as files mounted from their keys', () => {
+      const keys = new Map<string, boolean>();
+      for (const [owner, pod] of pods()) {
+        const mounted = new Map<string, string>();
+        for (const volume of pod.volumes ?? []) {
+          if (volume.secret?.secretName !== 'delay-prediction') continue;
+          const mount = pod.containers[0]?.volumeMounts?.find((m) => m.name === volume.name);
+          for (const item of volume.secret.items) {
+            mounted.set(`${mount?.mountPath}/${item.path}`, item.key);
+            keys.set(item.key, false);
+          }
+        }
+        for (const e of pod.containers.flatMap((c) => c.env ?? [])) {
+          const ref = e.valueFrom?.secretKeyRef;
+          if (ref?.name === 'delay-prediction')
+            keys.set(ref.key, (keys.get(ref.key) ?? true) && ref.optional === true);
+          // A *_FILE setting names a file of a mounted key, named as the key.
+          if (e.name.endsWith('_FILE'))
+            expect(mounted.get(e.value as string), `${owner}: ${e.name}`).toBe(e.value?.split('/').pop());
+        }
+      }
+      const required = [...keys].filter(([, optional]) => !optional).map(([key]) => key);
+      const optional = [...keys].filter(([, isOptional]) => isOptional).map(([key]) => key);
+      // What `kubectl create secret generic delay-prediction` must hold (the docs' command), and may.
+      expect(required.sort()).toEqual([
+        'booking-ref-key',
+        'database-url',
+        'feedback-token',
+        'predictions-token',
+        'redis-url',
+        'reports-token',
+        'webhook-token',
+      ]);
+      expect(optional.sort()).toEqual(['openweather-api-key', 'report-webhook-url']);
+    });
+
+    it('exports traces to the OpenTelemetry Collector in observability, and lets them out', () => {
+      const env = named('Deployment', 'delay-prediction').spec.template.spec.containers[0].env as {
+        name: string;
+        value?: string;
+      }[];
+      const endpoint = env.find((e) => e.name === 'OTEL_EXPORTER_OTLP_ENDPOINT')?.value as string;
+      expect(endpoint).toBe('http://otel-collector.observability.svc:4318');
+      expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: endpoint }).otlpEndpoint).toBe(endpoint);
+      const policy = named('NetworkPolicy', 'delay-prediction');
+      expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+      type Rule = {
+        to?: { namespaceSelector?: { matchLabels: Record<string, string> } }[];
+        ports: { port: number; protocol: string }[];
+      };
+      const rules = policy.spec.egress as Rule[];
+      const allows = (port: number, namespace?: string) =>
+        rules.some(
+          (r) =>
+            r.ports.some((p) => p.port === port && p.protocol === 'TCP') &&
+            (r.to === undefined ||
+              r.to.some(
+                (t) => t.namespaceSelector?.matchLabels['kubernetes.io/metadata.name'] === namespace,
+              )),
+        );
+      const url = new URL(endpoint);
+      const namespace = url.hostname.split('.')[1];
+      expect(allows(Number(url.port), namespace)).toBe(true);
+      expect(allows(Number(url.port), 'elsewhere')).toBe(false);
+      // And what it needed before its egress was listed: DNS, Postgres, Redis, the Kubernetes API and OpenWeatherMap.
+      for (const port of [53, 5432, 6379, 443, 6443]) expect(allows(port), String(port)).toBe(true);
+      expect(rules[0]?.ports).toContainEqual({ port: 53, protocol: 'UDP' });
+    });
+
+    it('backs the database up weekly with deploy/backup/backup.sh into a claim, non-root, one run at a time', () => {
+      const job = named('CronJob', 'delay-prediction-backup');
+      expect(job.spec.schedule).toMatch(/^\d+ \d+ \* \* [0-6]$/);
+      expect(job.spec.timeZone).toBe('Etc/UTC');
+      expect(job.spec.concurrencyPolicy).toBe('Forbid');
+      expect(job.spec.startingDeadlineSeconds).toBeGreaterThan(0);
+      const spec = job.spec.jobTemplate.spec;
+      expect(spec.activeDeadlineSeconds).toBeGreaterThan(0);
+      // A wrong setting (exit 2) is not tried again.
+      expect(spec.podFailurePolicy.rules[0]).toEqual({
+        action: 'FailJob',
+        onExitCodes: { containerName: 'backup', operator: 'In', values: [2] },
+      });
+      const pod = spec.template.spec as Pod;
+      const container = pod.containers[0] as Container;
+      expect(container.name).toBe('backup');
+      // pg_dump of compose's Postgres.
+      const compose = parse(readFileSync('docker-compose.yml', 'utf8'));
+      expect(container.image).toBe(compose.services.postgres.image);
+      expect(container.command).toEqual(['sh', '/backup/backup.sh']);
+      const script = pod.volumes?.find((v) => v.name === 'script')?.configMap?.name as string;
+      expect(named('ConfigMap', script).data['backup.sh']).toBe(
+        readFileSync('deploy/backup/backup.sh', 'utf8'),
+      );
+      const claim = pod.volumes?.find((v) => v.persistentVolumeClaim)?.persistentVolumeClaim
+        ?.claimName as string;
+      expect(named('PersistentVolumeClaim', claim).spec.accessModes).toEqual(['ReadWriteOnce']);
+      const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
+      expect(env.DATABASE_URL).toEqual({ secretKeyRef: { name: 'delay-prediction', key: 'database-url' } });
+      expect(container.volumeMounts?.find((m) => m.mountPath === env.BACKUP_DIR)?.name).toBe(
+        pod.volumes?.find((v) => v.persistentVolumeClaim)?.name,
+      );
+      // Dumps go at the age the service purges rows at: its default, which the Deployment leaves as it is.
+      const serviceEnv = named('Deployment', 'delay-prediction').spec.template.spec.containers[0]
+        .env as Container['env'];
+      expect(serviceEnv?.map((e) => e.name)).not.toContain('RETENTION_DAYS');
+      expect(env.RETENTION_DAYS).toBe(String(loadConfig({}).database.retentionDays));
+      expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, fsGroup: 999 });
+      expect(pod.automountServiceAccountToken).toBe(false);
+      expect((container as Container & { securityContext: object }).securityContext).toMatchObject({
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+      });
+      const policy = named('NetworkPolicy', 'delay-prediction-backup');
+      expect(policy.spec.podSelector.matchLabels['app.kubernetes.io/component']).toBe(
+        spec.template.metadata.labels['app.kubernetes.io/component'],
+      );
+      expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+      expect(policy.spec.ingress).toBeUndefined();
+      expect(
+        policy.spec.egress.flatMap((r: { ports: { port: number }[] }) => r.ports.map((p) => p.port)),
+      ).toEqual([53, 53, 5432]);
     });
 
     it("gives the example overlay's boards uids, titles and links of their own, opening on its namespace", () => {
