@@ -1,5 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
+/** The long suites (`*.e2e.test.ts`): real processes over minutes, run by `npm run test:e2e` (vitest.e2e.config.ts). */
+export const E2E_FILES = '**/*.e2e.test.ts';
+
 export default defineConfig({
   test: {
     include: [
@@ -11,6 +14,8 @@ export default defineConfig({
       'deploy/**/*.test.ts',
       '*.test.ts',
     ],
+    // npm test stays under 15 minutes on two cores; .ci/run runs the long suites after it.
+    exclude: ['**/node_modules/**', E2E_FILES],
     // Process tests start the service (tsx compiles it first) and wait up to 60 s for readiness on a loaded
     // machine, then do their work: a budget above that wait, so a slow start fails as "not ready", not as a timeout.
     testTimeout: 120_000,

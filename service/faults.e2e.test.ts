@@ -370,7 +370,9 @@ describe('faults under load, on the real process', () => {
     const m0 = await scrape(service);
 
     fake.setMode({ kind: 'slow', delayMs: 5000 });
-    // Calls made before the switch may still answer (a booking of their cell waits on them): a second apart.
+    // Calls made before the switch may still answer (a booking of their cell waits on them): the requests in
+    // flight at the switch are answered first, then a second apart, however loaded the machine.
+    await load.settle();
     await load.phase('switching', { minMs: 1000 });
     await load.phase('slow', { minMs: 3000 });
     const m1 = await scrape(service);
