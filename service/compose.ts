@@ -83,7 +83,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
       'PGlite serves this process only (a second process on DATA_DIR is refused): set DATABASE_URL for several replicas',
     );
   }
-  const flags = await startFlagService({ flags: config.flags, logger, metrics });
+  const flags = await startFlagService({ flags: config.flags, logger, metrics, bookingRef });
   closers.push(() => flags.close());
   // The model registry (docs/adr/0013-model-registry.md): versions live in the database every replica reads;
   // MODELS_DIR's pairs (the image's models/) are registered at start and at each flag change, so that npm start
@@ -168,6 +168,7 @@ export async function composeService(config: Config, options: ComposeOptions) {
 
   const predictionLog = createPredictionLog({
     insert: database.insertPredictions,
+    bookingRef,
     tracer: telemetry.tracer,
     metrics,
     logger,
@@ -248,11 +249,13 @@ export async function composeService(config: Config, options: ComposeOptions) {
         logger,
         liveHorizonMs: config.feedbackLiveHorizonMs,
         business: config.business,
+        bookingRef,
       }),
       reports,
     },
     ...(config.feedbackToken ? { feedbackToken: config.feedbackToken } : {}),
     ...(config.predictionsToken ? { predictionsToken: config.predictionsToken } : {}),
+    ...(config.reportsToken ? { reportsToken: config.reportsToken } : {}),
     ...(shadowVersion ? { shadowVersion } : {}),
     ...(config.webhookToken ? { rollback: { token: config.webhookToken, rollout } } : {}),
   });
@@ -323,6 +326,11 @@ function warnOpenEndpoints(config: Config, logger: Logger) {
   if (!config.feedbackToken) {
     logger.warn(
       'feedback endpoints open to any caller: set FEEDBACK_TOKEN (or _FILE) to require a bearer token',
+    );
+  }
+  if (!config.reportsToken) {
+    logger.warn(
+      'report and monitoring endpoints (booking ids, accuracy) open to any caller: set REPORTS_TOKEN (or _FILE) to require a bearer token',
     );
   }
 }
