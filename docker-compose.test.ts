@@ -3,11 +3,11 @@ import { existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { runChild } from './deploy/run-child.js';
 import { loadConfig } from './service/config/config.js';
 import { tempDir } from './service/test-support/harness.js';
 import { monitoringBinaries } from './service/test-support/monitoring.js';
 import { startArguments } from './service/test-support/process.js';
+import { runChild } from './service/test-support/run-child.js';
 
 /* docker compose cannot run on the development machines: this checks the file against the repository. */
 interface Service {

@@ -19,7 +19,7 @@ import {
   predictionRow,
 } from '../../service/test-support/databases.js';
 import { flagsFile, silentLogger, tempDir, testMetrics } from '../../service/test-support/harness.js';
-import { runChild } from '../run-child.js';
+import { runChild } from '../../service/test-support/run-child.js';
 
 /*
  * deploy/backup/backup.sh as compose and Kubernetes run it, against the machine's Postgres: a dump restored into

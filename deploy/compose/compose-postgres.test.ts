@@ -9,7 +9,7 @@ import {
   privatePostgresAvailable,
   startPrivatePostgres,
 } from '../../service/test-support/private-postgres.js';
-import { runChild } from '../run-child.js';
+import { runChild } from '../../service/test-support/run-child.js';
 
 /*
  * Compose's scripts for Postgres against a server that checks passwords, as compose's does (scram-sha-256 for

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -16,6 +16,7 @@ import { freshPostgres, postgresAvailable, predictionRow } from '../../service/t
 import { buildStages, instructions, type Stage } from '../../service/test-support/dockerfile.js';
 import { flagsDocument, tempDir } from '../../service/test-support/harness.js';
 import { startKubernetesApiStandIn } from '../../service/test-support/kubernetes-api-stand-in.js';
+import { runChild } from '../../service/test-support/run-child.js';
 
 /*
  * No Docker engine runs on the development machines: the trainer image is built here as deploy/trainer/Dockerfile
@@ -183,27 +184,12 @@ describe.skipIf(!hasTrainer || !presentOrSkip(hasPostgres ? null : 'Postgres at 
 
     /** A compiled tool of the image (`args` after `node`), run in the image's folder. */
     const node = (env: Record<string, string>, args: string[]) =>
-      new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, args, {
-          cwd: image.root,
-          env: {
-            PATH: process.env.PATH ?? '',
-            TMPDIR: work,
-            ...image.env,
-            DATABASE_URL: database.url,
-            ...env,
-          },
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d) => {
-          stdout += d;
-        });
-        child.stderr.on('data', (d) => {
-          stderr += d;
-        });
-        child.once('close', (status) => resolve({ status, stdout, stderr }));
-      });
+      runChild(
+        process.execPath,
+        args,
+        { TMPDIR: work, ...image.env, DATABASE_URL: database.url, ...env },
+        { cwd: image.root },
+      );
     /** The image's command (and `extra` options), as the CronJob runs it. */
     const run = (env: Record<string, string>, ...extra: string[]) => node(env, [...cmd().slice(1), ...extra]);
     const registered = async () =>
@@ -294,7 +280,7 @@ describe.skipIf(!hasTrainer || !presentOrSkip(hasPostgres ? null : 'Postgres at 
     it("retrains from stored feedback with the image's command, registers the candidate and changes no flag", async () => {
       const before = sha(flags);
       const result = await run({ FLAGS_FILE: flags });
-      expect(result.status, result.stdout + result.stderr).toBe(0);
+      expect(result.code, result.stdout + result.stderr).toBe(0);
       expect(result.stdout).toContain('2500 bookings with feedback: 2000 to train, 500 held out');
       expect(result.stdout).toMatch(/per segment/);
       expect(result.stdout).toMatch(/^gbt-v3 is a candidate: MAE/m);
@@ -323,7 +309,7 @@ describe.skipIf(!hasTrainer || !presentOrSkip(hasPostgres ? null : 'Postgres at 
 
       // The registry's own tool lists it, from the same image's compiled JavaScript.
       const list = await node({}, ['service/cli/models-cli.js', 'list']);
-      expect(list.status, list.stderr).toBe(0);
+      expect(list.code, list.stderr).toBe(0);
       expect(list.stdout).toContain('gbt-v3');
     }, 240_000);
 
@@ -341,7 +327,7 @@ describe.skipIf(!hasTrainer || !presentOrSkip(hasPostgres ? null : 'Postgres at 
           KUBERNETES_API_URL: api.url,
           KUBERNETES_TOKEN_FILE: join(dir, 'absent-token'),
         });
-        expect(result.status, result.stdout + result.stderr).toBe(0);
+        expect(result.code, result.stdout + result.stderr).toBe(0);
         expect(result.stdout).toMatch(
           /champion gbt-v3 from the model registry \(Postgres at DATABASE_URL\), sha256:/,
         );
@@ -365,7 +351,7 @@ describe.skipIf(!hasTrainer || !presentOrSkip(hasPostgres ? null : 'Postgres at 
         'service/cli/retrain-cli.js',
         ...['run', '--days', '28', '--estimators', '100'],
       ]);
-      expect(written.status, written.stdout + written.stderr).toBe(0);
+      expect(written.code, written.stdout + written.stderr).toBe(0);
       expect(written.stdout).toMatch(/^gbt-v4 is a candidate: /m);
       expect(written.stdout).toContain('register it: npm run models -- push gbt-v4');
       expect(
@@ -376,7 +362,7 @@ describe.skipIf(!hasTrainer || !presentOrSkip(hasPostgres ? null : 'Postgres at 
       expect(await registered()).not.toContain('gbt-v4');
 
       const push = await node({ MODELS_DIR: models }, ['service/cli/models-cli.js', 'push', 'gbt-v4']);
-      expect(push.status, push.stderr).toBe(0);
+      expect(push.code, push.stderr).toBe(0);
       const shown = await createModelStore(database.db, 'postgres').show('gbt-v4');
       expect(shown.card).toMatchObject({ version: 'gbt-v4', retraining: { candidate: true } });
       expect(workLeft()).toEqual([]);
@@ -385,11 +371,11 @@ describe.skipIf(!hasTrainer || !presentOrSkip(hasPostgres ? null : 'Postgres at 
     it('refuses a version already registered (exit 2) and too little feedback (exit 3), registering nothing', async () => {
       const before = await registered();
       const taken = await run({ FLAGS_FILE: flags }, '--version', 'gbt-v3');
-      expect(taken.status).toBe(2);
+      expect(taken.code).toBe(2);
       expect(taken.stderr).toContain('gbt-v3 is already registered in the model registry');
       // The bookings were served between three days and a day ago: none in the last hour.
       const none = await run({ FLAGS_FILE: flags }, '--days', '0.04');
-      expect(none.status).toBe(3);
+      expect(none.code).toBe(3);
       expect(none.stderr).toMatch(
         /^0 bookings with feedback between .*; at least 2000 are needed \(widen --days\): nothing trained, nothing registered$/m,
       );
@@ -403,7 +389,7 @@ describe.skipIf(!hasTrainer || !presentOrSkip(hasPostgres ? null : 'Postgres at 
       writeFileSync(trainer, 'import sys\nsys.exit("the trainer cannot fit: out of memory")\n');
       try {
         const result = await run({ FLAGS_FILE: flags });
-        expect(result.status, result.stdout + result.stderr).toBe(1);
+        expect(result.code, result.stdout + result.stderr).toBe(1);
         expect(result.stderr).toMatch(/^the trainer failed:\n.*the trainer cannot fit: out of memory/m);
       } finally {
         writeFileSync(trainer, original);

@@ -7,16 +7,17 @@ export interface ChildRun {
 }
 
 /**
- * A script of deploy/ run to its end for a test, awaited: its environment is `env` and PATH alone (PATH may be
+ * A command run to its end for a test, awaited: its environment is `env` and PATH alone (PATH may be
  * overridden). Never synchronous: a child running for seconds would stall the Vitest worker's RPC.
  */
 export function runChild(
   command: string,
   args: string[],
   env: Record<string, string> = {},
+  { cwd }: { cwd?: string } = {},
 ): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: { PATH: process.env.PATH ?? '', ...env } });
+    const child = spawn(command, args, { cwd, env: { PATH: process.env.PATH ?? '', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => {
