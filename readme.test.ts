@@ -1,17 +1,17 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-describe('README', () => {
-  const readme = readFileSync('README.md', 'utf8');
-
-  it('documents every variable the config module reads', () => {
+describe('README and the reference pages it leads to', () => {
+  it('documents in docs/configuration.md every variable the config module reads', () => {
+    const settings = readFileSync('docs/configuration.md', 'utf8');
     const config = readFileSync('service/config/config.ts', 'utf8');
     const variables = [...config.matchAll(/^ {2}([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1] as string);
     expect(variables.length).toBeGreaterThan(20);
-    for (const variable of variables) expect(readme, variable).toContain(`| \`${variable}\` |`);
+    for (const variable of variables) expect(settings, variable).toContain(`| \`${variable}\` |`);
   });
 
   it('names the two commands a newcomer needs, and the scripts it mentions exist', () => {
+    const readme = readFileSync('README.md', 'utf8');
     expect(readme).toContain('npm ci && npm start');
     expect(readme).toContain('npm test');
     const scripts = Object.keys(JSON.parse(readFileSync('package.json', 'utf8')).scripts);
@@ -20,8 +20,9 @@ describe('README', () => {
     expect(readFileSync('.ci/run', 'utf8')).toContain('npm test');
   });
 
-  it('lists in its layout only paths that exist, and every folder of service/', () => {
-    const layout = readme.slice(readme.indexOf('## Layout'));
+  it('lists in the layout of docs/architecture.md only paths that exist, and every folder of service/', () => {
+    const architecture = readFileSync('docs/architecture.md', 'utf8');
+    const layout = architecture.slice(architecture.indexOf('## Layout'));
     const block = layout.slice(
       layout.indexOf('```\n') + 4,
       layout.indexOf('\n```', layout.indexOf('```\n') + 4),

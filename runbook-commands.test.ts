@@ -20,7 +20,8 @@ import { tempDir } from './service/test-support/harness.js';
 import { type ServiceProcess, startService, waitForReady } from './service/test-support/process.js';
 
 /*
- * The commands of docs/runbook.md (its shell blocks and every inline command) and of the README's shell blocks,
+ * The commands of docs/runbook.md (its shell blocks and every inline command) and the shell blocks of the README and
+ * of the reference pages it leads to (PAGES),
  * run as written wherever they can run on a development machine: against the service compiled and started as the
  * image starts it (service/test-support/dockerfile.ts), its flags in a temp file, its database a Postgres of its
  * own. The runbook's tools run twice: with its local definitions (npm run, tsx) and with its compose and
@@ -64,6 +65,8 @@ const NOT_HERE: [RegExp, string][] = [
     'installs the packages; the service this test starts is that, compiled (dockerfile.test.ts)',
   ],
   [/^npm test$/, 'the whole suite, this file included'],
+  [/^(\w+=\S+ )*\.ci\/run$/, 'CI: installs the parts, then the whole suite, this file included'],
+  [/^npx vitest run /, 'a file of the suite, which runs it'],
   [/^npm install --prefix /, 'downloads Node from the npm registry'],
   [
     /^npx drizzle-kit generate$/,
@@ -262,10 +265,29 @@ function verdict(text: string): { run: true } | { run: false; reason: string } {
 }
 
 const runbookCommands = commandsOf(RUNBOOK, { inline: true });
-const readmeCommands = commandsOf('README.md', { inline: false });
+/** The README and the pages holding the commands it leads to: their shell blocks are read, and run where they can. */
+const PAGES = [
+  'README.md',
+  'docs/operations.md',
+  'docs/rollout-and-rollback.md',
+  'docs/testing.md',
+  'models/README.md',
+];
+const readmeCommands = PAGES.flatMap((page) => commandsOf(page, { inline: false }));
 const all = [...runbookCommands, ...readmeCommands];
 
 describe('the runbook and README commands, read', () => {
+  it('reads every page of the README, docs/, models/ and deploy/ that holds a shell block', () => {
+    const markdown = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? markdown(join(dir, e.name)) : e.name.endsWith('.md') ? [join(dir, e.name)] : [],
+      );
+    const withShell = ['README.md', ...markdown('docs'), ...markdown('models'), ...markdown('deploy')].filter(
+      (page) => fencedBlocks(readFileSync(page, 'utf8'), 'sh').length > 0,
+    );
+    expect([RUNBOOK, ...PAGES]).toEqual(expect.arrayContaining(withShell));
+  });
+
   it('define $SERVICE, $METRICS and the tools once per topology, on the ports the service and deployments use', () => {
     const config = loadConfig({});
     const { local, compose, kubernetes } = topologies();
@@ -323,7 +345,9 @@ describe('the runbook and README commands, read', () => {
     const seconds = (promoter?.soakMs ?? 0) / 1000;
     expect(Number(soak?.[1]) * 3600).toBe(seconds);
     expect(Number(soak?.[2])).toBe(seconds);
-    expect(readFileSync('README.md', 'utf8')).toContain(`| \`AUTO_PROMOTE_SOAK_S\` | \`${seconds}\` |`);
+    expect(readFileSync('docs/configuration.md', 'utf8')).toContain(
+      `| \`AUTO_PROMOTE_SOAK_S\` | \`${seconds}\` |`,
+    );
   });
 
   it('names only npm scripts that exist, and says why each command it does not run cannot run here', () => {
@@ -392,6 +416,8 @@ describe.skipIf(!presentOrSkip(hasPostgres ? null : 'Postgres at 127.0.0.1:5432'
         DATABASE_URL: database.url,
         OPENWEATHER_API_KEY: 'runbook-test-key',
         OPENWEATHER_BASE_URL: weatherApi.url,
+        // The service requires it on the reports, and on-call's shell holds it: a call without it fails (401).
+        REPORTS_TOKEN: 'runbook-reports-token-0123',
       };
       const [, ...args] = image.cmd ?? [];
       service = await startService({ ...image.env, ...shared }, { args, cwd: image.root });
@@ -422,7 +448,11 @@ describe.skipIf(!presentOrSkip(hasPostgres ? null : 'Postgres at 127.0.0.1:5432'
         'curl() { command curl --fail-with-body --show-error "$@"; }',
         prelude,
         `export SERVICE=http://127.0.0.1:${service.port} METRICS=http://127.0.0.1:${service.metricsPort}`,
-        text.replaceAll('VERSION', OTHER_VERSION).replace(/\blocalhost:8080\b/g, `127.0.0.1:${service.port}`),
+        // The checkout's models/ is this test's copy, which holds OTHER_VERSION too.
+        text
+          .replaceAll('VERSION', OTHER_VERSION)
+          .replace(/\blocalhost:8080\b/g, `127.0.0.1:${service.port}`)
+          .replace(/ --dir models\b/g, ' --dir "$MODELS_DIR"'),
       ].join('\n');
       const child = spawn('bash', ['-c', script], { env: { ...env, ...extraEnv }, timeout: 60_000 });
       let stdout = '';

@@ -4,7 +4,7 @@
  * same in SQL, and its tests check both agree) and the holdout measurement (models/business.ts).
  */
 
-/** The plan's figures, set beside what is measured (README, "Business outcome"). */
+/** The plan's figures, set beside what is measured (models/README.md, "Business outcome"). */
 export const PLAN_TARGETS = {
   /** Share of late bookings flagged in advance (the plan: 75-80%, against 0% without prediction). */
   anticipatedRatio: 0.75,
