@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type AlertFiring, replayRollback, shippedSettings } from './rollback-replay.js';
-import { judge, rollbackScenarios, timeOrderedScenarios } from './rollback-scenarios.js';
+import { aimText, judge, MEASURE_DEFAULTS, measuredScenarios } from './rollback-scenarios.js';
 
 /*
  * npm run measure:rollback -- [--hours 24] [--shuffled-hours 2] [--only SUBSTRING] [--shard K/N] [--seed 1]
@@ -18,7 +18,7 @@ import { judge, rollbackScenarios, timeOrderedScenarios } from './rollback-scena
  * replayed minutes, so that N processes share the cores (.ci/run runs two). Beside the times, who is told: the
  * alerts that fired, by their `severity` label in prometheus/rules (page, ticket), left out when Alertmanager's
  * inhibition holds them back all along, or that fire only after ML stopped serving (the replayed traffic does not
- * feed the rollback back: after it, its series are not the system's). Prints JSON (--markdown: the ADR's table instead, --json: the JSON into
+ * feed the rollback back: after it, its series are not the system's). Prints JSON (--markdown: docs/rollout-and-rollback.md's table instead, --json: the JSON into
  * FILE too); exit 1 when an aim is missed.
  *
  * Each scenario runs in a process of its own (`--scenario NAME --result FILE`, the same command). Node 24's V8
@@ -28,11 +28,11 @@ import { judge, rollbackScenarios, timeOrderedScenarios } from './rollback-scena
  */
 const { values: args } = parseArgs({
   options: {
-    hours: { type: 'string', default: '24' },
-    'shuffled-hours': { type: 'string', default: '2' },
+    hours: { type: 'string', default: String(MEASURE_DEFAULTS.hours) },
+    'shuffled-hours': { type: 'string', default: String(MEASURE_DEFAULTS.shuffledHours) },
     only: { type: 'string' },
     shard: { type: 'string', default: '1/1' },
-    seed: { type: 'string', default: '1' },
+    seed: { type: 'string', default: String(MEASURE_DEFAULTS.seed) },
     markdown: { type: 'boolean', default: false },
     json: { type: 'string' },
     scenario: { type: 'string' },
@@ -45,12 +45,7 @@ const seed = Number(args.seed);
 const shuffledHours = Number(args['shuffled-hours']);
 const replayedMinutes = (s: { phases: { minutes: number }[] }) =>
   s.phases.reduce((sum, p) => sum + p.minutes, 0);
-const all = [
-  ...timeOrderedScenarios({ seed, healthyHours: Number(args.hours) }).map((s) => ({ ...s, order: 'time' })),
-  ...(shuffledHours > 0
-    ? rollbackScenarios({ healthyHours: shuffledHours }).map((s) => ({ ...s, order: 'shuffled' }))
-    : []),
-];
+const all = measuredScenarios({ hours: Number(args.hours), shuffledHours, seed });
 type Scenario = (typeof all)[number];
 
 /** The severities that tell a person (the rest, `info`, is recorded only). */
@@ -181,10 +176,9 @@ if (args.markdown) {
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   const names = (list: string[]) => list.join(', ') || 'none';
   for (const r of results) {
-    const aim = r.aim.expect === 'rollback' ? `<= ${r.aim.within_s} s` : 'no rollback';
     const fired = r.rollback ? `${r.rollback.alertname} (${r.rollback.signal})` : 'none';
     console.log(
-      `| ${r.order} | ${r.scenario} | ${fired} | ${r.rollback ? `${r.rollback.alert_s} s` : '-'} | ${r.rollback ? `${r.rollback.to_heuristic_s} s` : '-'} | ${names(r.told.page)} | ${names(r.told.ticket)} | ${names([...r.inhibited.map((a) => `${a} (inhibited)`), ...r.after_rollback.map((a) => `${a} (after ML stopped)`)])} | ${aim} | ${r.met ? 'yes' : `**no**: ${r.why}`} |`,
+      `| ${r.order} | ${r.scenario} | ${fired} | ${r.rollback ? `${r.rollback.alert_s} s` : '-'} | ${r.rollback ? `${r.rollback.to_heuristic_s} s` : '-'} | ${names(r.told.page)} | ${names(r.told.ticket)} | ${names([...r.inhibited.map((a) => `${a} (inhibited)`), ...r.after_rollback.map((a) => `${a} (after ML stopped)`)])} | ${aimText(r.aim)} | ${r.met ? 'yes' : `**no**: ${r.why}`} |`,
     );
   }
 } else console.log(JSON.stringify(report, null, 2));

@@ -257,6 +257,30 @@ export function timeOrderedScenarios({
   ];
 }
 
+/** `npm run measure:rollback`'s defaults: healthy days of 24 h, 2 h of shuffled healthy traffic, traffic seed 1. */
+export const MEASURE_DEFAULTS = { hours: 24, shuffledHours: 2, seed: 1 } as const;
+
+/** Every scenario `npm run measure:rollback` runs, in its order: the time-ordered ones, then the shuffled extras. */
+export function measuredScenarios({
+  hours = MEASURE_DEFAULTS.hours,
+  shuffledHours = MEASURE_DEFAULTS.shuffledHours,
+  seed = MEASURE_DEFAULTS.seed,
+}: {
+  hours?: number;
+  shuffledHours?: number;
+  seed?: number;
+} = {}) {
+  return [
+    ...timeOrderedScenarios({ seed, healthyHours: hours }).map((s) => ({ ...s, order: 'time' as const })),
+    ...(shuffledHours > 0
+      ? rollbackScenarios({ healthyHours: shuffledHours }).map((s) => ({ ...s, order: 'shuffled' as const }))
+      : []),
+  ];
+}
+
+/** An aim as the measure's Markdown table says it (docs/rollout-and-rollback.md holds the last table). */
+export const aimText = (aim: Aim) => (aim.expect === 'rollback' ? `<= ${aim.within_s} s` : 'no rollback');
+
 /** Whether a replay met its scenario's aim, and why not. */
 export function judge(aim: Aim, result: ReplayResult): { met: boolean; why: string } {
   if (result.rollback_before_break.length > 0)
