@@ -253,6 +253,11 @@ describe('deploy/kubernetes', () => {
         'webhook-token',
       ]);
       expect(optional.sort()).toEqual(['openweather-api-key', 'report-webhook-url']);
+      // The command docs/operations.md gives creates exactly these keys: none the pods read is left out.
+      const docs = readFileSync('docs/operations.md', 'utf8');
+      const command = /create secret generic delay-prediction \\\n((?:.*\\\n)*.*)/.exec(docs)?.[1] ?? '';
+      const documented = [...command.matchAll(/--from-(?:literal|file)=([a-z0-9-]+)=/g)].map((m) => m[1]);
+      expect(documented.sort()).toEqual([...required, ...optional].sort());
     });
 
     it('exports traces to the OpenTelemetry Collector in observability, and lets them out', () => {
