@@ -29,5 +29,5 @@ ENV NODE_ENV=production
 EXPOSE 8080 9464
 USER node
 # As `npm start`, on the compiled entry point: --no-memory-reducer keeps the heap through quiet periods
-# (docs/performance.md). The tools run the same way: node service/cli/rollout-cli.js status (README).
+# (docs/performance.md). The tools run the same way: node service/cli/rollout-cli.js status (docs/operations.md).
 CMD ["node", "--no-memory-reducer", "service/main.js"]
