@@ -3,7 +3,7 @@ import { dailyMarkdown, postToWebhook } from '../reports/daily-report.js';
 import { eraseBooking } from '../reports/erasure.js';
 import { createReports } from '../reports/reports.js';
 import { sloBudgetLeft } from '../reports/slo-budget.js';
-import { redactedError } from '../telemetry/redacted-error.js';
+import { redactedMessage } from '../telemetry/redacted-error.js';
 import { cliActor, fail, openToolDatabase, startCli } from './cli.js';
 
 /*
@@ -76,8 +76,7 @@ try {
           : `nothing stored for booking ${erased.bookingRef}; the request is recorded as erasure ${erased.id}`,
       );
     } catch (err) {
-      const e = redactedError(err) as Error & { cause?: Error };
-      const reason = `${e.message}${e.cause ? `: ${e.cause.message}` : ''}`.replace(/\s*\n\s*/g, ' ');
+      const reason = redactedMessage(err).replace(/\s*\n\s*/g, ' ');
       console.error(`erase failed, all or nothing (erasures records each erasure done): ${reason}`);
       process.exitCode = 1;
     }

@@ -1,9 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Database } from '../storage/database.js';
-import { fail, startCli } from './cli.js';
+import { cliActor, fail, startCli } from './cli.js';
 
 /*
  * npm run rollout -- status | enable --percentage N | disable | promote | set-model VERSION
@@ -85,7 +84,7 @@ const latch = database ? auditLatchKeeper(database.db) : undefined;
 const rollout = createRolloutService({ store, db: database?.db, logger, servable, latch });
 const live = async () => parseFlagConfig(await store.read());
 const who = (action: 'enable' | 'disable' | 'promote' | 'set-model' | 'canary', modelVersion?: string) => ({
-  actor: `cli:${userInfo().username}`,
+  actor: cliActor(),
   action,
   reason: values.reason,
   modelVersion,

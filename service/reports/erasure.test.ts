@@ -3,12 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { erasures, feedback, predictions } from '../../db/schema.js';
 import { bookingRefs } from '../privacy/booking-ref.js';
 import type { Database } from '../storage/database.js';
-import {
-  freshPglite,
-  freshPostgres,
-  postgresAvailable,
-  predictionRow as row,
-} from '../test-support/databases.js';
+import { databaseEngines, postgresAvailable, predictionRow as row } from '../test-support/databases.js';
 import { eraseBooking } from './erasure.js';
 import { createReports } from './reports.js';
 
@@ -53,10 +48,7 @@ const rollups = async (d: Database) => ({
   scored: await rows(d, sql`select * from scored_predictions order by booking_id`),
 });
 
-const engines = [
-  ['PGlite', freshPglite, true],
-  ['Postgres', () => freshPostgres(), hasPostgres],
-] as const;
+const engines = databaseEngines(hasPostgres);
 
 describe.each(engines)('erasing a booking on %s', (_name, fresh, available) => {
   async function database() {

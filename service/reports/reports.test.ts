@@ -13,7 +13,7 @@ import {
 import type { Database } from '../storage/database.js';
 import type { PredictionRow } from '../storage/prediction-log.js';
 import {
-  freshPglite,
+  databaseEngines,
   freshPostgres,
   postgresAvailable,
   predictionRow as row,
@@ -191,10 +191,7 @@ async function expectReportsToMatch(d: Database, reports: Reports, days: number)
   return want;
 }
 
-const engines = [
-  ['PGlite', freshPglite, true],
-  ['Postgres', () => freshPostgres(), hasPostgres],
-] as const;
+const engines = databaseEngines(hasPostgres);
 
 describe.each(engines)('reports on %s', (_name, fresh, available) => {
   async function database() {

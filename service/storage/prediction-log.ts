@@ -9,7 +9,7 @@ import {
 import type { Logger } from 'pino';
 import type { predictions } from '../../db/schema.js';
 import type { BookingRef } from '../privacy/booking-ref.js';
-import { redactedError } from '../telemetry/redacted-error.js';
+import { redactedMessage } from '../telemetry/redacted-error.js';
 import type { PredictionDropReason, ServiceMetrics } from '../telemetry/service-metrics.js';
 import { inSpan } from '../telemetry/spans.js';
 
@@ -65,12 +65,6 @@ function refusesRows(err: unknown): boolean {
     (err as { cause?: { code?: unknown } }).cause?.code;
   return typeof code === 'string' && /^2[23]/.test(code);
 }
-/** Without the failed query's values: booking ids (docs/privacy.md). */
-const errorMessage = (err: unknown) => {
-  const e = redactedError(err) as Error & { cause?: Error };
-  return e.cause?.message ? `${e.message}: ${e.cause.message}` : e.message;
-};
-
 /**
  * Predictions reach the database off the hot path: a bounded in-memory queue, written in batches by one
  * loop. While the database fails, the loop retries the same batch with growing pauses and the queue
@@ -119,7 +113,7 @@ export function createPredictionLog({
       settled += 1;
       dropped(1, 'refused');
       log.error(
-        { err: errorMessage(err), booking_count: 1 },
+        { err: redactedMessage(err), booking_count: 1 },
         'the database refused a prediction; it is set aside',
       );
     }
@@ -158,7 +152,7 @@ export function createPredictionLog({
       if (stopping.signal.aborted) return false;
       failures += 1;
       metrics.predictionLogWriteErrors.add(1);
-      if (failures === 1) log.error({ err: errorMessage(err) }, 'prediction log cannot write; retrying');
+      if (failures === 1) log.error({ err: redactedMessage(err) }, 'prediction log cannot write; retrying');
       return false;
     }
   }

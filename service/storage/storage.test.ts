@@ -16,7 +16,7 @@ import { bookingRefs } from '../privacy/booking-ref.js';
 import { createReports, pairedComparison } from '../reports/reports.js';
 import { exportServedRows } from '../retraining/retraining.js';
 import {
-  freshPglite,
+  databaseEngines,
   freshPostgres,
   postgresAvailable,
   predictionRow as row,
@@ -53,10 +53,7 @@ async function count(database: Database, table: typeof predictions | typeof feed
   return Number(r?.n);
 }
 
-const engines = [
-  ['PGlite', freshPglite, true],
-  ['Postgres', () => freshPostgres(), hasPostgres],
-] as const;
+const engines = databaseEngines(hasPostgres);
 
 describe.each(engines)('storage on %s', (name, fresh, available) => {
   async function database() {

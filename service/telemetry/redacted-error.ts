@@ -57,3 +57,9 @@ function queryValues(err: Error): string[] {
     Array.isArray(value) ? value.flatMap(texts) : typeof value === 'string' && value !== '' ? [value] : [];
   return [...texts(params), ...texts(parameters)];
 }
+
+/** An error's message and its cause's, as one text without a failed query's values (redactedError). */
+export function redactedMessage(err: unknown): string {
+  const e = redactedError(err) as Error & { cause?: Error };
+  return e.cause?.message ? `${e.message}: ${e.cause.message}` : e.message;
+}

@@ -44,6 +44,13 @@ export async function freshPglite(): Promise<Database> {
   return openDatabase({ dataDir: tempDir('delay-pglite-') });
 }
 
+/** The two stores the service runs on, for `describe.each`: a name, a fresh migrated database, whether it can run here. */
+export const databaseEngines = (postgres: boolean) =>
+  [
+    ['PGlite', freshPglite, true],
+    ['Postgres', () => freshPostgres(), postgres],
+  ] as const;
+
 /** A stored prediction as the prediction log writes it: the heuristic's 5 minutes, fields overridable. */
 export function predictionRow(bookingId: string, overrides: Partial<PredictionRow> = {}): PredictionRow {
   return {
